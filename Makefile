@@ -1,0 +1,75 @@
+# movierec: `make all` sets up, trains on ML-100K, archives, serves and shows example calls.
+# `make help` lists every target.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+BIN     := $(VENV)/bin
+DATASET ?= ml-100k
+ARTIFACT ?= artifacts/$(DATASET)
+TRAIN_ARGS ?=
+MAR     := model_store/movierec.mar
+URL     ?= http://127.0.0.1:8080
+
+.PHONY: help all install check-java data train archive serve stop demo test lint format clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+all: install archive serve  ## set up, train on ML-100K, build the .mar, start TorchServe, call it
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+install: check-java $(VENV)/.installed  ## create .venv with the pinned dependencies
+
+check-java:
+	@command -v java >/dev/null || { echo "TorchServe needs Java 11+ on PATH." \
+	  "Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless"; exit 1; }
+
+data: $(VENV)/.installed  ## fetch the dataset (DATASET=ml-100k) into data/
+	$(PY) -c "import logging; logging.basicConfig(level=logging.INFO); \
+	  from model.data import fetch; print(fetch('$(DATASET)'))"
+
+$(ARTIFACT)/weights.pt: $(VENV)/.installed $(wildcard model/*.py train/*.py)
+	$(PY) -m train --dataset $(DATASET) --output $(ARTIFACT) --quiet $(TRAIN_ARGS)
+
+train: $(ARTIFACT)/weights.pt  ## train into artifacts/DATASET/ (TRAIN_ARGS="--epochs 5" passes options)
+
+$(MAR): $(ARTIFACT)/weights.pt $(wildcard handler/*) $(wildcard model/*.py)
+	$(PY) -m train.archive --artifact $(ARTIFACT) --export-path model_store
+
+archive: $(MAR)  ## build model_store/movierec.mar from the trained artifact
+
+serve: check-java $(MAR)  ## start TorchServe with config.properties and show example calls
+	$(BIN)/torchserve --start --ts-config config.properties --ncs
+	$(PY) -m client demo --url $(URL)
+	@echo "Your own calls: TOKEN=\$$(python3 -c 'import json; \
+	  print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])')  (see README)"
+
+stop:  ## stop TorchServe
+	-$(BIN)/torchserve --stop
+
+demo: $(VENV)/.installed  ## example calls against the running server
+	$(PY) -m client demo --url $(URL)
+
+test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed  ## apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:  ## remove build outputs (keeps data/ and .venv/)
+	rm -rf artifacts model_store logs key_file.json .pytest_cache

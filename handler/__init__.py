@@ -1,0 +1,1 @@
+"""The TorchServe adapter: request protocol (:mod:`handler.protocol`) and the handler class."""

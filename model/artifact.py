@@ -1,0 +1,82 @@
+"""One artifact format: config, weights, vocabulary and metrics in one folder.
+
+    config.json   model config, training config, dataset, split, provenance
+    weights.pt    the network's state_dict (plain tensors: loads with weights_only=True)
+    vocab.npz     the id vocabulary (plain arrays: loads with allow_pickle=False)
+    metrics.json  validation/test metrics of the model and the baselines, training history
+
+Whatever loads an artifact rebuilds the network from config.json alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model import __version__
+from model.errors import DataError
+from model.network import ModelConfig, NeuralCF
+from model.vocab import Vocabulary
+
+CONFIG, WEIGHTS, VOCAB, METRICS = "config.json", "weights.pt", "vocab.npz", "metrics.json"
+FILES = (CONFIG, WEIGHTS, VOCAB, METRICS)
+
+
+def provenance() -> dict:
+    """How and where an artifact is made: versions, machine, git commit, time."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True, cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True,
+                                    text=True, cwd=Path(__file__).parent).stdout.strip())  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = None, None
+    return {
+        "movierec": __version__, "git_commit": commit, "git_dirty": dirty,
+        "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+
+
+def save(directory: str | Path, model: NeuralCF, vocab: Vocabulary, config: dict,
+         metrics: dict) -> Path:  # fmt: skip
+    """Write an artifact folder atomically (a temporary folder renamed into place)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        full_config = {"model": model.config.to_dict(), **config, "provenance": provenance()}
+        (tmp / CONFIG).write_text(json.dumps(full_config, indent=2) + "\n")
+        torch.save(model.state_dict(), tmp / WEIGHTS)
+        vocab.save(tmp / VOCAB)
+        (tmp / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def load(directory: str | Path) -> tuple[NeuralCF, Vocabulary, dict]:
+    """Rebuild ``(model, vocabulary, config)`` from an artifact folder, in eval mode."""
+    directory = Path(directory)
+    missing = [f for f in (CONFIG, WEIGHTS, VOCAB) if not (directory / f).is_file()]
+    if missing:
+        raise DataError(f"{directory}: not a movierec artifact, missing {', '.join(missing)}")
+    config = json.loads((directory / CONFIG).read_text())
+    vocab = Vocabulary.load(directory / VOCAB)
+    model = NeuralCF(ModelConfig.from_dict(config["model"]))
+    model.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
+    model.eval()
+    return model, vocab, config

@@ -1,0 +1,134 @@
+"""Id vocabulary: raw MovieLens ids <-> dense indices, movie metadata, and who rated what.
+
+It is saved as one ``vocab.npz`` of plain arrays (no pickle), which travels inside the .mar.
+Naming: ``user_id``/``movie_id`` are raw MovieLens ids; ``user_idx``/``item_idx`` dense indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from model.errors import UnknownIdError
+
+
+@dataclass
+class Vocabulary:
+    """Dense index maps, movie metadata and each user's rated movies.
+
+    Attributes
+    ----------
+    user_ids : numpy.ndarray, shape (num_users,)
+        Sorted raw user ids; ``user_ids[user_idx]`` is the raw id.
+    movie_ids : numpy.ndarray, shape (num_items,)
+        Sorted raw movie ids; ``movie_ids[item_idx]`` is the raw id.
+    titles : numpy.ndarray of str, shape (num_items,)
+    genre_names : tuple of str
+    genres : numpy.ndarray of uint8, shape (num_items, num_genres)
+        Multi-hot genre flags.
+    rated_indptr, rated_items : numpy.ndarray
+        CSR rows: the items user ``u`` rated are
+        ``rated_items[rated_indptr[u]:rated_indptr[u + 1]]`` (sorted).
+    """
+
+    user_ids: np.ndarray
+    movie_ids: np.ndarray
+    titles: np.ndarray
+    genre_names: tuple[str, ...]
+    genres: np.ndarray
+    rated_indptr: np.ndarray
+    rated_items: np.ndarray
+
+    @classmethod
+    def build(cls, ratings: pd.DataFrame, movies: pd.DataFrame,
+              genre_names: tuple[str, ...]) -> Vocabulary:  # fmt: skip
+        """Build from all known ratings (users, rated sets) and the movie catalogue.
+
+        Every movie of the catalogue gets an index, rated or not, so top-K covers the catalogue.
+        """
+        movie_ids = np.union1d(movies["movie_id"].to_numpy(), ratings["movie_id"].to_numpy())
+        user_ids = np.unique(ratings["user_id"].to_numpy())
+        meta = movies.set_index("movie_id").reindex(movie_ids)
+        titles = meta["title"].fillna("").to_numpy(dtype=str)
+        genre_col = meta["genres"].fillna("").to_numpy(dtype=object)
+        lookup = {g: j for j, g in enumerate(genre_names)}
+        genres = np.zeros((len(movie_ids), len(genre_names)), dtype=np.uint8)
+        for i, joined in enumerate(genre_col):
+            for g in filter(None, joined.split("|")):
+                genres[i, lookup[g]] = 1
+        vocab = cls(user_ids, movie_ids, titles, tuple(genre_names), genres,
+                    np.zeros(len(user_ids) + 1, dtype=np.int64), np.zeros(0, dtype=np.int32))  # fmt: skip
+        vocab.rated_indptr, vocab.rated_items = vocab._csr(ratings)
+        return vocab
+
+    def _csr(self, ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        users = self.user_index(ratings["user_id"].to_numpy())
+        items = self.item_index(ratings["movie_id"].to_numpy())
+        order = np.lexsort((items, users))
+        counts = np.bincount(users, minlength=self.num_users)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return indptr, items[order].astype(np.int32)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.movie_ids)
+
+    @staticmethod
+    def _index(known: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dense indices of ``ids`` in sorted ``known``, and a mask of which were found."""
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(known, ids)
+        pos_clipped = np.minimum(pos, len(known) - 1)
+        found = (pos < len(known)) & (known[pos_clipped] == ids)
+        return pos_clipped, found
+
+    def lookup_users(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorized: ``(user_idx, found)``; ``user_idx`` is meaningless where not found."""
+        return self._index(self.user_ids, user_ids)
+
+    def lookup_items(self, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorized: ``(item_idx, found)``; ``item_idx`` is meaningless where not found."""
+        return self._index(self.movie_ids, movie_ids)
+
+    def user_index(self, user_ids: np.ndarray, field: str = "user_id") -> np.ndarray:
+        """Dense user indices; raises :class:`UnknownIdError` naming the first unknown id."""
+        idx, found = self.lookup_users(user_ids)
+        if not found.all():
+            raise UnknownIdError(field, int(np.asarray(user_ids).ravel()[~found.ravel()][0]))
+        return idx
+
+    def item_index(self, movie_ids: np.ndarray, field: str = "movie_id") -> np.ndarray:
+        """Dense movie indices; raises :class:`UnknownIdError` naming the first unknown id."""
+        idx, found = self.lookup_items(movie_ids)
+        if not found.all():
+            raise UnknownIdError(field, int(np.asarray(movie_ids).ravel()[~found.ravel()][0]))
+        return idx
+
+    def rated_by(self, user_idx: int) -> np.ndarray:
+        """Item indices user ``user_idx`` has rated."""
+        return self.rated_items[self.rated_indptr[user_idx] : self.rated_indptr[user_idx + 1]]
+
+    def save(self, path: str | Path) -> None:
+        """Write every field to one ``.npz`` of plain arrays."""
+        np.savez_compressed(
+            path, user_ids=self.user_ids, movie_ids=self.movie_ids, titles=self.titles,
+            genre_names=np.array(self.genre_names, dtype=str), genres=self.genres,
+            rated_indptr=self.rated_indptr, rated_items=self.rated_items,
+        )  # fmt: skip
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocabulary:
+        """Read a vocabulary written by :meth:`save` (no pickle involved)."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                user_ids=z["user_ids"], movie_ids=z["movie_ids"], titles=z["titles"],
+                genre_names=tuple(str(g) for g in z["genre_names"]), genres=z["genres"],
+                rated_indptr=z["rated_indptr"], rated_items=z["rated_items"],
+            )  # fmt: skip

@@ -1,0 +1,53 @@
+"""Vocabulary: dense indices, metadata and rated sets survive a save/load round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.errors import UnknownIdError
+from model.vocab import Vocabulary
+
+
+def test_indices_map_back_to_raw_ids(vocab, ratings):
+    users = ratings["user_id"].to_numpy()
+    assert np.array_equal(vocab.user_ids[vocab.user_index(users)], users)
+    movies = ratings["movie_id"].to_numpy()
+    assert np.array_equal(vocab.movie_ids[vocab.item_index(movies)], movies)
+    assert vocab.num_users == ratings["user_id"].nunique()
+
+
+def test_catalogue_includes_unrated_movies(ratings, movies):
+    vocab = Vocabulary.build(ratings[ratings.movie_id != 11], movies, ("Action", "Comedy", "Drama"))
+    assert 11 in vocab.movie_ids.tolist()
+    assert vocab.num_items == len(movies)
+
+
+def test_unknown_ids_raise_with_field_and_value(vocab):
+    with pytest.raises(UnknownIdError, match="user_id: unknown user id 102"):
+        vocab.user_index(np.array([101, 102]))
+    with pytest.raises(UnknownIdError, match="pairs\\[0\\]\\[1\\]: unknown movie id 12"):
+        vocab.item_index(np.array([12]), field="pairs[0][1]")
+    idx, found = vocab.lookup_users(np.array([101, 102, 10**12, -5]))
+    assert found.tolist() == [True, False, False, False]
+
+
+def test_rated_sets_match_ratings(vocab, ratings):
+    for user_id, group in ratings.groupby("user_id"):
+        (u,) = vocab.user_index(np.array([user_id]))
+        rated = vocab.movie_ids[vocab.rated_by(u)]
+        assert sorted(rated.tolist()) == sorted(group["movie_id"].tolist())
+
+
+def test_titles_and_genres(vocab):
+    (i,) = vocab.item_index(np.array([14]))  # movie n=1: genre bit 0 -> Action
+    assert vocab.titles[i] == "Movie 14 (1995)"
+    assert vocab.genres[i].tolist() == [1, 0, 0]
+
+
+def test_save_load_round_trip(vocab, tmp_path):
+    vocab.save(tmp_path / "vocab.npz")
+    loaded = Vocabulary.load(tmp_path / "vocab.npz")
+    for field in ("user_ids", "movie_ids", "titles", "genres", "rated_indptr", "rated_items"):
+        assert np.array_equal(getattr(loaded, field), getattr(vocab, field)), field
+    assert loaded.genre_names == vocab.genre_names

@@ -1,0 +1,89 @@
+"""Package a trained artifact into a TorchServe model archive (.mar).
+
+    python -m train.archive --artifact artifacts/ml-100k --export-path model_store
+
+The archive holds the weights, the artifact's config.json (model sizes, training settings, data
+source, versions and git commit), vocab.npz, metrics.json, the ``model`` and ``handler``
+packages, and handler/model-config.yaml (batching, workers, request limits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from model import __version__, artifact
+from model.errors import DataError
+
+log = logging.getLogger("archive")
+
+REPO = Path(__file__).resolve().parent.parent
+HANDLER = REPO / "handler" / "movierec_handler.py"
+MODEL_CONFIG = REPO / "handler" / "model-config.yaml"
+
+
+def _archiver() -> str:
+    """torch-model-archiver of this interpreter's environment, else the one on PATH."""
+    beside = Path(sys.executable).parent / "torch-model-archiver"
+    found = str(beside) if beside.exists() else shutil.which("torch-model-archiver")
+    if not found:
+        raise DataError("torch-model-archiver not found: run `make install` first")
+    return found
+
+
+def build(artifact_dir: str | Path, export_path: str | Path, model_name: str = "movierec",
+          version: str = __version__, config_file: str | Path = MODEL_CONFIG) -> Path:  # fmt: skip
+    """Build ``export_path/<model_name>.mar`` from an artifact folder and return its path."""
+    artifact_dir, export_path = Path(artifact_dir), Path(export_path)
+    missing = [f for f in artifact.FILES if not (artifact_dir / f).is_file()]
+    if missing:
+        raise DataError(f"{artifact_dir}: missing {', '.join(missing)}; train first (make train)")
+    export_path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # The archiver copies a folder's *contents* into the archive root, so stage the
+        # packages as subfolders of one folder: they arrive as importable packages.
+        stage = Path(tmp) / "extra"
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for package in ("model", "handler"):
+            shutil.copytree(REPO / package, stage / package, ignore=ignore)
+        for name in (artifact.CONFIG, artifact.VOCAB, artifact.METRICS):
+            shutil.copy2(artifact_dir / name, stage / name)
+        command = [
+            _archiver(), "--model-name", model_name, "--version", version,
+            "--serialized-file", str(artifact_dir / artifact.WEIGHTS),
+            "--handler", str(HANDLER), "--extra-files", str(stage),
+            "--config-file", str(config_file), "--export-path", str(export_path), "--force",
+        ]  # fmt: skip
+        log.info("running %s", " ".join(command))
+        subprocess.run(command, check=True)
+    mar = export_path / f"{model_name}.mar"
+    log.info("wrote %s (%.1f MB, version %s)", mar, mar.stat().st_size / 1e6, version)
+    return mar
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")  # fmt: skip
+    p = argparse.ArgumentParser(prog="python -m train.archive", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--artifact", default="artifacts/ml-100k", help="folder written by train")
+    p.add_argument("--export-path", default="model_store", help="where the .mar goes")
+    p.add_argument("--model-name", default="movierec")
+    p.add_argument("--version", default=__version__, help="model version recorded in the .mar")
+    p.add_argument("--config-file", default=str(MODEL_CONFIG), help="model-config.yaml")
+    args = p.parse_args(argv)
+    try:
+        build(args.artifact, args.export_path, args.model_name, args.version, args.config_file)
+    except (DataError, subprocess.CalledProcessError) as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
