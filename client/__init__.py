@@ -1,8 +1,8 @@
 """A small HTTP client for a running movierec TorchServe; finds the token itself.
 
-    from client import MovieRecClient
-    api = MovieRecClient()                      # 127.0.0.1:8080, token from ./key_file.json
-    api.rating(196, 242); api.recommend(196, k=10)
+from client import MovieRecClient
+api = MovieRecClient()                      # 127.0.0.1:8080, token from ./key_file.json
+api.rating(196, 242); api.recommend(196, k=10)
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ def read_token(kind: str = "inference", key_file: str | Path | None = None) -> s
         keys = json.loads(path.read_text())
         return keys[kind]["key"]
     except FileNotFoundError:
-        raise ClientError(0, f"{path} not found: start TorchServe from this folder "
-                             "(make serve) or set MOVIEREC_KEY_FILE") from None  # fmt: skip
+        raise ClientError(
+            0,
+            f"{path} not found: start TorchServe from this folder "
+            "(make serve) or set MOVIEREC_KEY_FILE",
+        ) from None
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ClientError(0, f"{path}: no {kind!r} key in it ({exc})") from None
 
@@ -46,9 +49,14 @@ def read_token(kind: str = "inference", key_file: str | Path | None = None) -> s
 class MovieRecClient:
     """Calls ``POST /predictions/<model>`` with the bearer token."""
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None,
-                 model: str = "movierec", key_file: str | Path | None = None,
-                 timeout: float = 10.0):  # fmt: skip
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        model: str = "movierec",
+        key_file: str | Path | None = None,
+        timeout: float = 10.0,
+    ):
         self.url = url.rstrip("/")
         self.token = token if token is not None else read_token("inference", key_file)
         self.model = model
@@ -57,8 +65,12 @@ class MovieRecClient:
     def request(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
         """Send one request; returns ``(status, decoded JSON body)`` for any HTTP status."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})  # fmt: skip
+        req = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 status, raw = response.status, response.read()
@@ -98,8 +110,9 @@ class MovieRecClient:
                 status, answer = self.request("POST", f"/predictions/{self.model}", probe or {})
                 # Any answer from the handler itself (even a 400 for an empty probe) means
                 # a worker has loaded the model.
-                if isinstance(answer, dict) and ("error" in answer and "field" in answer["error"]
-                                                 or status == 200):  # fmt: skip
+                if isinstance(answer, dict) and (
+                    ("error" in answer and "field" in answer["error"]) or status == 200
+                ):
                     return
                 last = f"HTTP {status}: {answer}"
             except ClientError as exc:

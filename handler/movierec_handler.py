@@ -35,12 +35,19 @@ class MovieRecHandler(BaseHandler):
         # worker's default pool (one thread per core) would fight the others.
         threads = int(settings.get("torch_threads", 0)) or max(1, (os.cpu_count() or 1) // 2)
         torch.set_num_threads(threads)
-        self.limits = Limits(**{f: int(settings[f]) for f in ("max_k", "max_pairs", "default_k")
-                                if f in settings})  # fmt: skip
+        self.limits = Limits(
+            **{f: int(settings[f]) for f in ("max_k", "max_pairs", "default_k") if f in settings}
+        )
         self.recommender = Recommender.from_artifact(model_dir)
         vocab = self.recommender.vocab
-        log.info("movierec loaded from %s: %d users, %d movies, %d torch threads, %s",
-                 model_dir, vocab.num_users, vocab.num_items, threads, self.limits)  # fmt: skip
+        log.info(
+            "movierec loaded from %s: %d users, %d movies, %d torch threads, %s",
+            model_dir,
+            vocab.num_users,
+            vocab.num_items,
+            threads,
+            self.limits,
+        )
         self.initialized = True
 
     def handle(self, data: list, context) -> list[str]:

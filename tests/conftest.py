@@ -18,8 +18,9 @@ from model.vocab import Vocabulary
 GENRES = ("Action", "Comedy", "Drama")
 
 
-def synthetic_ratings(num_users: int = 40, num_items: int = 30, density: float = 0.5,
-                      seed: int = 0) -> pd.DataFrame:  # fmt: skip
+def synthetic_ratings(
+    num_users: int = 40, num_items: int = 30, density: float = 0.5, seed: int = 0
+) -> pd.DataFrame:
     """Ratings from a rank-2 model plus noise, rounded to 1..5 stars, with raw ids that are
     not dense (users 101, 103, ...; movies 11, 14, ...) to exercise the vocabulary."""
     rng = np.random.default_rng(seed)
@@ -27,19 +28,22 @@ def synthetic_ratings(num_users: int = 40, num_items: int = 30, density: float =
     mask = rng.random((num_users, num_items)) < density
     u, i = np.nonzero(mask)
     raw = 3.0 + 1.2 * (user_f[u] * item_f[i]).sum(1) + rng.normal(0, 0.3, len(u))
-    return pd.DataFrame({
-        "user_id": (101 + 2 * u).astype(np.int64),
-        "movie_id": (11 + 3 * i).astype(np.int64),
-        "rating": np.clip(np.round(raw), 1, 5).astype(np.float32),
-        "timestamp": (880_000_000 + rng.integers(0, 10**7, len(u))).astype(np.int64),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "user_id": (101 + 2 * u).astype(np.int64),
+            "movie_id": (11 + 3 * i).astype(np.int64),
+            "rating": np.clip(np.round(raw), 1, 5).astype(np.float32),
+            "timestamp": (880_000_000 + rng.integers(0, 10**7, len(u))).astype(np.int64),
+        }
+    )
 
 
 def synthetic_movies(num_items: int = 30) -> pd.DataFrame:
     ids = 11 + 3 * np.arange(num_items)
     genres = ["|".join(g for j, g in enumerate(GENRES) if (n >> j) & 1) for n in range(num_items)]
-    return pd.DataFrame({"movie_id": ids, "title": [f"Movie {m} (1995)" for m in ids],
-                         "genres": genres})  # fmt: skip
+    return pd.DataFrame(
+        {"movie_id": ids, "title": [f"Movie {m} (1995)" for m in ids], "genres": genres}
+    )
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +65,14 @@ def vocab(ratings, movies) -> Vocabulary:
 def artifact_dir(tmp_path_factory, ratings, movies, vocab) -> Path:
     """A small model trained for a few epochs on the synthetic data, saved as an artifact."""
     data = encode(ratings, vocab)
-    config = ModelConfig(num_users=vocab.num_users, num_items=vocab.num_items,
-                         num_genres=len(GENRES), embedding_dim=8, hidden_dims=[8],
-                         global_mean=float(data.rating.mean()))  # fmt: skip
+    config = ModelConfig(
+        num_users=vocab.num_users,
+        num_items=vocab.num_items,
+        num_genres=len(GENRES),
+        embedding_dim=8,
+        hidden_dims=[8],
+        global_mean=float(data.rating.mean()),
+    )
     torch.manual_seed(0)
     model = NeuralCF(config, torch.from_numpy(vocab.genres))
     fit(model, data, data, TrainConfig(epochs=3, batch_size=256), progress=False)

@@ -22,9 +22,12 @@ U_ITEM = (
 def test_reads_official_u_data(tmp_path):
     (tmp_path / "u.data").write_text(U_DATA)
     frame = data.read_ml100k_ratings(tmp_path / "u.data")
-    assert frame.to_dict("list") == {"user_id": [196, 186, 22], "movie_id": [242, 302, 377],
-                                     "rating": [3.0, 3.0, 1.0],
-                                     "timestamp": [881250949, 891717742, 878887116]}  # fmt: skip
+    assert frame.to_dict("list") == {
+        "user_id": [196, 186, 22],
+        "movie_id": [242, 302, 377],
+        "rating": [3.0, 3.0, 1.0],
+        "timestamp": [881250949, 891717742, 878887116],
+    }
     assert str(frame["rating"].dtype) == "float32"
 
 
@@ -51,10 +54,12 @@ def _recbole_files(num_ratings: int) -> dict[str, bytes]:
     rows = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
     for n in range(num_ratings):
         rows.append(f"{n % 7 + 1}\t{n % 11 + 1}\t{rng.integers(1, 6)}\t{880000000 + n}")
-    item = ("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
-            "1\tToy Story\t1995\tAnimation Children's Comedy\n"
-            "2\tUsual Suspects, The\t1995\tCrime Thriller\n"
-            "3\tNo Year Movie\t\tunknown\n")  # fmt: skip
+    item = (
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        "1\tToy Story\t1995\tAnimation Children's Comedy\n"
+        "2\tUsual Suspects, The\t1995\tCrime Thriller\n"
+        "3\tNo Year Movie\t\tunknown\n"
+    )
     return {"ml-100k.inter": ("\n".join(rows) + "\n").encode(), "ml-100k.item": item.encode()}
 
 
@@ -73,10 +78,12 @@ def test_wheel_copy_becomes_official_files(tmp_path):
     )
     assert test[["user_id", "movie_id"]].apply(tuple, axis=1).is_monotonic_increasing
     movies = data.read_ml100k_movies(tmp_path / "u.item")
-    assert movies["title"].tolist() == ["Toy Story (1995)", "Usual Suspects, The (1995)",
-                                        "No Year Movie"]  # fmt: skip
-    assert movies["genres"].tolist() == ["Animation|Children's|Comedy", "Crime|Thriller",
-                                         "unknown"]  # fmt: skip
+    assert movies["title"].tolist() == [
+        "Toy Story (1995)",
+        "Usual Suspects, The (1995)",
+        "No Year Movie",
+    ]
+    assert movies["genres"].tolist() == ["Animation|Children's|Comedy", "Crime|Thriller", "unknown"]
 
 
 def test_wheel_copy_with_wrong_size_is_refused(tmp_path):
@@ -115,7 +122,7 @@ def test_random_split_is_a_reproducible_partition(ratings):
     a = data.random_split(ratings, validation=0.1, test=0.2, seed=3)
     b = data.random_split(ratings, validation=0.1, test=0.2, seed=3)
     c = data.random_split(ratings, validation=0.1, test=0.2, seed=4)
-    key = lambda f: set(zip(f.user_id, f.movie_id))  # noqa: E731
+    key = lambda f: set(zip(f.user_id, f.movie_id))
     assert key(a.test) == key(b.test) and key(a.test) != key(c.test)
     parts = [key(a.train), key(a.validation), key(a.test)]
     assert sum(map(len, parts)) == len(ratings) == len(set.union(*parts))

@@ -14,14 +14,23 @@ from model.errors import BadRequestError
 
 
 def make_context(model_dir, yaml_config=None) -> Context:
-    return Context("movierec", str(model_dir), {"model": {"modelName": "movierec"}}, 8, None,
-                   "0.12.0", model_yaml_config=yaml_config or {})  # fmt: skip
+    return Context(
+        "movierec",
+        str(model_dir),
+        {"model": {"modelName": "movierec"}},
+        8,
+        None,
+        "0.12.0",
+        model_yaml_config=yaml_config or {},
+    )
 
 
 @pytest.fixture(scope="module")
 def handler(artifact_dir):
     h = MovieRecHandler()
-    h.initialize(make_context(artifact_dir, {"handler": {"max_k": 5, "max_pairs": 4, "default_k": 3}}))
+    h.initialize(
+        make_context(artifact_dir, {"handler": {"max_k": 5, "max_pairs": 4, "default_k": 3}})
+    )
     return h
 
 
@@ -57,10 +66,15 @@ def test_mixed_batch_answers_each_request_on_its_own(handler):
     statuses = [s for s, _ in answers]
     assert statuses == [200, 404, 404, 400, 200, 200, 400, 400, 200, 400, 400, 400, 400]
 
-    expected = rec.predict_indices(rec.vocab.user_index(np.array([user, user, other])),
-                                   rec.vocab.item_index(np.array([movie, movie2, movie])))  # fmt: skip
-    assert answers[0][1] == {"user_id": user, "movie_id": movie,
-                             "rating": round(float(expected[0]), 4)}  # fmt: skip
+    expected = rec.predict_indices(
+        rec.vocab.user_index(np.array([user, user, other])),
+        rec.vocab.item_index(np.array([movie, movie2, movie])),
+    )
+    assert answers[0][1] == {
+        "user_id": user,
+        "movie_id": movie,
+        "rating": round(float(expected[0]), 4),
+    }
     assert answers[4][1]["ratings"] == [round(float(x), 4) for x in expected[1:]]
 
     top = answers[5][1]
@@ -81,7 +95,7 @@ def test_mixed_batch_answers_each_request_on_its_own(handler):
     assert errors[10]["field"] == "user_id" and "integer" in errors[10]["message"]
     assert errors[11]["field"] == "movie" and "unknown field" in errors[11]["message"]
     assert errors[12]["field"] == "body" and "Content-Type" in errors[12]["message"]
-    assert all(e["status"] == s for (s, _), e in zip(answers, errors.values()) if s != 200)
+    assert all(error["status"] == answers[i][0] for i, error in errors.items())
 
 
 def test_a_batch_costs_one_rating_call_and_one_top_k_call(handler, monkeypatch):
@@ -93,6 +107,7 @@ def test_a_batch_costs_one_rating_call_and_one_top_k_call(handler, monkeypatch):
         def wrapper(*args):
             calls[name] += 1
             return fn(*args)
+
         return wrapper
 
     monkeypatch.setattr(rec, "predict_indices", counted("predict", predict))
@@ -110,8 +125,14 @@ def test_answers_do_not_depend_on_batch_company(handler):
     rec = handler.recommender
     body = {"user_id": int(rec.vocab.user_ids[2]), "k": 4}
     alone = run_batch(handler, [{"body": body}])[0]
-    crowd = run_batch(handler, [{"body": {"user_id": int(rec.vocab.user_ids[3]), "k": 5}},
-                                {"body": body}, {"body": b"junk"}])[1]  # fmt: skip
+    crowd = run_batch(
+        handler,
+        [
+            {"body": {"user_id": int(rec.vocab.user_ids[3]), "k": 5}},
+            {"body": body},
+            {"body": b"junk"},
+        ],
+    )[1]
     assert alone == crowd
 
 
@@ -120,22 +141,25 @@ def test_limits_must_be_consistent():
         Limits(max_k=5, default_k=10)
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"pairs": []}, "pairs"),
-    ({"pairs": [[1, 2]] * 5}, "pairs"),
-    ({"pairs": [[1, 2], [3]]}, "pairs[1]"),
-    ({"pairs": [[1, "2"]]}, "pairs[0][1]"),
-    ({"pairs": "1,2"}, "pairs"),
-    ({"user_id": 1, "k": 2.5}, "k"),
-    ({"user_id": 1, "k": 6}, "k"),
-    ({"user_id": -1, "movie_id": 2}, "user_id"),
-    ({"user_id": 2**70, "movie_id": 2}, "user_id"),
-    ({"user_id": 1.0, "movie_id": 2}, "user_id"),
-    ({"user_id": 1, "movie_id": None}, "movie_id"),
-    ({"user_id": 1, "movie_id": 2, "k": 3}, "body"),
-    ({}, "body"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"pairs": []}, "pairs"),
+        ({"pairs": [[1, 2]] * 5}, "pairs"),
+        ({"pairs": [[1, 2], [3]]}, "pairs[1]"),
+        ({"pairs": [[1, "2"]]}, "pairs[0][1]"),
+        ({"pairs": "1,2"}, "pairs"),
+        ({"user_id": 1, "k": 2.5}, "k"),
+        ({"user_id": 1, "k": 6}, "k"),
+        ({"user_id": -1, "movie_id": 2}, "user_id"),
+        ({"user_id": 2**70, "movie_id": 2}, "user_id"),
+        ({"user_id": 1.0, "movie_id": 2}, "user_id"),
+        ({"user_id": 1, "movie_id": None}, "movie_id"),
+        ({"user_id": 1, "movie_id": 2, "k": 3}, "body"),
+        ({}, "body"),
+    ],
+)
 def test_bad_requests_name_the_field(body, field):
     with pytest.raises(BadRequestError) as err:
-        parse_request(body, Limits(max_k=5, max_pairs=4))
+        parse_request(body, Limits(max_k=5, max_pairs=4, default_k=3))
     assert err.value.field == field

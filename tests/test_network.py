@@ -9,11 +9,13 @@ from model.network import ModelConfig, NeuralCF
 
 
 def _model(**overrides) -> NeuralCF:
-    config = ModelConfig(num_users=5, num_items=7, num_genres=3, embedding_dim=4,
-                         hidden_dims=[6, 3], **overrides)  # fmt: skip
+    config = ModelConfig(
+        num_users=5, num_items=7, num_genres=3, embedding_dim=4, hidden_dims=[6, 3], **overrides
+    )
     torch.manual_seed(0)
-    genres = torch.tensor([[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0], [1, 0, 0],
-                           [0, 0, 1]])  # fmt: skip
+    genres = torch.tensor(
+        [[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1]]
+    )
     model = NeuralCF(config, genres)
     # Scramble every weight far from its init so the checks below are not trivially true.
     with torch.no_grad():
@@ -49,8 +51,13 @@ def test_score_all_matches_forward():
 
 
 def test_artifact_rebuilds_the_same_model(tmp_path, vocab):
-    config = ModelConfig(num_users=vocab.num_users, num_items=vocab.num_items, num_genres=3,
-                         embedding_dim=4, hidden_dims=[5])  # fmt: skip
+    config = ModelConfig(
+        num_users=vocab.num_users,
+        num_items=vocab.num_items,
+        num_genres=3,
+        embedding_dim=4,
+        hidden_dims=[5],
+    )
     model = NeuralCF(config, torch.from_numpy(vocab.genres))
     with torch.no_grad():
         model.user_embedding.weight.normal_()

@@ -30,7 +30,9 @@ def test_top_k_pads_when_the_user_rated_almost_everything(artifact_dir, movies):
     ratings = pd.DataFrame({"user_id": 1, "movie_id": movies.movie_id[2:], "rating": 4.0})
     rec.vocab = Vocabulary.build(
         pd.concat([ratings, pd.DataFrame({"user_id": [2], "movie_id": [11], "rating": [3.0]})]),
-        movies, rec.vocab.genre_names)
+        movies,
+        rec.vocab.genre_names,
+    )
     rec.model.user_embedding.weight.data = rec.model.user_embedding.weight.data[:2]
     items, scores = rec.top_k_indices(np.array([0]), 5)
     assert sorted(items[0, :2].tolist()) == [0, 1]

@@ -32,9 +32,15 @@ def test_bias_baseline_recovers_additive_ratings():
 def _setup(ratings, vocab, seed=0):
     split = data.random_split(ratings, validation=0.15, test=0.15, seed=0)
     train, val = encode(split.train, vocab), encode(split.validation, vocab)
-    config = ModelConfig(num_users=vocab.num_users, num_items=vocab.num_items, num_genres=3,
-                         embedding_dim=8, hidden_dims=[8], dropout=0.0,
-                         global_mean=float(train.rating.mean()))  # fmt: skip
+    config = ModelConfig(
+        num_users=vocab.num_users,
+        num_items=vocab.num_items,
+        num_genres=3,
+        embedding_dim=8,
+        hidden_dims=[8],
+        dropout=0.0,
+        global_mean=float(train.rating.mean()),
+    )
     torch.manual_seed(seed)
     return NeuralCF(config, torch.from_numpy(vocab.genres)), train, val
 
@@ -42,13 +48,19 @@ def _setup(ratings, vocab, seed=0):
 def test_training_lowers_validation_error_below_the_bias_baseline(ratings, vocab):
     model, train, val = _setup(ratings, vocab)
     before = evaluate(model, val)["rmse"]
-    history = fit(model, train, val, TrainConfig(epochs=60, batch_size=64, learning_rate=1e-2,
-                                                 l2=0.01, patience=10), progress=False)  # fmt: skip
+    history = fit(
+        model,
+        train,
+        val,
+        TrainConfig(epochs=60, batch_size=64, learning_rate=1e-2, l2=0.01, patience=10),
+        progress=False,
+    )
     after = evaluate(model, val)["rmse"]
     # The restored model is the best epoch's.
     assert after == pytest.approx(min(h["val_rmse"] for h in history), abs=1e-6)
     bias = BiasBaseline(vocab.num_users, vocab.num_items).fit(
-        train.user_idx.numpy(), train.item_idx.numpy(), train.rating.numpy())
+        train.user_idx.numpy(), train.item_idx.numpy(), train.rating.numpy()
+    )
     bias_rmse = rmse(bias.predict(val.user_idx.numpy(), val.item_idx.numpy()), val.rating.numpy())
     # The data are rank 2 with user/item interactions, which biases alone cannot capture.
     assert after < 0.8 * before

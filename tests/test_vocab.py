@@ -28,7 +28,7 @@ def test_unknown_ids_raise_with_field_and_value(vocab):
         vocab.user_index(np.array([101, 102]))
     with pytest.raises(UnknownIdError, match="pairs\\[0\\]\\[1\\]: unknown movie id 12"):
         vocab.item_index(np.array([12]), field="pairs[0][1]")
-    idx, found = vocab.lookup_users(np.array([101, 102, 10**12, -5]))
+    _, found = vocab.lookup_users(np.array([101, 102, 10**12, -5]))
     assert found.tolist() == [True, False, False, False]
 
 

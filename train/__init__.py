@@ -1,1 +1,1 @@
-"""Command-line entry points over :mod:`model`: ``python -m train`` and ``python -m train.archive``."""
+"""Command-line entry points over :mod:`model`: ``python -m train``, ``python -m train.archive``."""

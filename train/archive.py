@@ -36,8 +36,13 @@ def _archiver() -> str:
     return found
 
 
-def build(artifact_dir: str | Path, export_path: str | Path, model_name: str = "movierec",
-          version: str = __version__, config_file: str | Path = MODEL_CONFIG) -> Path:  # fmt: skip
+def build(
+    artifact_dir: str | Path,
+    export_path: str | Path,
+    model_name: str = "movierec",
+    version: str = __version__,
+    config_file: str | Path = MODEL_CONFIG,
+) -> Path:
     """Build ``export_path/<model_name>.mar`` from an artifact folder and return its path."""
     artifact_dir, export_path = Path(artifact_dir), Path(export_path)
     missing = [f for f in artifact.FILES if not (artifact_dir / f).is_file()]
@@ -54,11 +59,23 @@ def build(artifact_dir: str | Path, export_path: str | Path, model_name: str = "
         for name in (artifact.CONFIG, artifact.VOCAB, artifact.METRICS):
             shutil.copy2(artifact_dir / name, stage / name)
         command = [
-            _archiver(), "--model-name", model_name, "--version", version,
-            "--serialized-file", str(artifact_dir / artifact.WEIGHTS),
-            "--handler", str(HANDLER), "--extra-files", str(stage),
-            "--config-file", str(config_file), "--export-path", str(export_path), "--force",
-        ]  # fmt: skip
+            _archiver(),
+            "--model-name",
+            model_name,
+            "--version",
+            version,
+            "--serialized-file",
+            str(artifact_dir / artifact.WEIGHTS),
+            "--handler",
+            str(HANDLER),
+            "--extra-files",
+            str(stage),
+            "--config-file",
+            str(config_file),
+            "--export-path",
+            str(export_path),
+            "--force",
+        ]
         log.info("running %s", " ".join(command))
         subprocess.run(command, check=True)
     mar = export_path / f"{model_name}.mar"
@@ -67,10 +84,14 @@ def build(artifact_dir: str | Path, export_path: str | Path, model_name: str = "
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")  # fmt: skip
-    p = argparse.ArgumentParser(prog="python -m train.archive", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    p = argparse.ArgumentParser(
+        prog="python -m train.archive",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--artifact", default="artifacts/ml-100k", help="folder written by train")
     p.add_argument("--export-path", default="model_store", help="where the .mar goes")
     p.add_argument("--model-name", default="movierec")
