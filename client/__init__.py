@@ -58,9 +58,28 @@ class MovieRecClient:
         timeout: float = 10.0,
     ):
         self.url = url.rstrip("/")
+        self.key_file = key_file
+        self._fixed_token = token is not None
         self.token = token if token is not None else read_token("inference", key_file)
         self.model = model
         self.timeout = timeout
+
+    @classmethod
+    def connect(
+        cls, url: str = DEFAULT_URL, key_file: str | Path | None = None, timeout: float = 120.0
+    ) -> MovieRecClient:
+        """Wait for a just-started server: its key file, then a worker with the model loaded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client = cls(url, key_file=key_file)
+                break
+            except ClientError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        client.wait_until_ready(max(1.0, deadline - time.monotonic()))
+        return client
 
     def request(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
         """Send one request; returns ``(status, decoded JSON body)`` for any HTTP status."""
@@ -101,20 +120,22 @@ class MovieRecClient:
     def recommend(self, user_id: int, k: int = 10) -> list[dict]:
         return self.predict({"user_id": user_id, "k": k})["recommendations"]
 
-    def wait_until_ready(self, timeout: float = 120.0, probe: object | None = None) -> None:
-        """Poll until the model answers ``probe`` (a top-K request by default) with 200."""
+    def wait_until_ready(self, timeout: float = 120.0) -> None:
+        """Poll until a worker with the model answers (any answer of the handler's own)."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
             try:
-                status, answer = self.request("POST", f"/predictions/{self.model}", probe or {})
-                # Any answer from the handler itself (even a 400 for an empty probe) means
-                # a worker has loaded the model.
-                if isinstance(answer, dict) and (
-                    ("error" in answer and "field" in answer["error"]) or status == 200
-                ):
+                status, answer = self.request("POST", f"/predictions/{self.model}", {})
+                # The handler answers an empty body with its own 400 naming the field: that
+                # means a worker has loaded the model.
+                error = answer.get("error") if isinstance(answer, dict) else None
+                if status == 200 or (isinstance(error, dict) and "field" in error):
                     return
                 last = f"HTTP {status}: {answer}"
+                if status == 400 and not self._fixed_token:
+                    # A restarted server writes new keys: read them again.
+                    self.token = read_token("inference", self.key_file)
             except ClientError as exc:
                 last = exc.message
             time.sleep(0.5)

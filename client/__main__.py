@@ -20,8 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=120.0)
     args = p.parse_args(argv)
     try:
-        api = MovieRecClient(args.url)
-        api.wait_until_ready(args.timeout)
+        api = MovieRecClient.connect(args.url, timeout=args.timeout)
         if args.command == "demo":
             for body in (
                 {"user_id": 196, "movie_id": 242},

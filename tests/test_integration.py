@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -77,14 +76,11 @@ def server(tmp_path_factory, artifact_dir):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not (home / "key_file.json").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"TorchServe did not start:\n{(home / 'torchserve.out').read_text()}")
-            time.sleep(0.2)
-        time.sleep(0.2)  # let the frontend finish writing the key file
-        api = MovieRecClient(f"http://127.0.0.1:{http}", key_file=home / "key_file.json")
-        api.wait_until_ready(timeout=120)
+        try:
+            api = MovieRecClient.connect(f"http://127.0.0.1:{http}", home / "key_file.json")
+        except ClientError as exc:
+            log_text = (home / "torchserve.out").read_text()
+            pytest.fail(f"TorchServe did not start ({exc}):\n{log_text}")
         yield {"api": api, "home": home, "mgmt": mgmt, "metrics": metrics, "config": config}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
