@@ -49,7 +49,9 @@ $(MAR): $(ARTIFACT)/weights.pt $(wildcard handler/*) $(wildcard model/*.py)
 archive: $(MAR)  ## build model_store/movierec.mar from the trained artifact
 
 serve: check-java $(MAR)  ## start TorchServe with config.properties and show example calls
-	$(BIN)/torchserve --start --ts-config config.properties --ncs
+	@mkdir -p logs
+	$(BIN)/torchserve --start --ts-config config.properties --ncs >> logs/torchserve.out 2>&1 \
+	  || { tail -n 5 logs/torchserve.out; exit 1; }
 	$(PY) -m client demo --url $(URL)
 	@echo "Your own calls: TOKEN=\$$(python3 -c 'import json; \
 	  print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])')  (see README)"

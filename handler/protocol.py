@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.errors import BadRequestError, MovieRecError, UnknownIdError
+from model.errors import BadRequestError, UnknownIdError
 from model.recommender import Recommender
 
 
@@ -143,12 +143,9 @@ def parse_request(body: object, limits: Limits) -> Request:
     return TopKRequest(_as_id(body["user_id"], "user_id"), k)
 
 
-def error_answer(exc: MovieRecError) -> Answer:
+def error_answer(exc: BadRequestError | UnknownIdError) -> Answer:
     """The status and JSON body for an error raised while parsing or answering."""
-    status = getattr(exc, "status", 400)
-    field = getattr(exc, "field", "body")
-    message = getattr(exc, "message", str(exc)) if isinstance(exc, BadRequestError) else str(exc)
-    return status, {"error": {"status": status, "field": field, "message": message}}
+    return exc.status, {"error": {"status": exc.status, "field": exc.field, "message": exc.message}}
 
 
 def answer_batch(recommender: Recommender, rows: list, limits: Limits) -> list[Answer]:
@@ -160,7 +157,7 @@ def answer_batch(recommender: Recommender, rows: list, limits: Limits) -> list[A
     for n, row in enumerate(rows):
         try:
             request = parse_request(decode_body(row), limits)
-        except MovieRecError as exc:
+        except BadRequestError as exc:
             answers[n] = error_answer(exc)
             continue
         (ratings if isinstance(request, RatingRequest) else top_k).append((n, request))

@@ -41,6 +41,7 @@ class UnknownIdError(MovieRecError):
 
     def __init__(self, field: str, value: int):
         kind = "user" if "user" in field else "movie"
-        super().__init__(f"{field}: unknown {kind} id {value}")
+        self.message = f"unknown {kind} id {value}"
+        super().__init__(f"{field}: {self.message}")
         self.field = field
         self.value = value
