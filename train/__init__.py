@@ -1,1 +1,2 @@
-"""Command-line entry points over :mod:`model`: ``python -m train``, ``python -m train.archive``."""
+"""Command-line entry points over :mod:`model`: ``python -m train``, ``python -m train.archive``,
+``python -m train.generate``."""

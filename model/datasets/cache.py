@@ -78,9 +78,9 @@ def _read(cache: Path, stamp: dict) -> pd.DataFrame | None:
             if json.loads(str(z["stamp"])) != stamp:
                 log.info("%s is stale; parsing the source again", cache)
                 return None
-            return pd.DataFrame(
-                {c: z[c].astype(RATING_DTYPES[c], copy=False) for c in RATING_COLUMNS}
-            )
+            columns = {c: z[c].astype(RATING_DTYPES[c], copy=False) for c in RATING_COLUMNS}
+        # copy=False: one block per column, no consolidating copy (it would double the peak).
+        return pd.DataFrame(columns, copy=False)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         log.warning("ignoring unreadable cache %s: %s", cache, exc)
         return None
