@@ -24,7 +24,7 @@ import torch
 
 from model import __version__
 from model.errors import DataError
-from model.network import ModelConfig, NeuralCF
+from model.network import FactorModel, FactorModelConfig
 from model.vocab import Vocabulary
 
 CONFIG, WEIGHTS, VOCAB, METRICS = "config.json", "weights.pt", "vocab.npz", "metrics.json"
@@ -64,7 +64,7 @@ def provenance() -> dict:
 
 
 def save(
-    directory: str | Path, model: NeuralCF, vocab: Vocabulary, config: dict, metrics: dict
+    directory: str | Path, model: FactorModel, vocab: Vocabulary, config: dict, metrics: dict
 ) -> Path:
     """Write an artifact folder atomically (a temporary folder renamed into place)."""
     directory = Path(directory)
@@ -84,7 +84,7 @@ def save(
     return directory
 
 
-def load(directory: str | Path) -> tuple[NeuralCF, Vocabulary, dict]:
+def load(directory: str | Path) -> tuple[FactorModel, Vocabulary, dict]:
     """Rebuild ``(model, vocabulary, config)`` from an artifact folder, in eval mode."""
     directory = Path(directory)
     missing = [f for f in (CONFIG, WEIGHTS, VOCAB) if not (directory / f).is_file()]
@@ -92,7 +92,7 @@ def load(directory: str | Path) -> tuple[NeuralCF, Vocabulary, dict]:
         raise DataError(f"{directory}: not a movierec artifact, missing {', '.join(missing)}")
     config = json.loads((directory / CONFIG).read_text())
     vocab = Vocabulary.load(directory / VOCAB)
-    model = NeuralCF(ModelConfig.from_dict(config["model"]))
+    model = FactorModel(FactorModelConfig.from_dict(config["model"]))
     model.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
     model.eval()
     return model, vocab, config

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 
 from model import artifact
-from model.network import NeuralCF
+from model.network import FactorModel
 from model.vocab import Vocabulary
 
 
 class Recommender:
-    """Rating prediction and top-K recommendation with a :class:`NeuralCF` and its vocabulary."""
+    """Rating prediction and top-K recommendation with a :class:`FactorModel` and its vocabulary."""
 
-    def __init__(self, model: NeuralCF, vocab: Vocabulary, config: dict | None = None):
+    def __init__(self, model: FactorModel, vocab: Vocabulary, config: dict | None = None):
         self.model = model.eval()
         self.vocab = vocab
         self.config = config or {}

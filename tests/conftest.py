@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from model import artifact
-from model.network import ModelConfig, NeuralCF
-from model.training import TrainConfig, encode, fit
+from model.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
+from model.training import AutoRecTrainConfig, encode, fit_autorec
 from model.vocab import Vocabulary
 
 GENRES = ("Action", "Comedy", "Drama")
@@ -61,21 +61,29 @@ def vocab(ratings, movies) -> Vocabulary:
     return Vocabulary.build(ratings, movies, GENRES)
 
 
-@pytest.fixture(scope="session")
-def artifact_dir(tmp_path_factory, ratings, movies, vocab) -> Path:
-    """A small model trained for a few epochs on the synthetic data, saved as an artifact."""
-    data = encode(ratings, vocab)
-    config = ModelConfig(
-        num_users=vocab.num_users,
-        num_items=vocab.num_items,
-        num_genres=len(GENRES),
-        embedding_dim=8,
-        hidden_dims=[8],
-        global_mean=float(data.rating.mean()),
-    )
+def item_ratings(data, vocab) -> ItemRatings:
+    return ItemRatings(data.item_idx.numpy(), data.user_idx.numpy(), data.rating.numpy(),
+                       vocab.num_items, vocab.num_users)  # fmt: skip
+
+
+def tiny_autorec(vocab, data, **overrides) -> ItemAutoRec:
+    config = AutoRecConfig(num_users=vocab.num_users, num_items=vocab.num_items,
+                           num_genres=len(GENRES), global_mean=float(data.rating.mean()),
+                           **{"hidden_dims": [16], "kernel_dim": 3, **overrides})  # fmt: skip
     torch.manual_seed(0)
-    model = NeuralCF(config, torch.from_numpy(vocab.genres))
-    fit(model, data, data, TrainConfig(epochs=3, batch_size=256), progress=False)
+    return ItemAutoRec(config, torch.from_numpy(vocab.genres))
+
+
+@pytest.fixture(scope="session")
+def artifact_dir(tmp_path_factory, ratings, vocab) -> Path:
+    """A small autoencoder trained for a few epochs on the synthetic data, exported and saved
+    as an artifact (the served form)."""
+    data = encode(ratings, vocab)
+    net = tiny_autorec(vocab, data)
+    train = item_ratings(data, vocab)
+    fit_autorec(net, train, data, AutoRecTrainConfig(epochs=3, batch_size=8, l2=1.0),
+                progress=False)  # fmt: skip
     out = tmp_path_factory.mktemp("artifact") / "tiny"
-    artifact.save(out, model, vocab, {"training": {"note": "test fixture"}}, {"results": {}})
+    artifact.save(out, net.export(train), vocab, {"training": {"note": "test fixture"}},
+                  {"results": {}})  # fmt: skip
     return out

@@ -1,48 +1,38 @@
-"""Network: shapes, the rating range, and score_all agreeing with the pairwise forward pass."""
+"""The served FactorModel and the training ItemAutoRec: shapes, range, consistency, export."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from model import artifact
-from model.network import ModelConfig, NeuralCF
+from model.autorec import ItemRatings
+from model.network import FactorModel, FactorModelConfig
+from model.training import encode
+from tests.conftest import item_ratings, tiny_autorec
 
 
-def _model(**overrides) -> NeuralCF:
-    config = ModelConfig(
-        num_users=5, num_items=7, num_genres=3, embedding_dim=4, hidden_dims=[6, 3], **overrides
-    )
+def _factor_model(**overrides) -> FactorModel:
     torch.manual_seed(0)
-    genres = torch.tensor(
-        [[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1]]
-    )
-    model = NeuralCF(config, genres)
+    model = FactorModel(FactorModelConfig(num_users=5, num_items=7, code_dim=4, **overrides))
     # Scramble every weight far from its init so the checks below are not trivially true.
     with torch.no_grad():
         for p in model.parameters():
-            p.normal_(0, 3)
+            p.normal_(0, 2)
     return model.eval()
 
 
-def test_forward_shape_and_range():
-    model = _model(min_rating=0.5, max_rating=5.0)
-    users = torch.arange(5).repeat_interleave(7)
-    items = torch.arange(7).repeat(5)
-    out = model(users, items)
+def test_predictions_stay_in_the_rating_scale():
+    model = _factor_model(min_rating=0.5, max_rating=5.0)
+    out = model(torch.arange(5).repeat_interleave(7), torch.arange(7).repeat(5))
     assert out.shape == (35,)
     assert torch.all((out >= 0.5) & (out <= 5.0))
     assert out.std() > 0.1  # not collapsed to a constant
-
-
-def test_starts_at_the_global_mean():
-    config = ModelConfig(num_users=3, num_items=4, num_genres=2, global_mean=3.7)
-    model = NeuralCF(config).eval()
-    out = model(torch.tensor([0, 1, 2]), torch.tensor([3, 2, 1]))
-    assert torch.allclose(out, torch.full((3,), 3.7), atol=0.01)
+    assert torch.all(model.score_all(torch.arange(5)) >= 0.5)
 
 
 def test_score_all_matches_forward():
-    model = _model()
+    model = _factor_model()
     users = torch.tensor([4, 0, 2])
     all_scores = model.score_all(users)
     assert all_scores.shape == (3, 7)
@@ -50,21 +40,55 @@ def test_score_all_matches_forward():
     assert torch.allclose(all_scores, pairwise, atol=1e-5)
 
 
-def test_artifact_rebuilds_the_same_model(tmp_path, vocab):
-    config = ModelConfig(
-        num_users=vocab.num_users,
-        num_items=vocab.num_items,
-        num_genres=3,
-        embedding_dim=4,
-        hidden_dims=[5],
-    )
-    model = NeuralCF(config, torch.from_numpy(vocab.genres))
+def test_item_ratings_batches_are_the_item_columns():
+    ratings = ItemRatings(np.array([2, 0, 2, 1]), np.array([1, 3, 0, 3]),
+                          np.array([4.0, 5.0, 1.0, 2.0]), num_items=4, num_users=5)  # fmt: skip
+    inputs, rows, users, values = ratings.batch(np.array([2, 3, 0]))
+    dense = inputs.to_dense()
+    expected = np.zeros((3, 5), np.float32)
+    expected[0, 0], expected[0, 1], expected[2, 3] = 1.0, 4.0, 5.0  # item 3 has no ratings
+    assert np.array_equal(dense.numpy(), expected)
+    assert rows.tolist() == [0, 0, 2] and users.tolist() == [0, 1, 3]
+    assert values.tolist() == [1.0, 4.0, 5.0]
+
+
+def test_exported_model_predicts_what_the_autoencoder_decodes(ratings, vocab):
+    data = encode(ratings, vocab)
+    net, train = tiny_autorec(vocab, data), item_ratings(data, vocab)
     with torch.no_grad():
-        model.user_embedding.weight.normal_()
-    artifact.save(tmp_path / "a", model, vocab, {"training": {}}, {"results": {}})
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    net.eval()
+    idx = np.arange(vocab.num_items)
+    inputs, rows, users, _ = train.batch(idx)
+    with torch.no_grad():
+        codes, _ = net.encode(inputs, torch.from_numpy(idx))
+        decoded, _ = net.decode_at(codes, rows, users)
+    served = net.export(train)
+    lo, hi = net.config.min_rating, net.config.max_rating
+    assert torch.allclose(served(users, rows), decoded.clamp(lo, hi), atol=1e-5)
+
+
+def test_local_kernels_switch_connections_off(ratings, vocab):
+    net = tiny_autorec(vocab, encode(ratings, vocab))
+    layer = net.encoder[0]
+    with torch.no_grad():
+        layer.row_vectors.zero_()
+        layer.col_vectors.zero_()
+        layer.col_vectors[0] += 2.0  # distance 2 from every row: kernel 0
+    w, _ = layer.effective()
+    assert torch.all(w[:, 0] == 0)
+    assert torch.equal(w[:, 1:], layer.weight[:, 1:])  # kernel 1 where vectors coincide
+
+
+def test_artifact_rebuilds_the_same_model(tmp_path, vocab):
+    model = FactorModel(FactorModelConfig(vocab.num_users, vocab.num_items, code_dim=4))
+    with torch.no_grad():
+        model.user_vectors.normal_()
+    artifact.save(tmp_path / "a", model.eval(), vocab, {"training": {}}, {"results": {}})
     loaded, loaded_vocab, meta = artifact.load(tmp_path / "a")
     users, items = torch.tensor([0, 3]), torch.tensor([2, 1])
-    assert torch.equal(loaded(users, items), model.eval()(users, items))
-    assert meta["model"]["embedding_dim"] == 4
+    assert torch.equal(loaded(users, items), model(users, items))
+    assert meta["model"]["code_dim"] == 4
     assert meta["provenance"]["torch"] == torch.__version__
     assert loaded_vocab.num_items == vocab.num_items

@@ -33,7 +33,7 @@ def test_top_k_pads_when_the_user_rated_almost_everything(artifact_dir, movies):
         movies,
         rec.vocab.genre_names,
     )
-    rec.model.user_embedding.weight.data = rec.model.user_embedding.weight.data[:2]
+    rec.model.user_vectors.data = rec.model.user_vectors.data[:2]
     items, scores = rec.top_k_indices(np.array([0]), 5)
     assert sorted(items[0, :2].tolist()) == [0, 1]
     assert items[0, 2:].tolist() == [-1, -1, -1] and np.isnan(scores[0, 2:]).all()

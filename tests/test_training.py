@@ -9,8 +9,9 @@ import torch
 from model import data
 from model.baselines import BiasBaseline, GlobalMean
 from model.metrics import mae, rmse
-from model.network import ModelConfig, NeuralCF
-from model.training import TrainConfig, encode, evaluate, fit
+from model.network import FactorModel, FactorModelConfig
+from model.training import AutoRecTrainConfig, TrainConfig, encode, evaluate, fit, fit_autorec
+from tests.conftest import item_ratings, tiny_autorec
 
 
 def test_metrics_known_values():
@@ -29,56 +30,59 @@ def test_bias_baseline_recovers_additive_ratings():
     assert GlobalMean().fit(u, i, r).predict(u, i)[0] == pytest.approx(r.mean())
 
 
-def _setup(ratings, vocab, seed=0):
+def _split(ratings, vocab):
     split = data.random_split(ratings, validation=0.15, test=0.15, seed=0)
-    train, val = encode(split.train, vocab), encode(split.validation, vocab)
-    config = ModelConfig(
-        num_users=vocab.num_users,
-        num_items=vocab.num_items,
-        num_genres=3,
-        embedding_dim=8,
-        hidden_dims=[8],
-        dropout=0.0,
-        global_mean=float(train.rating.mean()),
-    )
-    torch.manual_seed(seed)
-    return NeuralCF(config, torch.from_numpy(vocab.genres)), train, val
+    return encode(split.train, vocab), encode(split.validation, vocab)
 
 
-def test_training_lowers_validation_error_below_the_bias_baseline(ratings, vocab):
-    model, train, val = _setup(ratings, vocab)
-    before = evaluate(model, val)["rmse"]
-    history = fit(
-        model,
-        train,
-        val,
-        TrainConfig(epochs=60, batch_size=64, learning_rate=1e-2, l2=0.01, patience=10),
-        progress=False,
-    )
-    after = evaluate(model, val)["rmse"]
-    # The restored model is the best epoch's.
-    assert after == pytest.approx(min(h["val_rmse"] for h in history), abs=1e-6)
+def _bias_rmse(vocab, train, val) -> float:
     bias = BiasBaseline(vocab.num_users, vocab.num_items).fit(
         train.user_idx.numpy(), train.item_idx.numpy(), train.rating.numpy()
     )
-    bias_rmse = rmse(bias.predict(val.user_idx.numpy(), val.item_idx.numpy()), val.rating.numpy())
+    return rmse(bias.predict(val.user_idx.numpy(), val.item_idx.numpy()), val.rating.numpy())
+
+
+def test_autoencoder_training_beats_the_bias_baseline(ratings, vocab):
+    train, val = _split(ratings, vocab)
+    net, items = tiny_autorec(vocab, train), item_ratings(train, vocab)
+    before = evaluate(net.export(items), val)["rmse"]
+    config = AutoRecTrainConfig(epochs=80, batch_size=8, learning_rate=1e-2, l2=0.1,
+                                kernel_l2=0.001, patience=15)  # fmt: skip
+    history = fit_autorec(net, items, val, config, progress=False)
+    after = evaluate(net.export(items), val)["rmse"]
+    # The restored model is the best epoch's.
+    assert after == pytest.approx(min(h["val_rmse"] for h in history), abs=1e-6)
     # The data are rank 2 with user/item interactions, which biases alone cannot capture.
     assert after < 0.8 * before
-    assert after < bias_rmse
+    assert after < _bias_rmse(vocab, train, val)
+
+
+def test_matrix_factorization_baseline_learns_too(ratings, vocab):
+    train, val = _split(ratings, vocab)
+    torch.manual_seed(0)
+    model = FactorModel(FactorModelConfig(vocab.num_users, vocab.num_items, code_dim=4))
+    with torch.no_grad():
+        model.offset.fill_(float(train.rating.mean()))
+    config = TrainConfig(epochs=80, batch_size=64, learning_rate=2e-2, l2=0.01, patience=10)
+    fit(model, train, val, config, progress=False)
+    assert evaluate(model, val)["rmse"] < _bias_rmse(vocab, train, val)
 
 
 def test_training_is_deterministic_for_a_seed(ratings, vocab):
+    train, val = _split(ratings, vocab)
     weights = []
     for _ in range(2):
-        model, train, val = _setup(ratings, vocab, seed=5)
-        fit(model, train, val, TrainConfig(epochs=2, batch_size=64, seed=5), progress=False)
-        weights.append(model.user_embedding.weight.detach().clone())
+        net, items = tiny_autorec(vocab, train, kernel_dim=2), item_ratings(train, vocab)
+        config = AutoRecTrainConfig(epochs=2, batch_size=8, dropout=0.2, seed=5)
+        fit_autorec(net, items, val, config, progress=False)
+        weights.append(net.export(items).item_codes.detach().clone())
     assert torch.equal(weights[0], weights[1])
 
 
 def test_diverging_training_is_refused(ratings, vocab):
-    model, train, val = _setup(ratings, vocab)
+    train, val = _split(ratings, vocab)
+    net, items = tiny_autorec(vocab, train), item_ratings(train, vocab)
     with torch.no_grad():
-        model.user_embedding.weight.fill_(float("nan"))
+        net.decoder.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="loss is nan"):
-        fit(model, train, val, TrainConfig(epochs=1), progress=False)
+        fit_autorec(net, items, val, AutoRecTrainConfig(epochs=1), progress=False)

@@ -1,10 +1,11 @@
-"""Train the rating model on MovieLens and write an artifact folder.
+"""Train movierec's model on MovieLens and write an artifact folder.
 
-    python -m train                                   # ML-100K, random 80/10/10 split, seed 0
-    python -m train --split u1 --epochs 30 --embedding-dim 32 --output artifacts/u1
+    python -m train                                  # ML-100K, random 80/10/10 split, seed 0
+    python -m train --dataset ml-1m --test 0.1 --validation 0.05 --preset full
+    python -m train --split u1 --output artifacts/u1
 
-Prints validation progress per epoch and, at the end, test RMSE/MAE of the model beside a
-global-mean and a user/movie-bias baseline fitted on the same training part.
+Prints validation progress per epoch and, at the end, validation and test RMSE/MAE of the
+model beside a global-mean and a user/movie-bias baseline fitted on the same training part.
 """
 
 from __future__ import annotations
@@ -13,19 +14,14 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from model import artifact, data
-from model.baselines import BiasBaseline, GlobalMean
 from model.errors import DataError
-from model.metrics import mae, rmse
-from model.network import ModelConfig, NeuralCF
-from model.training import TrainConfig, encode, evaluate, fit
-from model.vocab import Vocabulary
+from model.experiment import PRESETS, autorec_configs, prepare, run_autorec, run_baselines
 
 log = logging.getLogger("train")
 
@@ -40,8 +36,6 @@ def _dataset_name(value: str) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    defaults = TrainConfig()
-    model_defaults = ModelConfig(num_users=0, num_items=0, num_genres=0)
     p = argparse.ArgumentParser(
         prog="python -m train",
         description=__doc__,
@@ -51,7 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dataset",
         default="ml-100k",
         type=_dataset_name,
-        metavar="NAME",
         help=f"one of {', '.join(data.DATASETS)}, or synthetic-NAME: the folder "
         "DATA_DIR/synthetic-NAME written by python -m train.generate (default: %(default)s)",
     )
@@ -60,33 +53,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--split",
         default="random",
         choices=["random", "u1"],
-        help="random: 80/10/10 by --seed; u1: ml-100k's u1.base/u1.test",
+        help="random: shuffled by --seed into --test/--validation fractions; "
+        "u1: ml-100k's u1.base/u1.test with --validation carved out of u1.base",
     )
+    p.add_argument("--test", type=float, default=0.1, help="test fraction of a random split")
+    p.add_argument("--validation", type=float, default=0.1, help="validation fraction")
     p.add_argument("--output", default=None, help="artifact folder (default artifacts/DATASET)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.learning_rate, help="Adam learning rate")
-    p.add_argument("--l2", type=float, default=defaults.l2, help="L2 on embeddings and biases")
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     p.add_argument(
-        "--patience",
-        type=int,
-        default=defaults.patience,
-        help="early stopping: epochs without validation gain",
+        "--preset",
+        default="full",
+        choices=sorted(PRESETS),
+        help="full: two 500-unit kernel layers (accuracy); fast: one dense layer (speed)",
     )
-    p.add_argument("--embedding-dim", type=int, default=model_defaults.embedding_dim)
-    p.add_argument("--hidden-dims", type=int, nargs="+", default=model_defaults.hidden_dims)
-    p.add_argument("--dropout", type=float, default=model_defaults.dropout)
-    p.add_argument("--seed", type=int, default=defaults.seed, help="split, init and shuffling")
+    # Every option below overrides the preset when given.
+    p.add_argument("--epochs", type=int, help="upper bound; early stopping on validation")
+    p.add_argument("--batch-size", type=int, help="items per step")
+    p.add_argument("--lr", type=float, dest="learning_rate", help="Adam learning rate")
+    p.add_argument("--l2", type=float, help="L2 on the (kernel-masked) weights")
+    p.add_argument("--kernel-l2", type=float, help="L2 on the local-kernel values")
+    p.add_argument("--dropout", type=float, help="share of input ratings hidden per step")
+    p.add_argument("--patience", type=int, help="epochs without validation gain before stop")
+    p.add_argument("--hidden-dims", type=int, nargs="+", help="encoder widths; last = code size")
+    p.add_argument("--kernel-dim", type=int, help="local-kernel dimension; 0 = dense weights")
+    p.add_argument("--seed", type=int, default=0, help="split, init and shuffling")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--quiet", action="store_true", help="no per-batch progress bar")
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "embedding_dim", "patience"):
-        if getattr(args, name) < 1:
+    for name in ("epochs", "batch_size", "patience"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.split == "u1" and args.dataset != "ml-100k":
         p.error("--split u1 exists only for --dataset ml-100k")
     return args
+
+
+OVERRIDES = ("epochs", "batch_size", "learning_rate", "l2", "kernel_l2", "dropout", "patience",
+             "hidden_dims", "kernel_dim")  # fmt: skip
+
+
+def make_split(dataset: data.Dataset, args: argparse.Namespace) -> data.Split:
+    if args.split == "u1":
+        return data.u1_split(dataset, validation=args.validation, seed=args.seed)
+    return data.random_split(dataset.ratings, args.validation, args.test, seed=args.seed)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -94,87 +103,32 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = data.load(args.dataset, args.data_dir)
-    split = (
-        data.u1_split(dataset, seed=args.seed)
-        if args.split == "u1"
-        else data.random_split(dataset.ratings, seed=args.seed)
-    )
+    split = make_split(dataset, args)
     log.info(
         "%s: %d ratings, %d movies; split %s: train %d / validation %d / test %d",
-        dataset.name,
-        len(dataset.ratings),
-        len(dataset.movies),
-        split.protocol,
-        len(split.train),
-        len(split.validation),
-        len(split.test),
+        dataset.name, len(dataset.ratings), len(dataset.movies), split.protocol,
+        len(split.train), len(split.validation), len(split.test),
+    )  # fmt: skip
+    prepared = prepare(dataset, split)
+    model_config, train_config = autorec_configs(
+        prepared, args.preset, args.seed, **{k: getattr(args, k) for k in OVERRIDES}
     )
-    # The vocabulary knows every user and every rated movie, so serving can exclude them all.
-    vocab = Vocabulary.build(dataset.ratings, dataset.movies, dataset.genre_names)
-    train_set, val_set, test_set = (
-        encode(f, vocab) for f in (split.train, split.validation, split.test)
-    )
-
-    lo, hi = dataset.rating_scale
-    model_config = ModelConfig(
-        num_users=vocab.num_users,
-        num_items=vocab.num_items,
-        num_genres=len(vocab.genre_names),
-        embedding_dim=args.embedding_dim,
-        hidden_dims=list(args.hidden_dims),
-        dropout=args.dropout,
-        min_rating=lo,
-        max_rating=hi,
-        global_mean=float(train_set.rating.mean()),
-    )
-    train_config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        l2=args.l2,
-        weight_decay=args.weight_decay,
-        patience=args.patience,
-        seed=args.seed,
-    )
-    torch.manual_seed(args.seed)
-    model = NeuralCF(model_config, torch.from_numpy(vocab.genres))
-    started = time.perf_counter()
-    history = fit(model, train_set, val_set, train_config, progress=not args.quiet)
-    train_seconds = time.perf_counter() - started
-
-    results = {}
-    tr = [t.numpy() for t in (train_set.user_idx, train_set.item_idx, train_set.rating)]
-    for name, baseline in (
-        ("global mean", GlobalMean()),
-        (
-            "bias baseline",
-            BiasBaseline(vocab.num_users, vocab.num_items, min_rating=lo, max_rating=hi),
-        ),
-    ):
-        baseline.fit(*tr)
-        results[name] = {}
-        for part, ds in (("validation", val_set), ("test", test_set)):
-            pred = baseline.predict(ds.user_idx.numpy(), ds.item_idx.numpy())
-            results[name][part] = {
-                "rmse": rmse(pred, ds.rating.numpy()),
-                "mae": mae(pred, ds.rating.numpy()),
-            }
-    results["movierec NeuralCF"] = {
-        "validation": evaluate(model, val_set),
-        "test": evaluate(model, test_set),
-    }
+    ours = run_autorec(prepared, model_config, train_config, progress=not args.quiet)
+    runs = [*run_baselines(prepared), ours]
     metrics = {
         "dataset": dataset.name,
         "split": split.protocol,
         "seed": args.seed,
-        "results": results,
-        "train_seconds": train_seconds,
-        "best_epoch": int(np.argmin([h["val_rmse"] for h in history]) + 1),
-        "history": history,
+        "results": {r.name: r.scores for r in runs},
+        "train_seconds": ours.seconds,
+        "best_epoch": int(np.argmin([h["val_rmse"] for h in ours.history]) + 1),
+        "history": ours.history,
     }
     output = Path(args.output or f"artifacts/{dataset.name}")
     source = dataset.path / "SOURCE.json"
     config = {
+        "preset": args.preset,
+        "autorec": model_config.to_dict(),
         "training": train_config.to_dict(),
         "data": {
             "dataset": dataset.name,
@@ -185,7 +139,7 @@ def run(args: argparse.Namespace) -> dict:
         },
         "command": " ".join(["python -m train", *sys.argv[1:]]),
     }
-    artifact.save(output, model, vocab, config, metrics)
+    artifact.save(output, ours.model, prepared.vocab, config, metrics)
     print(format_results(metrics))
     print(f"\nartifact written to {output}/ ({', '.join(artifact.FILES)})")
     return metrics
@@ -206,7 +160,7 @@ def format_results(metrics: dict) -> str:
         )
     lines.append("")
     lines.append(
-        f"NeuralCF: best epoch {metrics['best_epoch']} of {len(metrics['history'])}, "
+        f"movierec: best epoch {metrics['best_epoch']} of {len(metrics['history'])}, "
         f"{metrics['train_seconds']:.1f} s of training"
     )
     return "\n".join(lines)
