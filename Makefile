@@ -14,7 +14,7 @@ TRAIN_ARGS ?=
 MAR     := model_store/movierec.mar
 URL     ?= http://127.0.0.1:8080
 
-.PHONY: help all install check-java data train archive serve stop demo test lint format clean
+.PHONY: help all install check-java data train archive serve stop demo evaluate test lint format clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -61,6 +61,10 @@ stop:  ## stop TorchServe
 
 demo: $(VENV)/.installed  ## example calls against the running server
 	$(PY) -m client demo --url $(URL)
+
+SEEDS ?= 0 1 2
+evaluate: $(VENV)/.installed  ## write reports/DATASET.md: our model vs baselines over SEEDS
+	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)
 
 test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
 	$(PY) -m pytest

@@ -162,8 +162,14 @@ class ItemRatings:
     num_items, num_users : int
     """
 
-    def __init__(self, item_idx: np.ndarray, user_idx: np.ndarray, ratings: np.ndarray,
-                 num_items: int, num_users: int):  # fmt: skip
+    def __init__(
+        self,
+        item_idx: np.ndarray,
+        user_idx: np.ndarray,
+        ratings: np.ndarray,
+        num_items: int,
+        num_users: int,
+    ):
         order = np.lexsort((user_idx, item_idx))
         self.users = np.asarray(user_idx, dtype=np.int64)[order]
         self.values = np.asarray(ratings, dtype=np.float32)[order]
@@ -186,7 +192,10 @@ class ItemRatings:
         values = torch.from_numpy(self.values[entry])
         rows = torch.from_numpy(rows)
         inputs = torch.sparse_coo_tensor(
-            torch.stack([rows, users]), values, (len(item_idx), self.num_users),
-            is_coalesced=True, check_invariants=False,
-        )  # fmt: skip
+            torch.stack([rows, users]),
+            values,
+            (len(item_idx), self.num_users),
+            is_coalesced=True,
+            check_invariants=False,
+        )
         return inputs, rows, users, values

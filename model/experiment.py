@@ -32,9 +32,14 @@ from model.vocab import Vocabulary
 # "fast" trades a little accuracy for a run of well under a minute on ML-1M with 2 cores.
 PRESETS: dict[str, dict] = {
     "full": {"hidden_dims": [500, 500], "kernel_dim": 5, "epochs": 60, "learning_rate": 3e-3},
-    "fast": {"hidden_dims": [500], "kernel_dim": 0, "epochs": 20, "learning_rate": 3e-3,
-             "l2": 300.0},
-}  # fmt: skip
+    "fast": {
+        "hidden_dims": [500],
+        "kernel_dim": 0,
+        "epochs": 20,
+        "learning_rate": 3e-3,
+        "l2": 300.0,
+    },
+}
 
 
 @dataclass
@@ -50,8 +55,13 @@ class Prepared:
     @property
     def item_ratings(self) -> ItemRatings:
         t = self.train
-        return ItemRatings(t.item_idx.numpy(), t.user_idx.numpy(), t.rating.numpy(),
-                           self.vocab.num_items, self.vocab.num_users)  # fmt: skip
+        return ItemRatings(
+            t.item_idx.numpy(),
+            t.user_idx.numpy(),
+            t.rating.numpy(),
+            self.vocab.num_items,
+            self.vocab.num_users,
+        )
 
 
 def prepare(dataset: Dataset, split: Split) -> Prepared:
@@ -87,9 +97,13 @@ def run_baselines(data: Prepared) -> list[RunResult]:
     lo, hi = data.rating_scale
     t = data.train
     results = []
-    for name, model in (("global mean", GlobalMean()),
-                        ("bias baseline", BiasBaseline(data.vocab.num_users, data.vocab.num_items,
-                                                       min_rating=lo, max_rating=hi))):  # fmt: skip
+    for name, model in (
+        ("global mean", GlobalMean()),
+        (
+            "bias baseline",
+            BiasBaseline(data.vocab.num_users, data.vocab.num_items, min_rating=lo, max_rating=hi),
+        ),
+    ):
         started = time.perf_counter()
         model.fit(t.user_idx.numpy(), t.item_idx.numpy(), t.rating.numpy())
         seconds = time.perf_counter() - started
@@ -98,24 +112,28 @@ def run_baselines(data: Prepared) -> list[RunResult]:
     return results
 
 
-def run_mf(data: Prepared, config: TrainConfig, code_dim: int = 64,
-           progress: bool = False) -> RunResult:  # fmt: skip
+def run_mf(
+    data: Prepared, config: TrainConfig, code_dim: int = 64, progress: bool = False
+) -> RunResult:
     """Plain biased matrix factorization, trained on pairs."""
     lo, hi = data.rating_scale
     torch.manual_seed(config.seed)
-    model = FactorModel(FactorModelConfig(data.vocab.num_users, data.vocab.num_items, code_dim,
-                                          lo, hi))  # fmt: skip
+    model = FactorModel(
+        FactorModelConfig(data.vocab.num_users, data.vocab.num_items, code_dim, lo, hi)
+    )
     with torch.no_grad():
         model.offset.fill_(float(data.train.rating.mean()))
     started = time.perf_counter()
     history = fit(model, data.train, data.validation, config, progress=progress)
     seconds = time.perf_counter() - started
-    return RunResult("matrix factorization", model, history, seconds,
-                     _scores(lambda d: _predict(model, d), data))  # fmt: skip
+    return RunResult(
+        "matrix factorization", model, history, seconds, _scores(lambda d: _predict(model, d), data)
+    )
 
 
-def autorec_configs(data: Prepared, preset: str = "full", seed: int = 0,
-                    **overrides) -> tuple[AutoRecConfig, AutoRecTrainConfig]:  # fmt: skip
+def autorec_configs(
+    data: Prepared, preset: str = "full", seed: int = 0, **overrides
+) -> tuple[AutoRecConfig, AutoRecTrainConfig]:
     """Model and training configuration of ``preset`` with ``overrides`` (None = keep)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
@@ -123,19 +141,26 @@ def autorec_configs(data: Prepared, preset: str = "full", seed: int = 0,
     lo, hi = data.rating_scale
     model_fields = {"hidden_dims", "kernel_dim"}
     model_config = AutoRecConfig(
-        num_users=data.vocab.num_users, num_items=data.vocab.num_items,
-        num_genres=len(data.vocab.genre_names), min_rating=lo, max_rating=hi,
+        num_users=data.vocab.num_users,
+        num_items=data.vocab.num_items,
+        num_genres=len(data.vocab.genre_names),
+        min_rating=lo,
+        max_rating=hi,
         global_mean=float(data.train.rating.mean()),
         **{k: v for k, v in values.items() if k in model_fields},
-    )  # fmt: skip
+    )
     train_config = AutoRecTrainConfig(
         seed=seed, **{k: v for k, v in values.items() if k not in model_fields}
     )
     return model_config, train_config
 
 
-def run_autorec(data: Prepared, model_config: AutoRecConfig, train_config: AutoRecTrainConfig,
-                progress: bool = False) -> RunResult:  # fmt: skip
+def run_autorec(
+    data: Prepared,
+    model_config: AutoRecConfig,
+    train_config: AutoRecTrainConfig,
+    progress: bool = False,
+) -> RunResult:
     """Train our model; the result's model is the exported, served :class:`FactorModel`."""
     torch.manual_seed(train_config.seed)
     net = ItemAutoRec(model_config, torch.from_numpy(data.vocab.genres))
@@ -144,8 +169,13 @@ def run_autorec(data: Prepared, model_config: AutoRecConfig, train_config: AutoR
     history = fit_autorec(net, item_ratings, data.validation, train_config, progress=progress)
     served = net.export(item_ratings)
     seconds = time.perf_counter() - started
-    return RunResult("movierec (kernel item autoencoder)", served, history, seconds,
-                     _scores(lambda d: _predict(served, d), data))  # fmt: skip
+    return RunResult(
+        "movierec (kernel item autoencoder)",
+        served,
+        history,
+        seconds,
+        _scores(lambda d: _predict(served, d), data),
+    )
 
 
 def _predict(model: FactorModel, d: Encoded) -> np.ndarray:

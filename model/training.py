@@ -203,9 +203,12 @@ def fit_autorec(
             if config.dropout > 0:
                 keep = torch.rand(len(values), generator=generator) >= config.dropout
                 inputs = torch.sparse_coo_tensor(
-                    inputs.indices()[:, keep], values[keep] / (1 - config.dropout),
-                    inputs.shape, is_coalesced=True, check_invariants=False,
-                )  # fmt: skip
+                    inputs.indices()[:, keep],
+                    values[keep] / (1 - config.dropout),
+                    inputs.shape,
+                    is_coalesced=True,
+                    check_invariants=False,
+                )
             codes, penalties = model.encode(inputs, torch.from_numpy(idx))
             pred, decoder_penalty = model.decode_at(codes, rows, users)
             sse = ((pred - values) ** 2).sum()
@@ -233,9 +236,13 @@ def fit_autorec(
         improved = row["val_rmse"] < best_rmse - 1e-5
         log.info(
             "epoch %2d  train rmse %.4f  val rmse %.4f  val mae %.4f  %.1fs%s",
-            epoch, row["train_rmse"], row["val_rmse"], row["val_mae"], row["seconds"],
+            epoch,
+            row["train_rmse"],
+            row["val_rmse"],
+            row["val_mae"],
+            row["seconds"],
             "  *" if improved else "",
-        )  # fmt: skip
+        )
         if improved:
             best_rmse, best_state, stale = row["val_rmse"], copy.deepcopy(model.state_dict()), 0
         else:

@@ -62,14 +62,23 @@ def vocab(ratings, movies) -> Vocabulary:
 
 
 def item_ratings(data, vocab) -> ItemRatings:
-    return ItemRatings(data.item_idx.numpy(), data.user_idx.numpy(), data.rating.numpy(),
-                       vocab.num_items, vocab.num_users)  # fmt: skip
+    return ItemRatings(
+        data.item_idx.numpy(),
+        data.user_idx.numpy(),
+        data.rating.numpy(),
+        vocab.num_items,
+        vocab.num_users,
+    )
 
 
 def tiny_autorec(vocab, data, **overrides) -> ItemAutoRec:
-    config = AutoRecConfig(num_users=vocab.num_users, num_items=vocab.num_items,
-                           num_genres=len(GENRES), global_mean=float(data.rating.mean()),
-                           **{"hidden_dims": [16], "kernel_dim": 3, **overrides})  # fmt: skip
+    config = AutoRecConfig(
+        num_users=vocab.num_users,
+        num_items=vocab.num_items,
+        num_genres=len(GENRES),
+        global_mean=float(data.rating.mean()),
+        **{"hidden_dims": [16], "kernel_dim": 3, **overrides},
+    )
     torch.manual_seed(0)
     return ItemAutoRec(config, torch.from_numpy(vocab.genres))
 
@@ -81,9 +90,11 @@ def artifact_dir(tmp_path_factory, ratings, vocab) -> Path:
     data = encode(ratings, vocab)
     net = tiny_autorec(vocab, data)
     train = item_ratings(data, vocab)
-    fit_autorec(net, train, data, AutoRecTrainConfig(epochs=3, batch_size=8, l2=1.0),
-                progress=False)  # fmt: skip
+    fit_autorec(
+        net, train, data, AutoRecTrainConfig(epochs=3, batch_size=8, l2=1.0), progress=False
+    )
     out = tmp_path_factory.mktemp("artifact") / "tiny"
-    artifact.save(out, net.export(train), vocab, {"training": {"note": "test fixture"}},
-                  {"results": {}})  # fmt: skip
+    artifact.save(
+        out, net.export(train), vocab, {"training": {"note": "test fixture"}}, {"results": {}}
+    )
     return out

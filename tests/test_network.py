@@ -41,8 +41,13 @@ def test_score_all_matches_forward():
 
 
 def test_item_ratings_batches_are_the_item_columns():
-    ratings = ItemRatings(np.array([2, 0, 2, 1]), np.array([1, 3, 0, 3]),
-                          np.array([4.0, 5.0, 1.0, 2.0]), num_items=4, num_users=5)  # fmt: skip
+    ratings = ItemRatings(
+        np.array([2, 0, 2, 1]),
+        np.array([1, 3, 0, 3]),
+        np.array([4.0, 5.0, 1.0, 2.0]),
+        num_items=4,
+        num_users=5,
+    )
     inputs, rows, users, values = ratings.batch(np.array([2, 3, 0]))
     dense = inputs.to_dense()
     expected = np.zeros((3, 5), np.float32)

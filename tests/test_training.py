@@ -46,8 +46,9 @@ def test_autoencoder_training_beats_the_bias_baseline(ratings, vocab):
     train, val = _split(ratings, vocab)
     net, items = tiny_autorec(vocab, train), item_ratings(train, vocab)
     before = evaluate(net.export(items), val)["rmse"]
-    config = AutoRecTrainConfig(epochs=80, batch_size=8, learning_rate=1e-2, l2=0.1,
-                                kernel_l2=0.001, patience=15)  # fmt: skip
+    config = AutoRecTrainConfig(
+        epochs=80, batch_size=8, learning_rate=1e-2, l2=0.1, kernel_l2=0.001, patience=15
+    )
     history = fit_autorec(net, items, val, config, progress=False)
     after = evaluate(net.export(items), val)["rmse"]
     # The restored model is the best epoch's.

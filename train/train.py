@@ -88,8 +88,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-OVERRIDES = ("epochs", "batch_size", "learning_rate", "l2", "kernel_l2", "dropout", "patience",
-             "hidden_dims", "kernel_dim")  # fmt: skip
+OVERRIDES = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "l2",
+    "kernel_l2",
+    "dropout",
+    "patience",
+    "hidden_dims",
+    "kernel_dim",
+)
 
 
 def make_split(dataset: data.Dataset, args: argparse.Namespace) -> data.Split:
@@ -106,9 +115,14 @@ def run(args: argparse.Namespace) -> dict:
     split = make_split(dataset, args)
     log.info(
         "%s: %d ratings, %d movies; split %s: train %d / validation %d / test %d",
-        dataset.name, len(dataset.ratings), len(dataset.movies), split.protocol,
-        len(split.train), len(split.validation), len(split.test),
-    )  # fmt: skip
+        dataset.name,
+        len(dataset.ratings),
+        len(dataset.movies),
+        split.protocol,
+        len(split.train),
+        len(split.validation),
+        len(split.test),
+    )
     prepared = prepare(dataset, split)
     model_config, train_config = autorec_configs(
         prepared, args.preset, args.seed, **{k: getattr(args, k) for k in OVERRIDES}

@@ -1,0 +1,259 @@
+"""Evaluation report: our model beside the baselines over several seeds, on a fixed protocol.
+
+    python -m train.evaluate --dataset ml-100k         # u1.base/u1.test, 3 seeds
+    python -m train.evaluate --dataset ml-1m           # random 90/10, 3 seeds
+
+Writes ``reports/<dataset>.md``, ``.json`` and ``-curves.png``: test RMSE/MAE (mean and
+standard deviation over seeds) and training time of the global mean, the bias baseline, plain
+matrix factorization and our model (fast and full presets), all trained in the same run on the
+same splits; Recall@10 / NDCG@10 of our top-10 against a most-popular baseline; learning
+curves; and the command, seeds, versions and machine. Epochs and presets are chosen on
+validation data only; the test part is scored once, at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model import data
+from model.artifact import provenance
+from model.errors import DataError
+from model.experiment import Prepared, autorec_configs, prepare, run_autorec, run_baselines, run_mf
+from model.ranking import popularity_scorer, ranking_metrics
+from model.training import TrainConfig
+
+log = logging.getLogger("evaluate")
+
+MODELS = ("global", "bias", "mf", "fast", "full")
+
+
+def protocol(dataset: data.Dataset, seed: int) -> data.Split:
+    """ml-100k: the canonical u1 split; others: random 90/10, validation 5% of all ratings
+    carved out of the training 90%."""
+    if dataset.name == "ml-100k":
+        return data.u1_split(dataset, validation=0.1, seed=seed)
+    return data.random_split(dataset.ratings, validation=0.05, test=0.1, seed=seed)
+
+
+def _ranking(model, prepared: Prepared) -> dict:
+    t, s = prepared.train, prepared.test
+    args = (
+        t.user_idx.numpy(),
+        t.item_idx.numpy(),
+        s.user_idx.numpy(),
+        s.item_idx.numpy(),
+        s.rating.numpy(),
+        prepared.vocab.num_users,
+        prepared.vocab.num_items,
+    )
+    ours = ranking_metrics(lambda u: model.score_all(torch.from_numpy(u)), *args)
+    popular = ranking_metrics(
+        popularity_scorer(t.item_idx.numpy(), prepared.vocab.num_items), *args
+    )
+    return {"movierec": ours, "most popular": popular}
+
+
+def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
+    """Every requested model on the split of ``seed``: scores, seconds, histories, ranking."""
+    split = protocol(dataset, seed)
+    prepared = prepare(dataset, split)
+    log.info("seed %d: %s", seed, split.protocol)
+    out: dict = {"protocol": split.protocol, "models": {}, "histories": {}}
+    runs = []
+    if "global" in models or "bias" in models:
+        wanted = {"global mean": "global", "bias baseline": "bias"}
+        runs += [r for r in run_baselines(prepared) if wanted[r.name] in models]
+    if "mf" in models:
+        runs.append(run_mf(prepared, TrainConfig(seed=seed)))
+    ranked = None
+    for preset in ("fast", "full"):
+        if preset in models:
+            run = run_autorec(prepared, *autorec_configs(prepared, preset, seed))
+            run.name = f"movierec ({preset} preset)"
+            runs.append(run)
+            ranked = run.model
+    for run in runs:
+        out["models"][run.name] = {**run.scores, "seconds": run.seconds}
+        if run.history:
+            out["histories"][run.name] = run.history
+        log.info(
+            "seed %d  %-28s test rmse %.4f  %.1fs",
+            seed,
+            run.name,
+            run.scores["test"]["rmse"],
+            run.seconds,
+        )
+    if ranked is not None:
+        out["ranking"] = _ranking(ranked, prepared)
+    return out
+
+
+def aggregate(per_seed: list[dict]) -> dict:
+    """Mean and standard deviation over seeds of every figure."""
+
+    def stats(values: list[float]) -> dict:
+        return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+    names = per_seed[0]["models"]
+    table = {
+        name: {
+            "test_rmse": stats([s["models"][name]["test"]["rmse"] for s in per_seed]),
+            "test_mae": stats([s["models"][name]["test"]["mae"] for s in per_seed]),
+            "val_rmse": stats([s["models"][name]["validation"]["rmse"] for s in per_seed]),
+            "seconds": stats([s["models"][name]["seconds"] for s in per_seed]),
+        }
+        for name in names
+    }
+    ranking = {}
+    if "ranking" in per_seed[0]:
+        for name in per_seed[0]["ranking"]:
+            ranking[name] = {
+                metric: stats([s["ranking"][name][metric] for s in per_seed])
+                for metric in ("recall@10", "ndcg@10")
+            }
+    return {"models": table, "ranking": ranking}
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def plot_curves(per_seed: list[dict], path: Path, title: str) -> None:
+    """Train and validation RMSE per epoch of every trained model, first seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (name, history), color in zip(per_seed[0]["histories"].items(), ("C0", "C1", "C2")):
+        epochs = [h["epoch"] for h in history]
+        ax.plot(
+            epochs, [h["train_rmse"] for h in history], "--", color=color, label=f"{name}: train"
+        )
+        ax.plot(
+            epochs, [h["val_rmse"] for h in history], "-", color=color, label=f"{name}: validation"
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("RMSE")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown."""
+    agg, meta = report["aggregate"], report["meta"]
+    fmt = lambda s: f"{s['mean']:.4f} ± {s['std']:.4f}"
+    lines = [
+        f"# {meta['dataset']}: rating prediction and ranking",
+        "",
+        f"Protocol: {meta['protocol']}. Seeds: {', '.join(map(str, meta['seeds']))} "
+        "(mean ± standard deviation over seeds). Every model is trained in the same run on the "
+        "same splits; epochs are chosen on validation RMSE, test is scored once.",
+        "",
+        "| model | test RMSE | test MAE | validation RMSE | training time (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in agg["models"].items():
+        lines.append(
+            f"| {name} | {fmt(row['test_rmse'])} | {fmt(row['test_mae'])} | "
+            f"{fmt(row['val_rmse'])} | {row['seconds']['mean']:.1f} |"
+        )
+    if agg["ranking"]:
+        lines += [
+            "",
+            "Top-10 ranking (relevant: held-out movies rated 4 or more; candidates: every movie "
+            "the user did not rate in training; Recall@10 = hits / min(10, relevant)):",
+            "",
+            "| ranking | Recall@10 | NDCG@10 |",
+            "|---|---|---|",
+        ]
+        for name, row in agg["ranking"].items():
+            lines.append(f"| {name} | {fmt(row['recall@10'])} | {fmt(row['ndcg@10'])} |")
+    lines += [
+        "",
+        f"![learning curves]({meta['dataset']}-curves.png)",
+        "",
+        "## How it was made",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- machine: {meta['cpu']}, {meta['provenance']['machine']}",
+        f"- versions: python {meta['provenance']['python']}, torch {meta['provenance']['torch']},"
+        f" numpy {meta['provenance']['numpy']}, movierec {meta['provenance']['movierec']}, "
+        f"git {meta['provenance']['git_commit']}"
+        + (" (uncommitted changes)" if meta["provenance"]["git_dirty"] else ""),
+        f"- date: {meta['provenance']['created']}; total time {meta['seconds']:.0f} s",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    p = argparse.ArgumentParser(
+        prog="python -m train.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dataset", default="ml-100k", choices=sorted(data.DATASETS))
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--out", default="reports", help="folder of the report files")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    try:
+        dataset = data.load(args.dataset, args.data_dir)
+    except DataError as exc:
+        log.error("%s", exc)
+        return 1
+    per_seed = [run_seed(dataset, seed, args.models) for seed in args.seeds]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "meta": {
+            "dataset": dataset.name,
+            "protocol": per_seed[0]["protocol"],
+            "seeds": args.seeds,
+            "command": " ".join(["python -m train.evaluate", *sys.argv[1:]]),
+            "cpu": _cpu(),
+            "provenance": provenance(),
+            "seconds": time.perf_counter() - started,
+        },
+        "aggregate": aggregate(per_seed),
+        "per_seed": per_seed,
+    }
+    (out / f"{dataset.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_curves(
+        per_seed, out / f"{dataset.name}-curves.png", f"{dataset.name}, seed {args.seeds[0]}"
+    )
+    (out / f"{dataset.name}.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
