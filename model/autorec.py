@@ -127,16 +127,27 @@ class ItemAutoRec(nn.Module):
         v = w_all[users]  # (E, k)
         return (codes[rows] * v).sum(1) + self.user_bias[users], penalty
 
+    def forward(
+        self, inputs: torch.Tensor, item_idx: torch.Tensor, rows: torch.Tensor, users: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training step's predictions at observed entries, and the penalty terms
+        ``(|W'|^2, |K|^2, |G|^2)`` of the whole network as a (3,) tensor."""
+        codes, penalties = self.encode(inputs, item_idx)
+        pred, decoder_penalty = self.decode_at(codes, rows, users)
+        penalty = torch.stack([*penalties, decoder_penalty]).sum(0)
+        return pred, torch.cat([penalty, self.genre_weight.pow(2).sum().reshape(1)])
+
     @torch.no_grad()
     def export(self, ratings: ItemRatings, batch_size: int = 1024) -> FactorModel:
         """The served form: every item's code, computed once from the training ``ratings``,
         and the decoder's user vectors and biases."""
         self.eval()
         codes = []
+        device = self.user_bias.device
         for start in range(0, self.config.num_items, batch_size):
             idx = np.arange(start, min(start + batch_size, self.config.num_items))
             inputs, *_ = ratings.batch(idx)
-            codes.append(self.encode(inputs, torch.from_numpy(idx))[0])
+            codes.append(self.encode(inputs.to(device), torch.from_numpy(idx).to(device))[0])
         user_vectors, _ = self.decoder.effective()
         config = FactorModelConfig(
             num_users=self.config.num_users,
@@ -146,9 +157,9 @@ class ItemAutoRec(nn.Module):
             max_rating=self.config.max_rating,
         )
         model = FactorModel(config)
-        model.item_codes.copy_(torch.cat(codes))
-        model.user_vectors.copy_(user_vectors)
-        model.user_bias.copy_(self.user_bias)
+        model.item_codes.copy_(torch.cat(codes).cpu())
+        model.user_vectors.copy_(user_vectors.cpu())
+        model.user_bias.copy_(self.user_bias.cpu())
         return model.eval()
 
 

@@ -160,13 +160,25 @@ def run_autorec(
     model_config: AutoRecConfig,
     train_config: AutoRecTrainConfig,
     progress: bool = False,
+    checkpoint: str | None = None,
+    device: str = "cpu",
 ) -> RunResult:
-    """Train our model; the result's model is the exported, served :class:`FactorModel`."""
+    """Train our model; the result's model is the exported, served :class:`FactorModel`.
+
+    ``checkpoint`` and ``device`` are passed to :func:`model.training.fit_autorec`."""
     torch.manual_seed(train_config.seed)
     net = ItemAutoRec(model_config, torch.from_numpy(data.vocab.genres))
     item_ratings = data.item_ratings
     started = time.perf_counter()
-    history = fit_autorec(net, item_ratings, data.validation, train_config, progress=progress)
+    history = fit_autorec(
+        net,
+        item_ratings,
+        data.validation,
+        train_config,
+        progress=progress,
+        checkpoint=checkpoint,
+        device=device,
+    )
     served = net.export(item_ratings)
     seconds = time.perf_counter() - started
     return RunResult(

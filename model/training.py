@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -168,40 +169,93 @@ class AutoRecTrainConfig:
         return asdict(self)
 
 
+def _world() -> tuple[int, int]:
+    """(rank, world size) of a torchrun/DistributedDataParallel run, (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a crash mid-write leaves the previous checkpoint intact
+
+
 def fit_autorec(
     model: ItemAutoRec,
     train: ItemRatings,
     validation: Encoded,
     config: AutoRecTrainConfig,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
 ) -> list[dict]:
     """Train ``model`` in place on item batches and restore its best-on-validation weights.
 
-    The objective is the full-data one, ``sum of squared errors + l2/2 |W'|^2 +
+    The objective is the full-data one, ``sum of squared errors + l2/2 (|W'|^2 + |G|^2) +
     kernel_l2/2 |K|^2``, with the penalty spread over the batches of an epoch. Returns the
     per-epoch history (``train_rmse`` on the epoch's batches, ``val_rmse``, ``val_mae``,
     ``seconds``).
+
+    ``checkpoint``: after every epoch the whole training state (weights, optimizer, random
+    generators, history, best weights) is written there; if the file exists when training
+    starts, training resumes from it and ends exactly where an uninterrupted run would.
+
+    Under ``torchrun`` (an initialized process group), every step takes ``world x
+    batch_size`` items, each rank encodes its share and DistributedDataParallel averages the
+    gradients; the loss is scaled by the world size so the result matches one process with
+    ``world x batch_size`` items per step.
     """
     from tqdm import tqdm
 
+    rank, world = _world()
+    model.to(device)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     num_items = model.config.num_items
-    weights = torch.tensor([config.l2 / 2, config.kernel_l2 / 2])
+    weights = torch.tensor([config.l2 / 2, config.kernel_l2 / 2, config.l2 / 2], device=device)
     history: list[dict] = []
-    best_rmse, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
-    for epoch in range(1, config.epochs + 1):
+    best_rmse, best_state, stale, first_epoch = math.inf, copy.deepcopy(model.state_dict()), 0, 1
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        history, best_state = state["history"], state["best_state"]
+        best_rmse, stale = state["best_rmse"], state["stale"]
+        first_epoch = len(history) + 1
+        log.info("resuming from %s after epoch %d", checkpoint, len(history))
+        if stale >= config.patience:
+            first_epoch = config.epochs + 1  # it had already stopped early
+    step = config.batch_size * world
+    for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
         order = torch.randperm(num_items, generator=generator).numpy()
-        batches = range(0, num_items, config.batch_size)
         squared_error, count = 0.0, 0
-        for start in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress):
-            idx = order[start : start + config.batch_size]
-            inputs, rows, users, values = train.batch(idx)
+        batches = range(0, num_items, step)
+        for start in tqdm(
+            batches, desc=f"epoch {epoch}", leave=False, disable=not progress or rank > 0
+        ):
+            # Every rank draws the same random numbers, then keeps its share of the step.
+            idx = order[start : start + step]
             if config.dropout > 0:
-                keep = torch.rand(len(values), generator=generator) >= config.dropout
+                n_entries = int(train.indptr[idx + 1].sum() - train.indptr[idx].sum())
+                keep_all = torch.rand(n_entries, generator=generator) >= config.dropout
+            mine = np.arange(len(idx)) % world == rank
+            inputs, rows, users, values = train.batch(idx[mine])
+            if config.dropout > 0:
+                # Entries come item by item, so this rank's are a subsequence of the step's.
+                entries = np.repeat(mine, train.indptr[idx + 1] - train.indptr[idx])
+                keep = keep_all[torch.from_numpy(entries)]
                 inputs = torch.sparse_coo_tensor(
                     inputs.indices()[:, keep],
                     values[keep] / (1 - config.dropout),
@@ -209,12 +263,14 @@ def fit_autorec(
                     is_coalesced=True,
                     check_invariants=False,
                 )
-            codes, penalties = model.encode(inputs, torch.from_numpy(idx))
-            pred, decoder_penalty = model.decode_at(codes, rows, users)
-            sse = ((pred - values) ** 2).sum()
-            penalty = (torch.stack([*penalties, decoder_penalty]).sum(0) * weights).sum()
-            penalty = penalty + config.l2 / 2 * model.genre_weight.pow(2).sum()
-            loss = sse + penalty * len(idx) / num_items
+            pred, penalty = net(
+                inputs.to(device),
+                torch.from_numpy(idx[mine]).to(device),
+                rows.to(device),
+                users.to(device),
+            )
+            sse = ((pred - values.to(device)) ** 2).sum()
+            loss = (sse + (penalty * weights).sum() * len(idx) / num_items / world) * world
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss is {loss.item()} at epoch {epoch}; lower --lr or raise --l2"
@@ -247,9 +303,22 @@ def fit_autorec(
             best_rmse, best_state, stale = row["val_rmse"], copy.deepcopy(model.state_dict()), 0
         else:
             stale += 1
-            if stale >= config.patience:
-                log.info("early stop: no validation gain for %d epochs", config.patience)
-                break
+        if checkpoint is not None and rank == 0:
+            _save_atomic(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "history": history,
+                    "best_state": best_state,
+                    "best_rmse": best_rmse,
+                    "stale": stale,
+                },
+                checkpoint,
+            )
+        if stale >= config.patience:
+            log.info("early stop: no validation gain for %d epochs", config.patience)
+            break
     model.load_state_dict(best_state)
     model.eval()
     return history

@@ -15,10 +15,15 @@ def _metrics(scores: np.ndarray, k: int = 2):
     table = torch.from_numpy(scores.astype(np.float32))
     return ranking_metrics(
         lambda users: table[torch.from_numpy(users)],
-        train_users=np.array([0]), train_items=np.array([0]),
-        test_users=np.array([0, 0, 0, 1]), test_items=np.array([1, 2, 3, 0]),
-        test_ratings=np.array([5.0, 4.0, 2.0, 3.0]), num_users=2, num_items=5, k=k,
-    )  # fmt: skip
+        train_users=np.array([0]),
+        train_items=np.array([0]),
+        test_users=np.array([0, 0, 0, 1]),
+        test_items=np.array([1, 2, 3, 0]),
+        test_ratings=np.array([5.0, 4.0, 2.0, 3.0]),
+        num_users=2,
+        num_items=5,
+        k=k,
+    )
 
 
 def test_perfect_ranking_scores_one():

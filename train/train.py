@@ -76,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden-dims", type=int, nargs="+", help="encoder widths; last = code size")
     p.add_argument("--kernel-dim", type=int, help="local-kernel dimension; 0 = dense weights")
     p.add_argument("--seed", type=int, default=0, help="split, init and shuffling")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="training state file, written after every epoch; an existing one is resumed",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--quiet", action="store_true", help="no per-batch progress bar")
     args = p.parse_args(argv)
@@ -107,10 +113,32 @@ def make_split(dataset: data.Dataset, args: argparse.Namespace) -> data.Split:
     return data.random_split(dataset.ratings, args.validation, args.test, seed=args.seed)
 
 
+def _init_distributed(device: str) -> int:
+    """Join the process group when launched by torchrun; returns this process's rank."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return dist.get_rank()
+
+
 def run(args: argparse.Namespace) -> dict:
-    """Train, evaluate beside the baselines, save the artifact; return its metrics."""
+    """Train, evaluate beside the baselines, save the artifact; return its metrics.
+
+    Under torchrun every rank trains (see :func:`model.training.fit_autorec`); rank 0 alone
+    writes the artifact and prints."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError(f"--device {args.device}: no CUDA device is available")
+    rank = _init_distributed(args.device)
+    if rank > 0:
+        logging.getLogger().setLevel(logging.WARNING)
     dataset = data.load(args.dataset, args.data_dir)
     split = make_split(dataset, args)
     log.info(
@@ -127,7 +155,19 @@ def run(args: argparse.Namespace) -> dict:
     model_config, train_config = autorec_configs(
         prepared, args.preset, args.seed, **{k: getattr(args, k) for k in OVERRIDES}
     )
-    ours = run_autorec(prepared, model_config, train_config, progress=not args.quiet)
+    device = args.device
+    if device.startswith("cuda") and torch.distributed.is_initialized():
+        device = f"cuda:{torch.cuda.current_device()}"
+    ours = run_autorec(
+        prepared,
+        model_config,
+        train_config,
+        progress=not args.quiet,
+        checkpoint=args.checkpoint,
+        device=device,
+    )
+    if rank > 0:
+        return {}
     runs = [*run_baselines(prepared), ours]
     metrics = {
         "dataset": dataset.name,
