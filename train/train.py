@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,9 @@ def run(args: argparse.Namespace) -> dict:
     rank = _init_distributed(args.device)
     if rank > 0:
         logging.getLogger().setLevel(logging.WARNING)
+    started = time.perf_counter()
     dataset = data.load(args.dataset, args.data_dir)
+    log.info("loaded %s in %.1f s", dataset.name, time.perf_counter() - started)
     split = make_split(dataset, args)
     log.info(
         "%s: %d ratings, %d movies; split %s: train %d / validation %d / test %d",
@@ -151,7 +154,9 @@ def run(args: argparse.Namespace) -> dict:
         len(split.validation),
         len(split.test),
     )
+    started = time.perf_counter()
     prepared = prepare(dataset, split)
+    log.info("split, vocabulary and encoding in %.1f s", time.perf_counter() - started)
     model_config, train_config = autorec_configs(
         prepared, args.preset, args.seed, **{k: getattr(args, k) for k in OVERRIDES}
     )
