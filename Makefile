@@ -13,8 +13,14 @@ ARTIFACT ?= artifacts/$(DATASET)
 TRAIN_ARGS ?=
 MAR     := model_store/movierec.mar
 URL     ?= http://127.0.0.1:8080
+# make loadtest: closed-loop Locust users, users started per second, run time (see README).
+USERS      ?= 16
+SPAWN_RATE ?= 8
+DURATION   ?= 30s
+LOCUST_ARGS ?=
 
-.PHONY: help all install check-java data train archive serve stop demo test lint format clean
+.PHONY: help all install check-java data train archive serve stop demo test lint format clean \
+	loadtest knee
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -61,6 +67,13 @@ stop:  ## stop TorchServe
 
 demo: $(VENV)/.installed  ## example calls against the running server
 	$(PY) -m client demo --url $(URL)
+
+loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATION=30s)
+	$(PY) -m loadtest.run --url $(URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+	  --duration $(DURATION) -- $(LOCUST_ARGS)
+
+knee: $(MAR)  ## step load until p99 breaks the SLO: highest rate within it
+	$(PY) -m loadtest.run --url $(URL) --knee -- $(LOCUST_ARGS)
 
 test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
 	$(PY) -m pytest
