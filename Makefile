@@ -18,9 +18,10 @@ USERS      ?= 16
 SPAWN_RATE ?= 8
 DURATION   ?= 30s
 LOCUST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help all install check-java data train archive serve stop demo test lint format clean \
-	loadtest knee
+	loadtest knee bench
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -74,6 +75,9 @@ loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATIO
 
 knee: $(MAR)  ## step load until p99 breaks the SLO: highest rate within it
 	$(PY) -m loadtest.run --url $(URL) --knee -- $(LOCUST_ARGS)
+
+bench: $(ARTIFACT)/weights.pt  ## echo floor vs naive vs our handler, micro-benchmarks: reports/bench.md
+	$(PY) -m loadtest.bench --artifact $(ARTIFACT) $(BENCH_ARGS)
 
 test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
 	$(PY) -m pytest
