@@ -14,6 +14,7 @@ Every loop is bounded by a count and a time budget.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -80,8 +81,14 @@ def served_handler(model_dir: str | Path) -> MovieRecHandler:
     return handler
 
 
+@functools.cache
+def _served_settings() -> dict:
+    return yaml.safe_load(MODEL_CONFIG.read_text())
+
+
 def _context(model_dir: str | Path, rows: int = 0) -> Context:
-    yaml_config = yaml.safe_load(MODEL_CONFIG.read_text())
+    """A fresh context per call, as TorchServe gives each batch its own request processors."""
+    yaml_config = _served_settings()
     ctx = Context(
         "movierec",
         str(model_dir),
