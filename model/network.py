@@ -124,20 +124,25 @@ class NeuralCF(nn.Module):
         return ((p**2).sum(1) + (q**2).sum(1) + b).mean()
 
     @torch.no_grad()
-    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+    def score_all(self, user_idx: torch.Tensor, max_elements: int = 1 << 22) -> torch.Tensor:
         """Predicted ratings of every item for each user: (B,) -> (B, num_items).
 
-        The MLP's first layer is split into user, item and interaction parts so the item part
-        is computed once for the whole catalogue instead of once per user.
+        The MLP's first layer over ``[p, q, p * q]`` is rewritten per user as
+        ``q @ (W_item^T + p^T * W_both^T) + (p @ W_user^T + b)``: one (N, d) x (d, h) product
+        per user instead of separate item and interaction parts. Users go in chunks whose
+        (chunk, N, h) hidden layer stays under ``max_elements`` floats, so a batch over a large
+        catalogue does not stream hundreds of MB through memory.
         """
-        d = self.config.embedding_dim
-        p = self.user_embedding(user_idx)  # (B, d)
+        d, h = self.config.embedding_dim, self.first.out_features
         q = self.item_vectors()  # (N, d)
         w_user, w_item, w_both = self.first.weight.split(d, dim=1)  # each (h, d)
-        user_part = p @ w_user.T + self.first.bias  # (B, h)
-        item_part = q @ w_item.T  # (N, h)
-        both_part = torch.matmul(q, p.unsqueeze(2) * w_both.T.unsqueeze(0))  # (B, N, h)
-        hidden = both_part + user_part.unsqueeze(1) + item_part.unsqueeze(0)  # (B, N, h)
-        mlp = self.rest(hidden).squeeze(2)  # (B, N)
-        logit = self.offset + self.user_bias(user_idx) + self.item_bias.weight.T + p @ q.T + mlp
-        return self._to_rating(logit)
+        step = max(1, max_elements // (len(q) * h))
+        out = []
+        for users in user_idx.split(step):
+            p = self.user_embedding(users)  # (b, d)
+            hidden = torch.matmul(q, w_item.T + p.unsqueeze(2) * w_both.T)  # (b, N, h)
+            hidden += (p @ w_user.T + self.first.bias).unsqueeze(1)
+            mlp = self.rest(hidden).squeeze(2)  # (b, N)
+            logit = self.offset + self.user_bias(users) + self.item_bias.weight.T + p @ q.T + mlp
+            out.append(self._to_rating(logit))
+        return torch.cat(out) if out else torch.empty(0, len(q))

@@ -48,6 +48,9 @@ def test_score_all_matches_forward():
     assert all_scores.shape == (3, 7)
     pairwise = model(users.repeat_interleave(7), torch.arange(7).repeat(3)).view(3, 7)
     assert torch.allclose(all_scores, pairwise, atol=1e-5)
+    # Users scored in chunks (here one at a time) give the same scores.
+    assert torch.allclose(model.score_all(users, max_elements=1), all_scores, atol=1e-6)
+    assert model.score_all(users[:0]).shape == (0, 7)
 
 
 def test_artifact_rebuilds_the_same_model(tmp_path, vocab):
