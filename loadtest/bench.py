@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=16, help="closed-loop Locust users per server")
     p.add_argument("--duration", default="30s", help="measured run per server and round")
     p.add_argument("--warmup", default="5s", help="unmeasured run before each measured one")
-    p.add_argument("--rounds", type=int, default=1, help="echo, naive, ours; this many times")
+    p.add_argument(
+        "--rounds", type=int, default=2, help="echo, naive, ours in turn, this many times"
+    )
     p.add_argument("--report", default="reports/bench.md")
     p.add_argument("--raw-dir", default="reports/loadtest/bench", help="Locust CSV and HTML")
     p.add_argument(

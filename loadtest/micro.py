@@ -155,7 +155,7 @@ def generated_artifact(
     """An artifact of a random-weight NeuralCF (sizes as ``like``) over a generated catalogue."""
     rng = np.random.default_rng(seed)
     num_genres = 19
-    counts = rng.integers(20, 201, num_users)
+    counts = rng.integers(min(20, num_items), min(200, num_items) + 1, num_users)
     rated = [np.sort(rng.choice(num_items, c, replace=False)) for c in counts]
     vocab = Vocabulary(
         user_ids=np.arange(1, num_users + 1),

@@ -84,6 +84,11 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+def per_request(cores: float, rps: float) -> str:
+    """CPU microseconds per request: steadier than req/s when the neighbours' load varies."""
+    return f"{1e6 * cores / rps:.0f}" if rps else "n/a"
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
@@ -96,16 +101,18 @@ def _http_section(settings: dict, runs: list, medians: dict) -> list[str]:
         + (f" (median of {rounds} alternating rounds)" if rounds > 1 else ""),
         "",
         "| server | req/s | p50 ms | p95 ms | p99 ms | failed | worker RSS MiB "
-        "| CPU cores used: frontend / workers / Locust |",
-        "|---|---|---|---|---|---|---|---|",
+        "| CPU cores used: frontend / workers / Locust | CPU µs per request: frontend / workers |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     labels = {"echo": "echo (floor)", "naive": "naive handler", "ours": "**movierec handler**"}
     for name, m in medians.items():
         cpu = m["cpu_cores"]
+        per_req = " / ".join(per_request(cpu[part], m["rps"]) for part in ("frontend", "workers"))
         lines.append(
             f"| {labels[name]} | {m['rps']:.0f} | {m['p50_ms']:g} | {m['p95_ms']:g} "
             f"| {m['p99_ms']:g} | {m['failures']} of {m['requests']} | {m['worker_rss_mb']:.0f} "
-            f"| {cpu['frontend']:.2f} / {cpu['workers']:.2f} / {cpu['locust']:.2f} |"
+            f"| {cpu['frontend']:.2f} / {cpu['workers']:.2f} / {cpu['locust']:.2f} "
+            f"| {per_req} |"
         )
     ours = medians.get("ours")
     if ours:
