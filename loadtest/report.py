@@ -140,6 +140,14 @@ def _http_section(settings: dict, runs: list, medians: dict) -> list[str]:
             f"| {r.round} | {r.server} | {r.rps:.0f} | {r.p50_ms:g} | {r.p95_ms:g} | {r.p99_ms:g} |"
             for r in runs
         ]
+        by_round = {(r.round, r.server): r.rps for r in runs}
+        for base in ("echo", "naive"):
+            pairs = [
+                (by_round.get((n, "ours")), by_round.get((n, base))) for n in range(1, rounds + 1)
+            ]
+            if all(a and b for a, b in pairs):
+                per_round = ", ".join(_ratio(a, b) for a, b in pairs)
+                lines += ["", f"movierec / {base} req/s, round by round: {per_round}"]
     return [*lines, ""]
 
 

@@ -89,3 +89,4 @@ def test_medians_over_rounds_and_the_report():
     assert "| 10,000 pairs <= 25 ms in the handler | 20.0 ms (p50) | met |" in text
     assert "| top-K over 62k movies <= 10 ms p50 | 18.0 ms | **not met** |" in text
     assert "CPU µs per request" in text and "| 1 | echo | 3000 |" in text
+    assert "movierec / echo req/s, round by round: 0.90x, 0.95x, 0.96x" in text
