@@ -63,7 +63,8 @@ class HttpRun:
     p95_ms: float
     p99_ms: float
     worker_rss_mb: list[float] = field(default_factory=list)
-    cpu_cores: dict[str, float] = field(default_factory=dict)  # CPU seconds / wall seconds
+    cpu_cores: dict[str, float] = field(default_factory=dict)  # CPU seconds / run seconds
+    cpu_us_per_request: dict[str, float] = field(default_factory=dict)
 
 
 def build_archives(artifact_dir: Path, model_config: Path, out: Path) -> dict[str, Path]:
@@ -95,6 +96,12 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
+def _children_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children (the Locust runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _server_processes(server: Server) -> tuple[list[psutil.Process], list[psutil.Process]]:
     """(frontend: the launcher and Java, workers: the Python model workers)."""
     root = psutil.Process(server.process.pid)
@@ -118,33 +125,31 @@ def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Pa
         server.url, server.key_file, mar, raw_dir / f"warmup-{name}", duration=args.warmup, **common
     )
     frontend, workers = _server_processes(server)
-    before = (_cpu_seconds(frontend), _cpu_seconds(workers), time.perf_counter())
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = (_cpu_seconds(frontend), _cpu_seconds(workers), _children_cpu_seconds())
     prefix = raw_dir / f"{name}-round{round_}"
     code = run_locust(server.url, server.key_file, mar, prefix, duration=args.duration, **common)
-    wall = time.perf_counter() - before[2]
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    locust_cpu = (children.ru_utime - children_before.ru_utime) + (
-        children.ru_stime - children_before.ru_stime
-    )
-    cpu = {
-        "frontend": (_cpu_seconds(frontend) - before[0]) / wall,
-        "workers": (_cpu_seconds(workers) - before[1]) / wall,
-        "locust": locust_cpu / wall,
+    # Locust (a finished child of this process) includes its ~1 s start-up; the server's parts
+    # only spent CPU on the load, which ran for the run time.
+    cpu_seconds = {
+        "frontend": _cpu_seconds(frontend) - before[0],
+        "workers": _cpu_seconds(workers) - before[1],
+        "locust": _children_cpu_seconds() - before[2],
     }
     rss = [psutil.Process(pid).memory_info().rss / 2**20 for pid in server.worker_pids()]
     total = _read_locust_csv(prefix)
+    requests = int(total["Request Count"])
     result = HttpRun(
         server=name,
         round=round_,
-        requests=int(total["Request Count"]),
+        requests=requests,
         failures=int(total["Failure Count"]),
         rps=float(total["Requests/s"]),
         p50_ms=float(total["50%"]),
         p95_ms=float(total["95%"]),
         p99_ms=float(total["99%"]),
         worker_rss_mb=rss,
-        cpu_cores=cpu,
+        cpu_cores={k: v / seconds(args.duration) for k, v in cpu_seconds.items()},
+        cpu_us_per_request={k: 1e6 * v / max(requests, 1) for k, v in cpu_seconds.items()},
     )
     if code != 0 or result.failures:
         log.error(
@@ -192,9 +197,9 @@ def median_runs(runs: list[HttpRun]) -> dict[str, dict]:
         out[name]["failures"] = sum(r.failures for r in mine)
         out[name]["requests"] = sum(r.requests for r in mine)
         out[name]["worker_rss_mb"] = max(max(r.worker_rss_mb, default=0.0) for r in mine)
-        out[name]["cpu_cores"] = {
-            part: statistics.median(r.cpu_cores[part] for r in mine) for part in mine[0].cpu_cores
-        }
+        for key in ("cpu_cores", "cpu_us_per_request"):
+            parts = getattr(mine[0], key)
+            out[name][key] = {p: statistics.median(getattr(r, key)[p] for r in mine) for p in parts}
     return out
 
 

@@ -84,11 +84,6 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
-def per_request(cores: float, rps: float) -> str:
-    """CPU microseconds per request: steadier than req/s when the neighbours' load varies."""
-    return f"{1e6 * cores / rps:.0f}" if rps else "n/a"
-
-
 def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
@@ -107,7 +102,7 @@ def _http_section(settings: dict, runs: list, medians: dict) -> list[str]:
     labels = {"echo": "echo (floor)", "naive": "naive handler", "ours": "**movierec handler**"}
     for name, m in medians.items():
         cpu = m["cpu_cores"]
-        per_req = " / ".join(per_request(cpu[part], m["rps"]) for part in ("frontend", "workers"))
+        per_req = " / ".join(f"{m['cpu_us_per_request'][p]:.0f}" for p in ("frontend", "workers"))
         lines.append(
             f"| {labels[name]} | {m['rps']:.0f} | {m['p50_ms']:g} | {m['p95_ms']:g} "
             f"| {m['p99_ms']:g} | {m['failures']} of {m['requests']} | {m['worker_rss_mb']:.0f} "
@@ -236,7 +231,8 @@ def bench_markdown(
         f"Locust runs on the same machine; {settings['warmup']} of warm-up per server.",
         "",
         "Speed is quoted as ratios to baselines measured in the same run: on a shared machine "
-        "the absolute figures move with the neighbours' load.",
+        "the absolute figures move with the neighbours' load. CPU per request moves less than "
+        "req/s does; Locust's CPU includes its own start-up (about a second).",
         "",
     ]
     if runs:

@@ -30,6 +30,7 @@ def _run(server: str, round_: int, rps: float, p50: float) -> HttpRun:
         p99_ms=3 * p50,
         worker_rss_mb=[200.0, 210.0],
         cpu_cores={"frontend": 0.5, "workers": 0.2, "locust": 0.4},
+        cpu_us_per_request={"frontend": 120.0, "workers": 80.0, "locust": 150.0},
     )
 
 
@@ -88,5 +89,5 @@ def test_medians_over_rounds_and_the_report():
     assert "| single-rating req/s >= 85% of echo | 96% | met |" in text
     assert "| 10,000 pairs <= 25 ms in the handler | 20.0 ms (p50) | met |" in text
     assert "| top-K over 62k movies <= 10 ms p50 | 18.0 ms | **not met** |" in text
-    assert "CPU µs per request" in text and "| 1 | echo | 3000 |" in text
+    assert "| 0.50 / 0.20 / 0.40 | 120 / 80 |" in text and "| 1 | echo | 3000 |" in text
     assert "movierec / echo req/s, round by round: 0.90x, 0.95x, 0.96x" in text
