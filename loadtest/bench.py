@@ -65,6 +65,7 @@ class HttpRun:
     worker_rss_mb: list[float] = field(default_factory=list)
     cpu_cores: dict[str, float] = field(default_factory=dict)  # CPU seconds / run seconds
     cpu_us_per_request: dict[str, float] = field(default_factory=dict)
+    others_cores: float = 0.0  # CPU of every other process on the machine meanwhile
 
 
 def build_archives(artifact_dir: Path, model_config: Path, out: Path) -> dict[str, Path]:
@@ -94,6 +95,12 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all processes, all CPUs)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def _children_cpu_seconds() -> float:
@@ -126,8 +133,11 @@ def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Pa
     )
     frontend, workers = _server_processes(server)
     before = (_cpu_seconds(frontend), _cpu_seconds(workers), _children_cpu_seconds())
+    machine_before, wall_before = busy_seconds(), time.perf_counter()
     prefix = raw_dir / f"{name}-round{round_}"
     code = run_locust(server.url, server.key_file, mar, prefix, duration=args.duration, **common)
+    machine = busy_seconds() - machine_before
+    wall = time.perf_counter() - wall_before
     # Locust (a finished child of this process) includes its ~1 s start-up; the server's parts
     # only spent CPU on the load, which ran for the run time.
     cpu_seconds = {
@@ -150,6 +160,7 @@ def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Pa
         worker_rss_mb=rss,
         cpu_cores={k: v / seconds(args.duration) for k, v in cpu_seconds.items()},
         cpu_us_per_request={k: 1e6 * v / max(requests, 1) for k, v in cpu_seconds.items()},
+        others_cores=max(0.0, machine - sum(cpu_seconds.values())) / wall,
     )
     if code != 0 or result.failures:
         log.error(
@@ -197,6 +208,7 @@ def median_runs(runs: list[HttpRun]) -> dict[str, dict]:
         out[name]["failures"] = sum(r.failures for r in mine)
         out[name]["requests"] = sum(r.requests for r in mine)
         out[name]["worker_rss_mb"] = max(max(r.worker_rss_mb, default=0.0) for r in mine)
+        out[name]["others_cores"] = statistics.median(r.others_cores for r in mine)
         for key in ("cpu_cores", "cpu_us_per_request"):
             parts = getattr(mine[0], key)
             out[name][key] = {p: statistics.median(getattr(r, key)[p] for r in mine) for p in parts}
@@ -261,8 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     pairs = topk = None
     if not args.skip_micro:
         model_config = json.loads((artifact_dir / artifact.CONFIG).read_text())["model"]
+        me = psutil.Process()
+        mine, machine, wall = sum(me.cpu_times()[:2]), busy_seconds(), time.perf_counter()
         pairs = micro.pairs_request(artifact_dir)
         topk = micro.top_k_latency(model_config)
+        others = (busy_seconds() - machine) - (sum(me.cpu_times()[:2]) - mine)
+        context["micro_others_cores"] = max(0.0, others) / (time.perf_counter() - wall)
     context["load_after"] = report.load_average()
     context["minutes"] = (time.time() - started) / 60
     command = "python -m loadtest.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
