@@ -67,7 +67,10 @@ def load_average() -> str:
 def machine() -> dict:
     """CPU, cores, memory, OS, versions, git commit and time of the run."""
     commit = _run(["git", "rev-parse", "--short", "HEAD"])
-    dirty = bool(_run(["git", "status", "--porcelain", "--untracked-files=no"]))
+    # reports/ holds this run's own output (bench.md is tracked): not a change to the code.
+    dirty = bool(
+        _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"])
+    )
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
