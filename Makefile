@@ -13,8 +13,15 @@ ARTIFACT ?= artifacts/$(DATASET)
 TRAIN_ARGS ?=
 MAR     := model_store/movierec.mar
 URL     ?= http://127.0.0.1:8080
+# make loadtest: closed-loop Locust users, users started per second, run time (see README).
+USERS      ?= 16
+SPAWN_RATE ?= 8
+DURATION   ?= 30s
+LOCUST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help all install check-java data train archive serve stop demo evaluate test lint format clean
+.PHONY: help all install check-java data train archive serve stop demo evaluate test lint \
+	format clean loadtest knee bench
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -65,6 +72,16 @@ demo: $(VENV)/.installed  ## example calls against the running server
 SEEDS ?= 0 1 2
 evaluate: $(VENV)/.installed  ## write reports/DATASET.md: our model vs baselines over SEEDS
 	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)
+
+loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATION=30s)
+	$(PY) -m loadtest.run --url $(URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+	  --duration $(DURATION) -- $(LOCUST_ARGS)
+
+knee: $(MAR)  ## step load until p99 breaks the SLO: highest rate within it
+	$(PY) -m loadtest.run --url $(URL) --knee -- $(LOCUST_ARGS)
+
+bench: $(ARTIFACT)/weights.pt  ## echo floor vs naive vs our handler, micro-benchmarks: reports/bench.md
+	$(PY) -m loadtest.bench --artifact $(ARTIFACT) $(BENCH_ARGS)
 
 test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
 	$(PY) -m pytest

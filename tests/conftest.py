@@ -1,8 +1,11 @@
-"""Shared fixtures: tiny synthetic MovieLens-shaped data with a known structure, and a small
-trained artifact built from it. Everything is offline and takes seconds."""
+"""Shared fixtures: tiny synthetic MovieLens-shaped data with a known structure, a small
+trained artifact built from it, and (for integration tests) one TorchServe serving it.
+Everything is offline and takes seconds."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
+from loadtest.server import Server, ServerError, local_torchserve
 from model import artifact
 from model.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
 from model.training import AutoRecTrainConfig, encode, fit_autorec
 from model.vocab import Vocabulary
+from train import archive
 
 GENRES = ("Action", "Comedy", "Drama")
 
@@ -98,3 +103,25 @@ def artifact_dir(tmp_path_factory, ratings, vocab) -> Path:
         out, net.export(train), vocab, {"training": {"note": "test fixture"}}, {"results": {}}
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def served_mar(tmp_path_factory, artifact_dir) -> Path:
+    """The tiny artifact archived as model_store/movierec.mar."""
+    return archive.build(artifact_dir, tmp_path_factory.mktemp("model_store"))
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, served_mar) -> Iterator[Server]:
+    """One real TorchServe for the whole session, serving ``served_mar`` on free ports, with
+    its own folder and pid file (see :mod:`loadtest.server`); always stopped at the end."""
+    with ExitStack() as stack:
+        try:
+            running = stack.enter_context(
+                local_torchserve(
+                    served_mar.parent, ["movierec"], home=tmp_path_factory.mktemp("torchserve")
+                )
+            )
+        except ServerError as exc:
+            pytest.fail(f"TorchServe did not start: {exc}")
+        yield running

@@ -38,6 +38,7 @@ def test_score_all_matches_forward():
     assert all_scores.shape == (3, 7)
     pairwise = model(users.repeat_interleave(7), torch.arange(7).repeat(3)).view(3, 7)
     assert torch.allclose(all_scores, pairwise, atol=1e-5)
+    assert model.score_all(users[:0]).shape == (0, 7)
 
 
 def test_item_ratings_batches_are_the_item_columns():

@@ -42,8 +42,12 @@ def build(
     model_name: str = "movierec",
     version: str = __version__,
     config_file: str | Path = MODEL_CONFIG,
+    handler: str | Path = HANDLER,
 ) -> Path:
-    """Build ``export_path/<model_name>.mar`` from an artifact folder and return its path."""
+    """Build ``export_path/<model_name>.mar`` from an artifact folder and return its path.
+
+    ``handler`` is movierec's own unless another is given (the benchmark packs its baselines).
+    """
     artifact_dir, export_path = Path(artifact_dir), Path(export_path)
     missing = [f for f in artifact.FILES if not (artifact_dir / f).is_file()]
     if missing:
@@ -67,7 +71,7 @@ def build(
             "--serialized-file",
             str(artifact_dir / artifact.WEIGHTS),
             "--handler",
-            str(HANDLER),
+            str(handler),
             "--extra-files",
             str(stage),
             "--config-file",

@@ -1,0 +1,1 @@
+"""Load tests (Locust) and the serving benchmark of movierec; see README "Load testing"."""

@@ -1,0 +1,125 @@
+"""Locust load test of movierec: one user class per endpoint kind, in a realistic mix.
+
+    make loadtest                                    # headless, SLO-judged (see README)
+    locust -f loadtest/locustfile.py --host http://127.0.0.1:8080      # web UI on :8089
+
+The request bodies, the id sampling (the archive's own vocabulary, weighted by popularity) and
+the checks of each answer live in :mod:`loadtest.traffic`; this file adapts them to Locust.
+Settings from the environment: ``MOVIEREC_MAR`` (the archive to sample ids from, default
+model_store/movierec.mar), ``MOVIEREC_KEY_FILE`` (TorchServe's key_file.json, default
+./key_file.json), ``MOVIEREC_MODEL`` (default movierec), ``MOVIEREC_ECHO=1`` (expect the
+benchmark's echo handler). A user sends as fast as answers come (``--user-rps 0``, a closed
+loop) or paced at ``--user-rps`` requests per second.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+# Locust puts only the locustfile's own folder on sys.path; the project's packages sit above it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+from locust import FastHttpUser, constant, constant_throughput, events, task
+from locust.runners import WorkerRunner
+
+from client import read_token
+from loadtest import slo, traffic
+
+log = logging.getLogger("loadtest")
+
+MAR = os.environ.get("MOVIEREC_MAR", "model_store/movierec.mar")
+PATH = f"/predictions/{os.environ.get('MOVIEREC_MODEL', 'movierec')}"
+ECHO = os.environ.get("MOVIEREC_ECHO", "") == "1"
+CATALOGUE = traffic.Catalogue.from_mar(MAR)
+_user_numbers = itertools.count()
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    group = parser.add_argument_group("movierec")
+    group.add_argument("--slo-p95-ms", type=float, default=slo.DEFAULT.p95_ms)
+    group.add_argument("--slo-p99-ms", type=float, default=slo.DEFAULT.p99_ms)
+    group.add_argument(
+        "--user-rps", type=float, default=0.0, help="requests/s per user; 0: no pause"
+    )
+    group.add_argument("--seed", type=int, default=0, help="seed of the id sampling")
+
+
+class MovieRecUser(FastHttpUser):
+    """Sends one endpoint's requests with the bearer token and judges every answer."""
+
+    abstract = True
+    endpoint: type[traffic.Endpoint]
+
+    def on_start(self) -> None:
+        # Read per user, not once at import: a restarted server writes new keys.
+        self.headers = {"Authorization": f"Bearer {read_token('inference')}"}
+        options = self.environment.parsed_options
+        self.rng = np.random.default_rng([options.seed, next(_user_numbers)])
+        self.call = self.endpoint(CATALOGUE)
+        self._wait = constant_throughput(options.user_rps) if options.user_rps > 0 else constant(0)
+
+    def wait_time(self) -> float:
+        return self._wait(self)
+
+    @task
+    def request(self) -> None:
+        body = self.call.body(self.rng)
+        with self.client.post(
+            PATH, json=body, headers=self.headers, name=self.call.name, catch_response=True
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:120]}")
+                return
+            try:
+                answer = json.loads(response.content)
+            except (TypeError, ValueError) as exc:
+                response.failure(f"not JSON: {exc}")
+                return
+            problem = traffic.check_echo(body, answer) if ECHO else self.call.check(body, answer)
+            if problem:
+                response.failure(problem)
+
+
+# The mix: top-K rows on every home page, single ratings on movie pages, now and then a
+# re-ranking of 100 candidates. Class names match traffic.ENDPOINTS (the smoke test relies on it).
+class SingleRating(MovieRecUser):
+    endpoint = traffic.SingleRating
+    weight = 45
+
+
+class RatingPairs(MovieRecUser):
+    endpoint = traffic.RatingPairs
+    weight = 10
+
+
+class TopK(MovieRecUser):
+    endpoint = traffic.TopK
+    weight = 45
+
+
+@events.quitting.add_listener
+def _judge_slo(environment, **_kwargs) -> None:
+    """Exit non-zero when the run missed its SLO (the master or a local runner decides)."""
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    if getattr(environment.shape_class, "judges_its_own_run", False):
+        return  # a knee search exceeds the SLO on purpose; it sets its own exit code
+    options = environment.parsed_options
+    objective = slo.SLO(p95_ms=options.slo_p95_ms, p99_ms=options.slo_p99_ms)
+    stats = environment.stats
+    missed = slo.violations([*stats.entries.values(), stats.total], objective)
+    for line in missed:
+        log.error("SLO missed: %s", line)
+    if missed:
+        environment.process_exit_code = 1
+    else:
+        log.info(
+            "SLO met: p95 <= %g ms, p99 <= %g ms, no failures", objective.p95_ms, objective.p99_ms
+        )

@@ -1,0 +1,243 @@
+"""Handler-level micro-benchmarks, without HTTP: movierec's handler called as TorchServe calls it.
+
+    python -m loadtest.micro                 # printed; `make bench` puts them in reports/bench.md
+
+- a 10,000-pair rating request through ``handle()`` (parse, one forward pass, JSON), with the
+  time of each stage;
+- top-K (k=10) latency for one user, and for a batch of 16, over generated catalogues of 1.7k,
+  10k and 62k movies: a FactorModel of the trained model's sizes with random weights and a
+  generated vocabulary (every user rated 20-200 movies), saved as a real artifact and loaded by
+  the handler with the served ``handler:`` settings (torch threads included).
+
+Every loop is bounded by a count and a time budget.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from ts.context import Context, RequestProcessor
+
+from handler.movierec_handler import MovieRecHandler
+from handler.protocol import Limits, decode_body, parse_request, to_json
+from loadtest.traffic import Catalogue
+from model import artifact
+from model.network import FactorModel, FactorModelConfig
+from model.vocab import Vocabulary
+
+log = logging.getLogger("loadtest.micro")
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_CONFIG = REPO / "handler" / "model-config.yaml"
+CATALOGUE_SIZES = (1_682, 10_000, 62_000)  # ML-100K, ML-10M-ish, ML-25M/ml-latest-ish
+
+
+@dataclass
+class Timing:
+    """Milliseconds of repeated calls."""
+
+    samples_ms: list[float]
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.samples_ms, q))
+
+    @property
+    def p50(self) -> float:
+        return self.percentile(50)
+
+    @property
+    def p95(self) -> float:
+        return self.percentile(95)
+
+    @property
+    def best(self) -> float:
+        """The fastest call: the cost with the least interference from other processes."""
+        return min(self.samples_ms)
+
+
+def timed(fn, reps: int, budget_s: float, warmup: int = 3) -> Timing:
+    """Call ``fn`` ``warmup`` times unmeasured, then up to ``reps`` times or ``budget_s``."""
+    for _ in range(warmup):
+        fn()
+    samples, deadline = [], time.perf_counter() + budget_s
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        samples.append(1000 * (time.perf_counter() - start))
+        if time.perf_counter() > deadline:
+            break
+    return Timing(samples)
+
+
+def served_handler(model_dir: str | Path) -> MovieRecHandler:
+    """The handler initialised as TorchServe would, with the served model-config.yaml."""
+    handler = MovieRecHandler()
+    handler.initialize(_context(model_dir))
+    return handler
+
+
+@functools.cache
+def _served_settings() -> dict:
+    return yaml.safe_load(MODEL_CONFIG.read_text())
+
+
+def _context(model_dir: str | Path, rows: int = 0) -> Context:
+    """A fresh context per call, as TorchServe gives each batch its own request processors."""
+    yaml_config = _served_settings()
+    ctx = Context(
+        "movierec",
+        str(model_dir),
+        {"model": {"modelName": "movierec"}},
+        16,
+        None,
+        "0.12.0",
+        model_yaml_config=yaml_config,
+    )
+    ctx.request_processor = [RequestProcessor({}) for _ in range(rows)]
+    return ctx
+
+
+def _handle(handler: MovieRecHandler, rows: list[dict]) -> list[str]:
+    ctx = _context(handler.context.system_properties["model_dir"], len(rows))
+    out = handler.handle(rows, ctx)
+    refused = [o for i, o in enumerate(out) if ctx.get_response_status(i)[0] != 200]
+    if refused:
+        raise RuntimeError(f"the benchmark's own request was refused: {refused[0][:200]}")
+    return out
+
+
+def pairs_request(
+    artifact_dir: str | Path, n_pairs: int = 10_000, reps: int = 50, budget_s: float = 10.0
+) -> dict:
+    """One ``n_pairs`` rating request, popularity-sampled ids, through ``handle()``."""
+    handler = served_handler(artifact_dir)
+    scale = handler.recommender.config["model"]
+    catalogue = Catalogue(handler.recommender.vocab, scale["min_rating"], scale["max_rating"])
+    rng = np.random.default_rng(0)
+    users = [catalogue.user(rng) for _ in range(n_pairs)]
+    body = {"pairs": [[u, m] for u, m in zip(users, catalogue.movies(rng, n_pairs))]}
+    # TorchServe hands the handler the JSON already decoded (application/json).
+    rows = [{"body": json.loads(json.dumps(body))}]
+    total = timed(lambda: _handle(handler, rows), reps, budget_s)
+
+    recommender, limits = handler.recommender, Limits(max_pairs=n_pairs)
+    request = parse_request(decode_body(rows[0]), limits)
+    user_idx = recommender.vocab.user_index(request.user_ids)
+    item_idx = recommender.vocab.item_index(request.movie_ids)
+    scores = recommender.predict_indices(user_idx, item_idx)
+    answer = {"ratings": [round(s, 4) for s in scores.tolist()]}
+    stages = {
+        "parse": timed(lambda: parse_request(decode_body(rows[0]), limits), reps, budget_s / 3),
+        "forward": timed(
+            lambda: recommender.predict_indices(user_idx, item_idx), reps, budget_s / 3
+        ),
+        "encode": timed(lambda: to_json(answer), reps, budget_s / 3),
+    }
+    return {
+        "pairs": n_pairs,
+        "reps": len(total.samples_ms),
+        "p50_ms": total.p50,
+        "p95_ms": total.p95,
+        "min_ms": total.best,
+        "pairs_per_s": n_pairs / (total.p50 / 1000),
+        "stages_p50_ms": {name: t.p50 for name, t in stages.items()},
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def generated_artifact(
+    directory: Path, num_items: int, like: dict, num_users: int = 2_000, seed: int = 0
+) -> Path:
+    """An artifact of a random-weight FactorModel (sizes as ``like``) over a generated catalogue."""
+    rng = np.random.default_rng(seed)
+    num_genres = 19
+    counts = rng.integers(min(20, num_items), min(200, num_items) + 1, num_users)
+    rated = [np.sort(rng.choice(num_items, c, replace=False)) for c in counts]
+    vocab = Vocabulary(
+        user_ids=np.arange(1, num_users + 1),
+        movie_ids=np.arange(1, num_items + 1),
+        titles=np.array([f"Generated movie {i} (2000)" for i in range(1, num_items + 1)]),
+        genre_names=tuple(f"genre{g}" for g in range(num_genres)),
+        genres=(rng.random((num_items, num_genres)) < 0.15).astype(np.uint8),
+        rated_indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        rated_items=np.concatenate(rated).astype(np.int32),
+    )
+    config = FactorModelConfig(num_users=num_users, num_items=num_items, code_dim=like["code_dim"])
+    torch.manual_seed(seed)
+    model = FactorModel(config)
+    with torch.no_grad():  # random, non-degenerate weights everywhere, the last layer included
+        for param in model.parameters():
+            param.normal_(0, 0.1)
+    out = directory / f"generated-{num_items}"
+    artifact.save(out, model, vocab, {"training": {"note": "generated for benchmarks"}}, {})
+    return out
+
+
+def top_k_latency(
+    model_config: dict,
+    sizes: tuple[int, ...] = CATALOGUE_SIZES,
+    k: int = 10,
+    reps: int = 200,
+    budget_s: float = 8.0,
+) -> list[dict]:
+    """Top-K latency through ``handle()``: one user per call, and a batch of 16 users."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="movierec-micro-") as tmp:
+        for size in sizes:
+            handler = served_handler(generated_artifact(Path(tmp), size, model_config))
+            user_ids = handler.recommender.vocab.user_ids
+            rng = np.random.default_rng(size)
+
+            def one(rng=rng, user_ids=user_ids, handler=handler):
+                return _handle(handler, [{"body": {"user_id": int(rng.choice(user_ids)), "k": k}}])
+
+            def sixteen(rng=rng, user_ids=user_ids, handler=handler):
+                users = rng.choice(user_ids, 16, replace=False).tolist()
+                return _handle(handler, [{"body": {"user_id": u, "k": k}} for u in users])
+
+            single = timed(one, reps, budget_s)
+            batch = timed(sixteen, max(10, reps // 8), budget_s)
+            results.append(
+                {
+                    "movies": size,
+                    "k": k,
+                    "reps": len(single.samples_ms),
+                    "p50_ms": single.p50,
+                    "p95_ms": single.p95,
+                    "min_ms": single.best,
+                    "batch16_p50_ms": batch.p50,
+                    "batch16_reps": len(batch.samples_ms),
+                }
+            )
+            log.info(
+                "top-%d over %d movies: p50 %.2f ms, p95 %.2f ms; batch of 16: p50 %.2f ms",
+                k,
+                size,
+                single.p50,
+                single.p95,
+                batch.p50,
+            )
+    return results
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    artifact_dir = REPO / "artifacts" / "ml-100k"
+    config = json.loads((artifact_dir / artifact.CONFIG).read_text())["model"]
+    print(json.dumps(pairs_request(artifact_dir), indent=2))
+    print(json.dumps(top_k_latency(config), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

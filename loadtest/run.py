@@ -1,0 +1,154 @@
+"""Run the Locust load test headless against movierec, judged by :mod:`loadtest.slo`.
+
+    python -m loadtest.run                           # what `make loadtest` runs
+    python -m loadtest.run --users 32 --duration 60s
+    python -m loadtest.run --knee                    # step load up to the knee (`make knee`)
+    python -m loadtest.run -- --user-rps 5 TopK      # anything after -- goes to Locust
+
+If a movierec server answers at ``--url`` with the token of ``--key-file``, the run goes there.
+Otherwise it starts a private TorchServe with the normal settings (``config.properties`` and
+the archive's own model-config.yaml) on free ports, runs against it and stops it; a server
+someone else started on 8080 is never touched. Reports (CSV, HTML, and the knee's JSON) go to
+``--report-dir``. The exit status is Locust's: non-zero when the run missed its SLO.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from client import ClientError, read_token
+from loadtest.server import REPO, ServerError, answers, local_torchserve
+
+log = logging.getLogger("loadtest")
+
+LOCUST = Path(sys.executable).parent / "locust"
+LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
+KNEE = REPO / "loadtest" / "knee.py"
+
+# Defaults of `make loadtest`: 16 users without pauses keep both cores of the reference
+# 2-core machine busy without queueing behind TorchServe's 100-request job queue; 30 s gives
+# ~10^4 requests, enough for a stable p99.
+USERS, SPAWN_RATE, DURATION = 16, 8.0, "30s"
+# A knee search ends itself at the knee; this only bounds it (knee.py's defaults, 20 steps of
+# 10 s up to 160 users, take under 4 minutes).
+KNEE_CAP = "6m"
+
+
+def seconds(timespan: str) -> float:
+    """Seconds of a Locust timespan such as ``90``, ``30s``, ``5m`` or ``1h30m``."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?", timespan.strip())
+    if not timespan.strip() or match is None:
+        raise ValueError(f"not a timespan: {timespan!r} (use e.g. 30s, 5m, 1h30m)")
+    hours, minutes, secs = (int(g or 0) for g in match.groups())
+    return 3600 * hours + 60 * minutes + secs
+
+
+def run_locust(
+    host: str,
+    key_file: str | Path,
+    mar: str | Path,
+    report_prefix: str | Path,
+    users: int = USERS,
+    spawn_rate: float = SPAWN_RATE,
+    duration: str = DURATION,
+    knee: bool = False,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Run Locust headless once; returns its exit status (non-zero: SLO missed).
+
+    The run is bounded by ``duration`` (Locust's ``--run-time``, which a knee search also
+    obeys) and, should Locust hang, killed one minute later.
+    """
+    report_prefix = Path(report_prefix)
+    report_prefix.parent.mkdir(parents=True, exist_ok=True)
+    files = f"{LOCUSTFILE},{KNEE}" if knee else str(LOCUSTFILE)
+    command = [str(LOCUST), "-f", files, "--headless", "--host", host, "--run-time", duration]
+    command += ["--users", str(users), "--spawn-rate", str(spawn_rate)] if not knee else []
+    command += ["--csv", str(report_prefix), "--html", f"{report_prefix}.html", "--only-summary"]
+    command += extra or []
+    run_env = {
+        **os.environ,
+        "MOVIEREC_KEY_FILE": str(Path(key_file).resolve()),
+        "MOVIEREC_MAR": str(Path(mar).resolve()),
+        **(env or {}),
+    }
+    log.info("running %s", " ".join(command))
+    try:
+        return subprocess.run(command, env=run_env, timeout=seconds(duration) + 60).returncode
+    except subprocess.TimeoutExpired:
+        log.error("Locust did not stop within a minute of its run time; killed")
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="server to load, if it answers")
+    p.add_argument("--key-file", default="key_file.json", help="that server's key_file.json")
+    p.add_argument("--mar", default="model_store/movierec.mar", help="archive to sample ids from")
+    p.add_argument("--users", type=int, default=USERS)
+    p.add_argument("--spawn-rate", type=float, default=SPAWN_RATE, help="users started per second")
+    p.add_argument(
+        "--duration",
+        default=None,
+        help=f"run time, e.g. 30s, 5m (default {DURATION}; for --knee a cap of {KNEE_CAP})",
+    )
+    p.add_argument("--knee", action="store_true", help="step load up to the knee (knee.py)")
+    p.add_argument("--report-dir", default="reports/loadtest")
+    p.add_argument("locust_args", nargs="*", help="passed to Locust (after --)")
+    args = p.parse_args(argv)
+    args.duration = args.duration or (KNEE_CAP if args.knee else DURATION)
+    try:
+        seconds(args.duration)
+    except ValueError as exc:
+        p.error(str(exc))
+    if not Path(args.mar).is_file():
+        log.error("%s not found: build it first (make archive)", args.mar)
+        return 1
+    name = "knee" if args.knee else "loadtest"
+    prefix = Path(args.report_dir) / name
+    extra = args.locust_args
+    if args.knee:
+        extra = ["--knee-report", f"{prefix}.json", *extra]
+    run = dict(
+        mar=args.mar,
+        report_prefix=prefix,
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        duration=args.duration,
+        knee=args.knee,
+        extra=extra,
+    )
+
+    try:
+        token = read_token("inference", args.key_file)
+    except ClientError:
+        token = None
+    if token and answers(args.url, token):
+        log.info("loading the running server at %s", args.url)
+        return run_locust(args.url, args.key_file, **run)
+    log.info("no server answers at %s with %s: starting a private one", args.url, args.key_file)
+    mar = Path(args.mar)
+    try:
+        with local_torchserve(mar.parent, ["movierec"], load_models=mar.name) as server:
+            return run_locust(server.url, server.key_file, **run)
+    except ServerError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""What the load tests send and how they judge the answers, without Locust.
+
+Ids come from the archive's own vocabulary (``vocab.npz`` inside the ``.mar``), weighted the
+way real traffic is: a user by how many movies they rated, a movie by how many users rated it.
+Each endpoint kind is a small class with a request ``body`` and a ``check`` of the answer that
+returns what is wrong (``None`` when the answer is right); :mod:`loadtest.locustfile` turns
+each into a Locust user class. Adding an endpoint (say ``{"similar_to": 50, "k": 10}``) means one
+class here, listed in :data:`ENDPOINTS`, and a three-line user class in the locustfile.
+Nothing here imports Locust (importing it monkey-patches the process with gevent).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from model.artifact import CONFIG, VOCAB
+from model.vocab import Vocabulary
+
+
+@dataclass
+class Catalogue:
+    """Popularity-weighted raw ids of one archive, the rating scale, and who rated what."""
+
+    vocab: Vocabulary
+    min_rating: float
+    max_rating: float
+    _user_cdf: np.ndarray = field(init=False, repr=False)
+    _movie_cdf: np.ndarray = field(init=False, repr=False)
+    _rated: dict[int, frozenset[int]] = field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        activity = np.diff(self.vocab.rated_indptr).astype(np.float64)  # ratings per user
+        popularity = np.bincount(self.vocab.rated_items, minlength=self.vocab.num_items)
+        if activity.sum() == 0 or popularity.sum() == 0:
+            raise ValueError("the vocabulary records no ratings: nothing to weight ids by")
+        self._user_cdf = np.cumsum(activity) / activity.sum()
+        self._movie_cdf = np.cumsum(popularity) / popularity.sum()
+
+    @classmethod
+    def from_mar(cls, path: str | Path) -> Catalogue:
+        """Read ``vocab.npz`` and ``config.json`` out of a movierec ``.mar`` (a zip)."""
+        with zipfile.ZipFile(path) as mar:
+            vocab = Vocabulary.load(io.BytesIO(mar.read(VOCAB)))
+            model = json.loads(mar.read(CONFIG))["model"]
+        return cls(vocab, float(model["min_rating"]), float(model["max_rating"]))
+
+    def user(self, rng: np.random.Generator) -> int:
+        """One raw user id, drawn in proportion to the user's number of ratings."""
+        return int(self.vocab.user_ids[np.searchsorted(self._user_cdf, rng.random())])
+
+    def movies(self, rng: np.random.Generator, n: int) -> list[int]:
+        """``n`` raw movie ids (repeats allowed), drawn in proportion to their popularity."""
+        return self.vocab.movie_ids[np.searchsorted(self._movie_cdf, rng.random(n))].tolist()
+
+    def rated(self, user_id: int) -> frozenset[int]:
+        """Raw ids of the movies ``user_id`` rated (what top-K must never recommend)."""
+        if user_id not in self._rated:
+            (user_idx,) = self.vocab.user_index(np.array([user_id]))
+            self._rated[user_id] = frozenset(
+                self.vocab.movie_ids[self.vocab.rated_by(int(user_idx))].tolist()
+            )
+        return self._rated[user_id]
+
+    def is_rating(self, value: object) -> bool:
+        """A finite JSON number inside the model's rating scale."""
+        return (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and self.min_rating <= value <= self.max_rating
+        )
+
+
+class Endpoint:
+    """One kind of request: its name in the reports, a body, and a check of the answer."""
+
+    name: str = ""
+
+    def __init__(self, catalogue: Catalogue):
+        self.catalogue = catalogue
+
+    def body(self, rng: np.random.Generator) -> dict:
+        raise NotImplementedError
+
+    def check(self, body: dict, answer: object) -> str | None:
+        """What is wrong with a 200 answer to ``body``; ``None`` when it is right."""
+        raise NotImplementedError
+
+
+class SingleRating(Endpoint):
+    """``{"user_id", "movie_id"}`` -> ``{"user_id", "movie_id", "rating"}``."""
+
+    name = "rating"
+
+    def body(self, rng: np.random.Generator) -> dict:
+        return {"user_id": self.catalogue.user(rng), "movie_id": self.catalogue.movies(rng, 1)[0]}
+
+    def check(self, body: dict, answer: object) -> str | None:
+        if not isinstance(answer, dict) or set(answer) != {"user_id", "movie_id", "rating"}:
+            return f"expected user_id, movie_id, rating; got {str(answer)[:80]}"
+        if (answer["user_id"], answer["movie_id"]) != (body["user_id"], body["movie_id"]):
+            return f"answer is about another pair: {answer}"
+        if not self.catalogue.is_rating(answer["rating"]):
+            return f"rating {answer['rating']!r} outside the rating scale"
+        return None
+
+
+class RatingPairs(Endpoint):
+    """``{"pairs": [[u, m], ...]}`` -> ``{"ratings": [...]}``: one user's candidate movies,
+    as a re-ranking step would send them."""
+
+    name = "pairs"
+    size = 100  # candidates per request: a typical re-ranking list
+
+    def body(self, rng: np.random.Generator) -> dict:
+        user = self.catalogue.user(rng)
+        return {"pairs": [[user, m] for m in self.catalogue.movies(rng, self.size)]}
+
+    def check(self, body: dict, answer: object) -> str | None:
+        if not isinstance(answer, dict) or set(answer) != {"ratings"}:
+            return f"expected ratings; got {str(answer)[:80]}"
+        ratings = answer["ratings"]
+        if not isinstance(ratings, list) or len(ratings) != len(body["pairs"]):
+            return f"expected {len(body['pairs'])} ratings, got {str(ratings)[:80]}"
+        if not all(self.catalogue.is_rating(r) for r in ratings):
+            return "a rating is outside the rating scale"
+        return None
+
+
+class TopK(Endpoint):
+    """``{"user_id", "k"}`` -> ``{"user_id", "recommendations": [{movie_id, title, genres,
+    score}, ...]}``: k distinct unrated movies, best first."""
+
+    name = "top_k"
+    k = 10  # a typical home-page row
+
+    def body(self, rng: np.random.Generator) -> dict:
+        return {"user_id": self.catalogue.user(rng), "k": self.k}
+
+    def check(self, body: dict, answer: object) -> str | None:
+        if not isinstance(answer, dict) or set(answer) != {"user_id", "recommendations"}:
+            return f"expected user_id, recommendations; got {str(answer)[:80]}"
+        if answer["user_id"] != body["user_id"]:
+            return f"answer is about user {answer['user_id']}, not {body['user_id']}"
+        recs = answer["recommendations"]
+        rated = self.catalogue.rated(body["user_id"])
+        expected = min(body["k"], self.catalogue.vocab.num_items - len(rated))
+        if not isinstance(recs, list) or len(recs) != expected:
+            return f"expected {expected} recommendations, got {str(recs)[:80]}"
+        scores = []
+        for rec in recs:
+            if not isinstance(rec, dict) or set(rec) != {"movie_id", "title", "genres", "score"}:
+                return f"malformed recommendation {str(rec)[:80]}"
+            if rec["movie_id"] in rated:
+                return f"recommends movie {rec['movie_id']}, which the user has rated"
+            if not isinstance(rec["title"], str) or not isinstance(rec["genres"], list):
+                return f"malformed title or genres in {str(rec)[:80]}"
+            if not self.catalogue.is_rating(rec["score"]):
+                return f"score {rec['score']!r} outside the rating scale"
+            scores.append(rec["score"])
+        if len({r["movie_id"] for r in recs}) != len(recs):
+            return "a movie is recommended twice"
+        if any(a < b for a, b in zip(scores, scores[1:])):
+            return "recommendations are not sorted best first"
+        return None
+
+
+# The endpoints the load tests exercise; the locustfile has one user class per entry.
+ENDPOINTS: tuple[type[Endpoint], ...] = (SingleRating, RatingPairs, TopK)
+
+
+def check_echo(body: dict, answer: object) -> str | None:
+    """The benchmark's echo handler must answer the request body itself."""
+    return None if answer == body else f"not an echo of the request: {str(answer)[:80]}"
