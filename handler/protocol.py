@@ -6,8 +6,8 @@ Request kinds and their fields are in :mod:`handler.requests`; the answers:
     pairs      {"ratings": [r, ...]}                                   in request order
     top_k      {"user_id", "recommendations": [...]}                   + "fallback": "popular"
                                                                        when it was used
-    new_user   {"recommendations": [...], "unknown_movie_ids": [...]} + "predictions":
-                                                                       [{"movie_id", "rating"}]
+    new_user   {"recommendations": [...], "unknown_movie_ids": [...]} + "predictions": [{
+                                       "movie_id", "title", "genres", "rating"}] if asked
     similar    {"movie": {"movie_id", "title", "genres"}, "recommendations": [...]}
 
 A recommendation is ``{"movie_id", "title", "genres", "score"}``; the score is a predicted
@@ -204,8 +204,8 @@ def _answer_new_users(recommender: Recommender, new_users: list, answers: list) 
         if predict_idx is not None:
             stop = start + len(predict_idx)
             body["predictions"] = [
-                {"movie_id": int(m), "rating": round(float(r), 4)}
-                for m, r in zip(request.predict_movie_ids, predicted[start:stop])
+                {**recommender.movie(int(i)), "rating": round(float(r), 4)}
+                for i, r in zip(predict_idx, predicted[start:stop])
             ]
             start = stop
         answers[n] = (200, body)

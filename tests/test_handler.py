@@ -246,7 +246,7 @@ def test_new_user_from_ratings(handler):
     vectors, biases = rec.fold_in([idx], [np.array([float(v) for v in stars.values()])])
     expected = rec.predict_vectors(vectors, biases, np.zeros(3, int), rec.vocab.item_index(ask))
     assert answer["predictions"] == [
-        {"movie_id": m, "rating": round(float(r), 4)} for m, r in zip(ask, expected)
+        {**rec.movie(i), "rating": round(float(r), 4)} for i, r in enumerate(expected)
     ]
     assert bad_status == 404 and bad["error"]["field"] == "movie_ids[1]"
     assert "12345" in bad["error"]["message"]
