@@ -172,3 +172,32 @@ def format_table(result: dict) -> str:
                  f"{row['trained_rmse']:.4f}", f"{row['bias_baseline_rmse']:.4f}"]  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
+
+
+def summarize(results: list[dict]) -> str:
+    """Mean and range over several runs (seeds) of :func:`evaluate_new_users`, as Markdown."""
+    if len(results) == 1:
+        return format_table(results[0])
+    first = results[0]
+    ridges = list(first["rows"][0]["fold_in_rmse"])
+    columns = [*(f"fold-in RMSE (ridge {r})" for r in ridges), "trained-on RMSE",
+               "bias baseline RMSE"]  # fmt: skip
+
+    def figures(row: dict) -> list[float]:
+        fold = [row["fold_in_rmse"][r] for r in ridges]
+        return [*fold, row["trained_rmse"], row["bias_baseline_rmse"]]
+
+    seeds = ", ".join(str(r["seed"]) for r in results)
+    lines = [
+        f"{first['dataset']}, preset {first['preset']}, seeds {seeds}: {first['protocol']}; "
+        "mean (min-max) over seeds",
+        "",
+        "| ratings given | test users per seed | " + " | ".join(columns) + " |",
+        "|" + "---|" * (len(columns) + 2),
+    ]
+    for j, row in enumerate(first["rows"]):
+        values = np.array([figures(r["rows"][j]) for r in results])  # (seeds, columns)
+        cells = [f"{m:.4f} ({lo:.4f}-{hi:.4f})"
+                 for m, lo, hi in zip(values.mean(0), values.min(0), values.max(0))]  # fmt: skip
+        lines.append(f"| {row['given']} | {row['test_users']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

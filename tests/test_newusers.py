@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from model.data import Dataset
-from model.newusers import NewUserConfig, evaluate_new_users, format_table, split_users
+from model.newusers import (
+    NewUserConfig,
+    evaluate_new_users,
+    format_table,
+    split_users,
+    summarize,
+)
 from tests.conftest import GENRES
 
 CONFIG = NewUserConfig(given=(3, 5), test_users=0.25, min_targets=3, preset="fast", seed=0)
@@ -42,3 +48,16 @@ def test_a_tiny_run_reports_every_figure(ratings, movies):
     table = format_table(result)
     assert "| 3 |" in table and "fold-in RMSE (ridge 0.5)" in table
     assert np.isfinite(result["seconds"])
+
+
+def test_several_seeds_are_summarized_with_their_range():
+    def run(seed: int, shift: float) -> dict:
+        row = {"given": 10, "test_users": 7, "target_ratings": 70,
+               "fold_in_rmse": {"1.0": 0.9 + shift}, "trained_rmse": 1.0 + shift,
+               "bias_baseline_rmse": 0.95}  # fmt: skip
+        return {"dataset": "d", "preset": "fast", "seed": seed, "protocol": "p", "rows": [row]}
+
+    table = summarize([run(0, 0.0), run(1, 0.1)])
+    assert "seeds 0, 1" in table
+    assert "| 10 | 7 | 0.9500 (0.9000-1.0000) | 1.0500 (1.0000-1.1000) |" in table
+    assert summarize([run(0, 0.0)]) == format_table(run(0, 0.0))
