@@ -134,6 +134,10 @@ def decode_body(row: dict) -> object:
             body = json.loads(body)
         except json.JSONDecodeError as exc:
             raise BadRequestError("body", f"invalid JSON: {exc}") from None
+        except RecursionError:
+            # TorchServe forwards JSON it failed to decode as bytes; without this, a body of
+            # many nested brackets would fail the whole batch.
+            raise BadRequestError("body", "invalid JSON: nested too deeply") from None
     return body
 
 

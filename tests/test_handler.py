@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ts.context import Context, RequestProcessor
 
 from handler.movierec_handler import MovieRecHandler
@@ -337,3 +339,36 @@ def test_filters_apply_to_every_top_k_kind(handler):
     status, answer = answers[4]
     assert status == 400 and answer["error"]["field"] == "genres[0]"
     assert "Western" in answer["error"]["message"] and "Action" in answer["error"]["message"]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FIELDS = st.sampled_from(["user_id", "movie_id", "pairs", "k", "ratings", "movie_ids",
+                           "similar_to", "fallback", "genres", "exclude_genres",
+                           "exclude_movie_ids"])  # fmt: skip
+_VALUES = _JSON | st.sampled_from([101, 11, 14, "popular", ["Action"], {"11": 5}, {"14": 2.5}])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(_FIELDS, _VALUES, max_size=4) | _JSON, min_size=1, max_size=4))
+def test_no_body_makes_the_handler_fail(handler, bodies):
+    """Whatever a client sends, each request gets 200, 400 or 404 with a JSON body; the batch
+    never fails as a whole."""
+    answers = run_batch(handler, [{"body": b} for b in bodies])
+    for status, answer in answers:
+        assert status in (200, 400, 404)
+        assert status == 200 or answer["error"]["status"] == status
+
+
+def test_deeply_nested_json_is_a_bad_request(handler):
+    nested = b"[" * 200_000 + b"]" * 200_000
+    (status, answer), (ok, _) = run_batch(
+        handler, [{"body": nested}, {"body": {"similar_to": 11, "k": 1}}]
+    )
+    assert (status, answer["error"]["field"], ok) == (400, "body", 200)
+    assert "nested too deeply" in answer["error"]["message"]
