@@ -78,9 +78,10 @@ class Recommender:
         self.prior = UserPrior.from_model(model)
         with torch.no_grad():
             # The codes are sigmoid outputs, all positive: raw cosines are all near 1. Centred
-            # on the catalogue's mean code they spread over [-1, 1] and rank the same way.
-            codes = model.item_codes - model.item_codes.mean(0)
-            self._unit_codes = torch.nn.functional.normalize(codes, dim=1)  # (N, k)
+            # on the catalogue's mean code they spread over [-1, 1]. Only the mean and the
+            # centred norms are kept, not a centred copy of the codes (N x k).
+            self._code_mean = model.item_codes.mean(0)  # (k,)
+            self._code_norms = (model.item_codes - self._code_mean).norm(dim=1)  # (N,)
         self.popularity: torch.Tensor | None = None
         if vocab.rating_count is not None and vocab.rating_mean is not None:
             scores = bayesian_average(vocab.rating_count, vocab.rating_mean)
@@ -166,7 +167,12 @@ class Recommender:
         ``item_idx``, the item itself excluded; returns like :meth:`top_k_indices` with
         cosine similarities in [-1, 1] as scores."""
         item_idx = np.asarray(item_idx, dtype=np.int64)
-        scores = self._unit_codes[torch.from_numpy(item_idx)] @ self._unit_codes.T  # (B, N)
+        items = torch.from_numpy(item_idx)
+        centred = self.model.item_codes[items] - self._code_mean  # (B, k)
+        # (c_b . (q_j - m)) = c_b . q_j - c_b . m, so the catalogue is used as it is.
+        dots = centred @ self.model.item_codes.T - (centred @ self._code_mean)[:, None]  # (B, N)
+        norms = self._code_norms[items][:, None] * self._code_norms[None, :]  # (B, N)
+        scores = dots / norms.clamp_min(1e-12)
         return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters)
 
     @torch.no_grad()
