@@ -1,8 +1,14 @@
-"""A small HTTP client for a running movierec TorchServe; finds the token itself.
+"""A small HTTP client for a running movierec TorchServe; finds the server and its token itself.
 
 from client import MovieRecClient
-api = MovieRecClient()                      # 127.0.0.1:8080, token from ./key_file.json
-api.rating(196, 242); api.recommend(196, k=10)
+api = MovieRecClient()                      # server and token found as described below
+api.rating(196, 242); api.recommend(196, k=10, genres=["Comedy"])
+api.new_user({1: 5, 50: 4.5}, k=10); api.similar(50, k=10)
+
+The server: ``url`` if given, else ``$MOVIEREC_URL``, else ``inference_address`` of
+./config.properties, else http://127.0.0.1:8080. The token: the ``inference`` key of
+./key_file.json, which TorchServe writes in the folder it starts from (``$MOVIEREC_KEY_FILE`` or
+``key_file`` point elsewhere); keys rotate at every start, so a refused token is re-read once.
 """
 
 from __future__ import annotations
@@ -18,12 +24,43 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 class ClientError(Exception):
-    """The server answered an error, or could not be reached."""
+    """The server answered an error, or could not be reached.
 
-    def __init__(self, status: int, message: str):
+    Attributes
+    ----------
+    status : int
+        The HTTP status; 0 when no answer came (unreachable, no key file).
+    message : str
+        The server's message (or what went wrong).
+    kind : str
+        ``"bad_request"`` (400), ``"not_found"`` (404), ``"token"`` (the token was refused),
+        ``"unreachable"``, ``"no_key"`` (key file missing or unreadable), ``"server"``
+        (any other status).
+    field : str or None
+        The request field the server named, for 400 and 404.
+    """
+
+    def __init__(self, status: int, message: str, kind: str = "server", field: str | None = None):
         super().__init__(f"HTTP {status}: {message}" if status else message)
         self.status = status
         self.message = message
+        self.kind = kind
+        self.field = field
+
+
+def find_url(config: str | Path = "config.properties") -> str:
+    """The inference URL: ``$MOVIEREC_URL``, else ``inference_address`` of ``config``, else
+    the default."""
+    if os.environ.get("MOVIEREC_URL"):
+        return os.environ["MOVIEREC_URL"]
+    try:
+        for line in Path(config).read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == "inference_address" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return DEFAULT_URL
 
 
 def read_token(kind: str = "inference", key_file: str | Path | None = None) -> str:
@@ -41,9 +78,28 @@ def read_token(kind: str = "inference", key_file: str | Path | None = None) -> s
             0,
             f"{path} not found: start TorchServe from this folder "
             "(make serve) or set MOVIEREC_KEY_FILE",
+            "no_key",
         ) from None
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ClientError(0, f"{path}: no {kind!r} key in it ({exc})") from None
+        raise ClientError(0, f"{path}: no {kind!r} key in it ({exc})", "no_key") from None
+
+
+def _filters(
+    genres: list[str] | None, exclude_genres: list[str] | None, exclude_movie_ids: list[int] | None
+) -> dict:
+    given = {
+        "genres": genres,
+        "exclude_genres": exclude_genres,
+        "exclude_movie_ids": exclude_movie_ids,
+    }
+    return {k: list(v) for k, v in given.items() if v}
+
+
+def _is_token_refusal(status: int, answer: object) -> bool:
+    # TorchServe 0.12 answers a missing, wrong or expired token with 400 (not 401).
+    return (
+        status == 400 and isinstance(answer, dict) and answer.get("type") == "InvalidKeyException"
+    )
 
 
 class MovieRecClient:
@@ -51,13 +107,13 @@ class MovieRecClient:
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         token: str | None = None,
         model: str = "movierec",
         key_file: str | Path | None = None,
         timeout: float = 10.0,
     ):
-        self.url = url.rstrip("/")
+        self.url = (url or find_url()).rstrip("/")
         self.key_file = key_file
         self._fixed_token = token is not None
         self.token = token if token is not None else read_token("inference", key_file)
@@ -66,7 +122,7 @@ class MovieRecClient:
 
     @classmethod
     def connect(
-        cls, url: str = DEFAULT_URL, key_file: str | Path | None = None, timeout: float = 120.0
+        cls, url: str | None = None, key_file: str | Path | None = None, timeout: float = 120.0
     ) -> MovieRecClient:
         """Wait for a just-started server: its key file, then a worker with the model loaded."""
         deadline = time.monotonic() + timeout
@@ -96,29 +152,100 @@ class MovieRecClient:
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
         except (urllib.error.URLError, OSError) as exc:
-            raise ClientError(0, f"cannot reach {self.url}: {exc}") from None
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(0, f"cannot reach {self.url} ({reason})", "unreachable") from None
         try:
             return status, json.loads(raw)
         except json.JSONDecodeError:
             return status, raw.decode(errors="replace")
 
     def predict(self, body: object) -> dict:
-        """POST a body to the model; raises :class:`ClientError` with the server's message."""
+        """POST a body to the model and return the answer; raises :class:`ClientError` with
+        the server's message, its ``kind`` and the field it named."""
         status, answer = self.request("POST", f"/predictions/{self.model}", body)
-        if status != 200:
-            error = answer.get("error", answer) if isinstance(answer, dict) else answer
-            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
-            raise ClientError(status, message)
-        return answer
+        if _is_token_refusal(status, answer) and not self._fixed_token:
+            # A restarted server wrote new keys: read them once more and retry.
+            token = read_token("inference", self.key_file)
+            if token != self.token:
+                self.token = token
+                status, answer = self.request("POST", f"/predictions/{self.model}", body)
+        if status == 200:
+            return answer
+        if _is_token_refusal(status, answer):
+            raise ClientError(status, str(answer.get("message", "token refused")), "token")
+        error = answer.get("error", answer) if isinstance(answer, dict) else answer
+        message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+        field = error.get("field") if isinstance(error, dict) else None
+        kind = {400: "bad_request", 404: "not_found"}.get(status, "server")
+        raise ClientError(status, message, kind, field)
 
     def rating(self, user_id: int, movie_id: int) -> float:
+        """Predicted rating of one movie by a known user."""
         return self.predict({"user_id": user_id, "movie_id": movie_id})["rating"]
 
     def ratings(self, pairs: list[tuple[int, int]]) -> list[float]:
+        """Predicted ratings of ``(user_id, movie_id)`` pairs, in order."""
         return self.predict({"pairs": [list(p) for p in pairs]})["ratings"]
 
-    def recommend(self, user_id: int, k: int = 10) -> list[dict]:
-        return self.predict({"user_id": user_id, "k": k})["recommendations"]
+    def top_k(
+        self,
+        user_id: int,
+        k: int = 10,
+        genres: list[str] | None = None,
+        exclude_genres: list[str] | None = None,
+        exclude_movie_ids: list[int] | None = None,
+        fallback: str | None = None,
+    ) -> dict:
+        """Top-``k`` movies for a known user, or with ``fallback="popular"`` the popular ones
+        for an unknown user: the whole answer (``recommendations``, and ``fallback`` when it
+        was used)."""
+        body = {"user_id": user_id, "k": k, **_filters(genres, exclude_genres, exclude_movie_ids)}
+        if fallback:
+            body["fallback"] = fallback
+        return self.predict(body)
+
+    def recommend(self, user_id: int, k: int = 10, **options) -> list[dict]:
+        """Like :meth:`top_k` (same options), but only the list of
+        ``{"movie_id", "title", "genres", "score"}``."""
+        return self.top_k(user_id, k, **options)["recommendations"]
+
+    def new_user(
+        self,
+        ratings: dict[int, float],
+        k: int = 10,
+        movie_ids: list[int] | None = None,
+        genres: list[str] | None = None,
+        exclude_genres: list[str] | None = None,
+        exclude_movie_ids: list[int] | None = None,
+    ) -> dict:
+        """Top-``k`` for a user given by ``{movie_id: rating}`` (and predicted ratings of
+        ``movie_ids``): the whole answer, with ``recommendations``, ``unknown_movie_ids`` and,
+        if asked, ``predictions``."""
+        body = {
+            "ratings": {str(m): r for m, r in ratings.items()},
+            "k": k,
+            **_filters(genres, exclude_genres, exclude_movie_ids),
+        }
+        if movie_ids:
+            body["movie_ids"] = list(movie_ids)
+        return self.predict(body)
+
+    def similar(
+        self,
+        movie_id: int,
+        k: int = 10,
+        genres: list[str] | None = None,
+        exclude_genres: list[str] | None = None,
+        exclude_movie_ids: list[int] | None = None,
+    ) -> dict:
+        """The ``k`` movies most similar to ``movie_id``: the whole answer, with ``movie``
+        and ``recommendations`` (scores are cosine similarities)."""
+        body = {
+            "similar_to": movie_id,
+            "k": k,
+            **_filters(genres, exclude_genres, exclude_movie_ids),
+        }
+        return self.predict(body)
 
     def wait_until_ready(self, timeout: float = 120.0) -> None:
         """Poll until a worker with the model answers (any answer of the handler's own)."""
@@ -139,4 +266,6 @@ class MovieRecClient:
             except ClientError as exc:
                 last = exc.message
             time.sleep(0.5)
-        raise ClientError(0, f"model {self.model} not ready after {timeout:.0f} s: {last}")
+        raise ClientError(
+            0, f"model {self.model} not ready after {timeout:.0f} s: {last}", "unreachable"
+        )

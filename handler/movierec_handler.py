@@ -4,7 +4,8 @@ Packaged by ``make archive`` with the folders ``model/`` and ``handler/`` and th
 (config.json, weights.pt, vocab.npz, metrics.json) as extra files; TorchServe puts the model
 directory on ``sys.path``, so the packages import as they do in the repository.
 
-What each request may be, and the answers, are documented in :mod:`handler.protocol`.
+What each request may be is documented in :mod:`handler.requests`, the answers in
+:mod:`handler.protocol`. Every answer also carries ``"model": {"name", "version"}``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from model.recommender import Recommender
 log = logging.getLogger(__name__)
 
 _PHRASES = {200: "OK", 400: "Bad Request", 404: "Not Found"}
+_LIMITS = ("max_k", "max_pairs", "max_ratings", "default_k")
 
 
 class MovieRecHandler(BaseHandler):
-    """Batched rating prediction and top-K recommendation over one movierec artifact."""
+    """Ratings, top-K, new users, similar movies and a popularity fallback over one artifact."""
 
     def initialize(self, context) -> None:
         """Load the artifact from the model directory and apply ``handler:`` settings."""
@@ -35,17 +37,27 @@ class MovieRecHandler(BaseHandler):
         # worker's default pool (one thread per core) would fight the others.
         threads = int(settings.get("torch_threads", 0)) or max(1, (os.cpu_count() or 1) // 2)
         torch.set_num_threads(threads)
-        self.limits = Limits(
-            **{f: int(settings[f]) for f in ("max_k", "max_pairs", "default_k") if f in settings}
-        )
-        self.recommender = Recommender.from_artifact(model_dir)
+        self.limits = Limits(**{f: int(settings[f]) for f in _LIMITS if f in settings})
+        ridge = float(settings.get("fold_in_ridge", 1.0))
+        self.recommender = Recommender.from_artifact(model_dir, ridge=ridge)
+        # Every answer names the model and version it came from (the .mar's manifest).
+        manifest = (getattr(context, "manifest", None) or {}).get("model", {}) or {}
+        self.model_info = {
+            "name": manifest.get("modelName", context.model_name),
+            "version": manifest.get("modelVersion"),
+        }
         vocab = self.recommender.vocab
+        if self.recommender.popularity is None:
+            log.warning("vocab.npz has no rating statistics: the popular fallback answers 400")
         log.info(
-            "movierec loaded from %s: %d users, %d movies, %d torch threads, %s",
+            "movierec %s loaded from %s: %d users, %d movies, %d torch threads, "
+            "fold-in ridge %g, %s",
+            self.model_info["version"],
             model_dir,
             vocab.num_users,
             vocab.num_items,
             threads,
+            ridge,
             self.limits,
         )
         self.initialized = True
@@ -58,5 +70,5 @@ class MovieRecHandler(BaseHandler):
             if status != 200:
                 context.set_response_status(status, _PHRASES.get(status, ""), idx)
             context.set_response_content_type(idx, "application/json")
-            out.append(to_json(body))
+            out.append(to_json({**body, "model": self.model_info}))
         return out

@@ -80,7 +80,28 @@ class FactorModel(nn.Module):
     @torch.no_grad()
     def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
         """Predicted ratings of every item for each user: (B,) -> (B, num_items)."""
-        p = self.user_vectors[user_idx]  # (B, k)
-        raw = p @ self.item_codes.T  # (B, N): the one big operation of top-K
-        raw += self.offset + self.user_bias[user_idx, None] + self.item_bias[None, :]
+        return self.score_vectors(self.user_vectors[user_idx], self.user_bias[user_idx])
+
+    @torch.no_grad()
+    def score_vectors(self, vectors: torch.Tensor, biases: torch.Tensor) -> torch.Tensor:
+        """Predicted ratings of every item for users given by their vectors and biases
+        (known users' rows, or new users' fitted ones): (B, k), (B,) -> (B, num_items)."""
+        vectors = vectors.to(self.item_codes.dtype)
+        raw = vectors @ self.item_codes.T  # (B, N): the one big operation of top-K
+        raw += self.offset + biases.to(raw.dtype)[:, None] + self.item_bias[None, :]
+        return raw.clamp(self.config.min_rating, self.config.max_rating)
+
+    @torch.no_grad()
+    def predict_vectors(
+        self,
+        vectors: torch.Tensor,
+        biases: torch.Tensor,
+        rows: torch.Tensor,
+        item_idx: torch.Tensor,
+    ) -> torch.Tensor:
+        """Predicted ratings for pairs of (user given by a vector, item): ``vectors`` (B, k),
+        ``biases`` (B,); ``rows`` (P,) index into them, ``item_idx`` (P,) -> (P,)."""
+        p = vectors.to(self.item_codes.dtype)[rows]  # (P, k)
+        q = self.item_codes[item_idx]  # (P, k)
+        raw = self.offset + biases.to(p.dtype)[rows] + self.item_bias[item_idx] + (p * q).sum(1)
         return raw.clamp(self.config.min_rating, self.config.max_rating)

@@ -1,34 +1,98 @@
 """Recommendation logic over a trained model and its vocabulary, vectorized over batches.
 
 Everything takes arrays of raw ids or dense indices for many requests at once, so a serving
-batch costs one tensor call per kind of work, not one per request.
+batch costs one tensor call per kind of work, not one per request:
+
+- ratings of known users (:meth:`Recommender.predict_indices`),
+- top-K for known users (:meth:`Recommender.top_k_indices`),
+- new users from their ratings (:meth:`Recommender.fold_in`, then
+  :meth:`Recommender.top_k_vectors` and :meth:`Recommender.predict_vectors`),
+- movies similar to a movie (:meth:`Recommender.similar_indices`),
+- a popularity ranking for users the model does not know (:meth:`Recommender.popular_indices`).
+
+Every top-K kind takes one :class:`ItemFilter` per row (genres to keep or drop, movies to drop).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from model import artifact
+from model.foldin import UserPrior, fold_in
 from model.network import FactorModel
+from model.popularity import bayesian_average
 from model.vocab import Vocabulary
 
 
-class Recommender:
-    """Rating prediction and top-K recommendation with a :class:`FactorModel` and its vocabulary."""
+@dataclass(frozen=True)
+class ItemFilter:
+    """Which movies one top-K list may hold.
 
-    def __init__(self, model: FactorModel, vocab: Vocabulary, config: dict | None = None):
+    Attributes
+    ----------
+    genres : tuple of int
+        Genre indices (into ``Vocabulary.genre_names``): keep movies with *any* of them;
+        empty keeps every genre.
+    exclude_genres : tuple of int
+        Drop movies with any of these genres.
+    exclude_items : tuple of int
+        Dense item indices to drop.
+    """
+
+    genres: tuple[int, ...] = ()
+    exclude_genres: tuple[int, ...] = ()
+    exclude_items: tuple[int, ...] = ()
+
+
+NO_FILTER = ItemFilter()
+
+
+class Recommender:
+    """Rating prediction and top-K lists with a :class:`FactorModel` and its vocabulary.
+
+    Parameters
+    ----------
+    model : FactorModel
+    vocab : Vocabulary
+    config : dict, optional
+        The artifact's config.json.
+    ridge : float
+        Weight of the prior when folding in new users (see :mod:`model.foldin`).
+    """
+
+    def __init__(
+        self, model: FactorModel, vocab: Vocabulary, config: dict | None = None, ridge: float = 1.0
+    ):
+        if ridge <= 0:
+            raise ValueError(f"ridge must be > 0, got {ridge}")
         self.model = model.eval()
         self.vocab = vocab
         self.config = config or {}
+        self.ridge = ridge
         self._genre_names = np.array(vocab.genre_names, dtype=object)
+        self._genres = torch.from_numpy(vocab.genres.astype(np.float32))  # (N, G)
+        self.prior = UserPrior.from_model(model)
+        with torch.no_grad():
+            # The codes are sigmoid outputs, all positive: raw cosines are all near 1. Centred
+            # on the catalogue's mean code they spread over [-1, 1]. Only the mean and the
+            # centred norms are kept, not a centred copy of the codes (N x k).
+            self._code_mean = model.item_codes.mean(0)  # (k,)
+            self._code_norms = (model.item_codes - self._code_mean).norm(dim=1)  # (N,)
+        self.popularity: torch.Tensor | None = None
+        if vocab.rating_count is not None and vocab.rating_mean is not None:
+            scores = bayesian_average(vocab.rating_count, vocab.rating_mean)
+            self.popularity = torch.from_numpy(scores)  # (N,)
 
     @classmethod
-    def from_artifact(cls, directory: str | Path) -> Recommender:
+    def from_artifact(cls, directory: str | Path, ridge: float = 1.0) -> Recommender:
         """Load an artifact folder (see :mod:`model.artifact`)."""
-        return cls(*artifact.load(directory))
+        return cls(*artifact.load(directory), ridge=ridge)
+
+    # ------------------------------------------------------------------ known users
 
     @torch.no_grad()
     def predict_indices(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
@@ -40,26 +104,94 @@ class Recommender:
         return self.model(users, items).numpy()
 
     @torch.no_grad()
-    def top_k_indices(self, user_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Best ``k`` unrated items per user, in one scoring pass over the catalogue.
+    def top_k_indices(
+        self, user_idx: np.ndarray, k: int, filters: list[ItemFilter] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` unrated items per known user, in one scoring pass over the catalogue.
 
         Returns ``(items, scores)``, both (B, k'), k' = min(k, num_items), best first; where a
-        user has fewer than k' unrated items the tail is padded with item -1 and score NaN.
+        user has fewer than k' eligible items the tail is padded with item -1 and score NaN.
         """
         user_idx = np.asarray(user_idx, dtype=np.int64)
         scores = self.model.score_all(torch.from_numpy(user_idx))  # (B, N)
-        # Mask every rated item at once: CSR rows of the batch's users, flattened.
+        # Every rated item at once: CSR rows of the batch's users, flattened.
         starts, stops = self.vocab.rated_indptr[user_idx], self.vocab.rated_indptr[user_idx + 1]
         counts = stops - starts
-        rows = np.repeat(np.arange(len(user_idx)), counts)
         offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        cols = self.vocab.rated_items[np.repeat(starts, counts) + offsets]
-        scores[torch.from_numpy(rows), torch.from_numpy(cols.astype(np.int64))] = -torch.inf
-        k = min(k, scores.shape[1])
-        top_scores, top_items = torch.topk(scores, k, dim=1)  # (B, k), sorted
-        top_scores, top_items = top_scores.numpy(), top_items.numpy()
-        unrated = np.isfinite(top_scores)
-        return np.where(unrated, top_items, -1), np.where(unrated, top_scores, np.nan)
+        rated = self.vocab.rated_items[np.repeat(starts, counts) + offsets]
+        rows = np.repeat(np.arange(len(user_idx)), counts)
+        return self._top_k(scores, rows, rated, k, filters)
+
+    # ------------------------------------------------------------------ new users
+
+    def fold_in(
+        self, item_idx: list[np.ndarray], ratings: list[np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectors (B, k) and biases (B,) of new users from their ratings, in one solve."""
+        return fold_in(self.model, self.prior, item_idx, ratings, self.ridge)
+
+    @torch.no_grad()
+    def predict_vectors(
+        self, vectors: torch.Tensor, biases: torch.Tensor, rows: np.ndarray, item_idx: np.ndarray
+    ) -> np.ndarray:
+        """Ratings of (user row, item) pairs for users given by vectors: (P,), (P,) -> (P,)."""
+        if len(rows) == 0:
+            return np.zeros(0, dtype=np.float32)
+        rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        items_t = torch.from_numpy(np.asarray(item_idx, dtype=np.int64))
+        return self.model.predict_vectors(vectors, biases, rows_t, items_t).numpy()
+
+    @torch.no_grad()
+    def top_k_vectors(
+        self,
+        vectors: torch.Tensor,
+        biases: torch.Tensor,
+        rated: list[np.ndarray],
+        k: int,
+        filters: list[ItemFilter] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` items per user given by a vector and bias, skipping ``rated[b]`` (dense
+        item indices) for row ``b``; returns like :meth:`top_k_indices`."""
+        scores = self.model.score_vectors(vectors, biases)  # (B, N)
+        rows = np.repeat(np.arange(len(rated)), [len(r) for r in rated])
+        cols = np.concatenate([np.asarray(r, np.int64) for r in rated]) if rated else rows
+        return self._top_k(scores, rows, cols, k, filters)
+
+    # ------------------------------------------------------------------ movies
+
+    @torch.no_grad()
+    def similar_indices(
+        self, item_idx: np.ndarray, k: int, filters: list[ItemFilter] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items whose codes are closest (cosine, centred codes) to each of
+        ``item_idx``, the item itself excluded; returns like :meth:`top_k_indices` with
+        cosine similarities in [-1, 1] as scores."""
+        item_idx = np.asarray(item_idx, dtype=np.int64)
+        items = torch.from_numpy(item_idx)
+        centred = self.model.item_codes[items] - self._code_mean  # (B, k)
+        # (c_b . (q_j - m)) = c_b . q_j - c_b . m, so the catalogue is used as it is.
+        dots = centred @ self.model.item_codes.T - (centred @ self._code_mean)[:, None]  # (B, N)
+        norms = self._code_norms[items][:, None] * self._code_norms[None, :]  # (B, N)
+        scores = dots / norms.clamp_min(1e-12)
+        return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters)
+
+    @torch.no_grad()
+    def popular_indices(
+        self, batch: int, k: int, filters: list[ItemFilter] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items of highest Bayesian-average rating, for ``batch`` rows (each with
+        its own filter); returns like :meth:`top_k_indices`.
+
+        Raises ``LookupError`` when the vocabulary has no rating statistics (an older file).
+        """
+        if self.popularity is None:
+            raise LookupError(
+                "this model's vocabulary has no per-movie rating statistics (it was built "
+                "before they were added): retrain it to serve popularity rankings"
+            )
+        scores = self.popularity[None, :].repeat(batch, 1)  # (B, N)
+        empty = np.zeros(0, dtype=np.int64)
+        return self._top_k(scores, empty, empty, k, filters)
 
     def movie(self, item_idx: int) -> dict:
         """Raw id, title and genres of one item."""
@@ -68,3 +200,52 @@ class Recommender:
             "title": str(self.vocab.titles[item_idx]),
             "genres": list(self._genre_names[self.vocab.genres[item_idx].astype(bool)]),
         }
+
+    # ------------------------------------------------------------------ shared
+
+    def _allowed(self, filters: list[ItemFilter]) -> torch.Tensor | None:
+        """(B, N) mask of the items each row's genre filter keeps; None when none filters."""
+        if not any(f.genres or f.exclude_genres for f in filters):
+            return None
+        num_genres = len(self.vocab.genre_names)
+        include = torch.zeros(len(filters), num_genres)
+        exclude = torch.zeros(len(filters), num_genres)
+        for row, f in enumerate(filters):
+            include[row, list(f.genres)] = 1.0
+            exclude[row, list(f.exclude_genres)] = 1.0
+        keep = (include @ self._genres.T) > 0  # (B, N): has any wanted genre
+        keep |= (include.sum(1) == 0)[:, None]  # rows without a genre list keep everything
+        keep &= (exclude @ self._genres.T) == 0  # and none of the unwanted ones
+        return keep
+
+    def _top_k(
+        self,
+        scores: torch.Tensor,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        k: int,
+        filters: list[ItemFilter] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` of ``scores`` (B, N) after removing entries ``(rows, cols)`` and what
+        ``filters`` rule out; pads with item -1 / score NaN where too few remain."""
+        if filters:
+            if len(filters) != scores.shape[0]:
+                raise ValueError(f"{len(filters)} filters for {scores.shape[0]} rows")
+            dropped = [
+                (row, np.asarray(f.exclude_items, np.int64))
+                for row, f in enumerate(filters)
+                if f.exclude_items
+            ]
+            if dropped:
+                rows = np.concatenate([rows, *(np.full(len(c), r) for r, c in dropped)])
+                cols = np.concatenate([cols, *(c for _, c in dropped)])
+            allowed = self._allowed(filters)
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed, -torch.inf)
+        rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        scores[rows_t, torch.from_numpy(np.asarray(cols, dtype=np.int64))] = -torch.inf
+        k = min(k, scores.shape[1])
+        top_scores, top_items = torch.topk(scores, k, dim=1)  # (B, k), sorted
+        top_scores, top_items = top_scores.numpy(), top_items.numpy()
+        kept = np.isfinite(top_scores)
+        return np.where(kept, top_items, -1), np.where(kept, top_scores, np.nan)

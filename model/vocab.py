@@ -1,4 +1,5 @@
-"""Id vocabulary: raw MovieLens ids <-> dense indices, movie metadata, and who rated what.
+"""Id vocabulary: raw MovieLens ids <-> dense indices, movie metadata, who rated what, and each
+movie's rating count and mean (for popularity rankings).
 
 It is saved as one ``vocab.npz`` of plain arrays (no pickle), which travels inside the .mar.
 Naming: ``user_id``/``movie_id`` are raw MovieLens ids; ``user_idx``/``item_idx`` dense indices.
@@ -32,6 +33,11 @@ class Vocabulary:
     rated_indptr, rated_items : numpy.ndarray
         CSR rows: the items user ``u`` rated are
         ``rated_items[rated_indptr[u]:rated_indptr[u + 1]]`` (sorted).
+    rating_count : numpy.ndarray of int64, shape (num_items,), or None
+        How many ratings each movie has.
+    rating_mean : numpy.ndarray of float32, shape (num_items,), or None
+        Each movie's mean rating (0 where it has none). Both are None for a ``vocab.npz``
+        written before they existed: everything else works, popularity rankings do not.
     """
 
     user_ids: np.ndarray
@@ -41,12 +47,15 @@ class Vocabulary:
     genres: np.ndarray
     rated_indptr: np.ndarray
     rated_items: np.ndarray
+    rating_count: np.ndarray | None = None
+    rating_mean: np.ndarray | None = None
 
     @classmethod
     def build(
         cls, ratings: pd.DataFrame, movies: pd.DataFrame, genre_names: tuple[str, ...]
     ) -> Vocabulary:
-        """Build from all known ratings (users, rated sets) and the movie catalogue.
+        """Build from all known ratings (users, rated sets, per-movie rating count and mean;
+        columns ``user_id``, ``movie_id``, ``rating``) and the movie catalogue.
 
         Every movie of the catalogue gets an index, rated or not, so top-K covers the catalogue.
         """
@@ -70,7 +79,16 @@ class Vocabulary:
             np.zeros(0, dtype=np.int32),
         )
         vocab.rated_indptr, vocab.rated_items = vocab._csr(ratings)
+        vocab.rating_count, vocab.rating_mean = vocab._rating_stats(ratings)
         return vocab
+
+    def _rating_stats(self, ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        items = self.item_index(ratings["movie_id"].to_numpy())
+        values = ratings["rating"].to_numpy(dtype=np.float64)
+        count = np.bincount(items, minlength=self.num_items).astype(np.int64)
+        total = np.bincount(items, weights=values, minlength=self.num_items)
+        mean = np.divide(total, count, out=np.zeros(self.num_items), where=count > 0)
+        return count, mean.astype(np.float32)
 
     def _csr(self, ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         users = self.user_index(ratings["user_id"].to_numpy())
@@ -134,12 +152,22 @@ class Vocabulary:
             genres=self.genres,
             rated_indptr=self.rated_indptr,
             rated_items=self.rated_items,
+            **(
+                {"rating_count": self.rating_count, "rating_mean": self.rating_mean}
+                if self.rating_count is not None and self.rating_mean is not None
+                else {}
+            ),
         )
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        """Read a vocabulary written by :meth:`save` (no pickle involved)."""
+        """Read a vocabulary written by :meth:`save` (no pickle involved).
+
+        Files from before per-movie rating statistics load with ``rating_count`` and
+        ``rating_mean`` set to None.
+        """
         with np.load(path, allow_pickle=False) as z:
+            stats = {k: z[k] for k in ("rating_count", "rating_mean") if k in z.files}
             return cls(
                 user_ids=z["user_ids"],
                 movie_ids=z["movie_ids"],
@@ -148,4 +176,6 @@ class Vocabulary:
                 genres=z["genres"],
                 rated_indptr=z["rated_indptr"],
                 rated_items=z["rated_items"],
+                rating_count=stats.get("rating_count"),
+                rating_mean=stats.get("rating_mean"),
             )

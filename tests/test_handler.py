@@ -6,18 +6,23 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ts.context import Context, RequestProcessor
 
 from handler.movierec_handler import MovieRecHandler
-from handler.protocol import Limits, parse_request
+from handler.requests import Limits, NewUserRequest, parse_request
 from model.errors import BadRequestError
+from tests.conftest import GENRES
+
+MODEL = {"name": "movierec", "version": "1.2.3"}
 
 
 def make_context(model_dir, yaml_config=None) -> Context:
     return Context(
         "movierec",
         str(model_dir),
-        {"model": {"modelName": "movierec"}},
+        {"model": {"modelName": "movierec", "modelVersion": "1.2.3"}},
         8,
         None,
         "0.12.0",
@@ -72,8 +77,9 @@ def test_mixed_batch_answers_each_request_on_its_own(handler):
     )
     assert answers[0][1] == {
         "user_id": user,
-        "movie_id": movie,
+        **rec.movie(0),
         "rating": round(float(expected[0]), 4),
+        "model": MODEL,
     }
     assert answers[4][1]["ratings"] == [round(float(x), 4) for x in expected[1:]]
 
@@ -96,12 +102,21 @@ def test_mixed_batch_answers_each_request_on_its_own(handler):
     assert errors[11]["field"] == "movie" and "unknown field" in errors[11]["message"]
     assert errors[12]["field"] == "body" and "Content-Type" in errors[12]["message"]
     assert all(error["status"] == answers[i][0] for i, error in errors.items())
+    assert all(body["model"] == MODEL for _, body in answers)  # errors included
 
 
-def test_a_batch_costs_one_rating_call_and_one_top_k_call(handler, monkeypatch):
+def test_a_batch_costs_one_call_per_kind_of_work(handler, monkeypatch):
     rec = handler.recommender
-    calls = {"predict": 0, "top_k": 0}
-    predict, top_k = rec.predict_indices, rec.top_k_indices
+    names = (
+        "predict_indices",
+        "top_k_indices",
+        "fold_in",
+        "top_k_vectors",
+        "predict_vectors",
+        "similar_indices",
+        "popular_indices",
+    )
+    calls = dict.fromkeys(names, 0)
 
     def counted(name, fn):
         def wrapper(*args):
@@ -110,15 +125,18 @@ def test_a_batch_costs_one_rating_call_and_one_top_k_call(handler, monkeypatch):
 
         return wrapper
 
-    monkeypatch.setattr(rec, "predict_indices", counted("predict", predict))
-    monkeypatch.setattr(rec, "top_k_indices", counted("top_k", top_k))
+    for name in names:
+        monkeypatch.setattr(rec, name, counted(name, getattr(rec, name)))
     users, movies = rec.vocab.user_ids[:4].tolist(), rec.vocab.movie_ids[:4].tolist()
     rows = [{"body": {"user_id": u, "movie_id": m}} for u, m in zip(users, movies)]
     rows += [{"body": {"user_id": u, "k": k}} for u, k in zip(users, (1, 3, 5, 2))]
+    rows += [{"body": {"ratings": {str(m): 4}, "k": 2, "movie_ids": movies}} for m in movies]
+    rows += [{"body": {"similar_to": m, "k": 2, "genres": ["Drama"]}} for m in movies]
+    rows += [{"body": {"user_id": 10**9 + n, "fallback": "popular"}} for n in range(3)]
     answers = run_batch(handler, rows)
     assert all(s == 200 for s, _ in answers)
-    assert calls == {"predict": 1, "top_k": 1}
-    assert [len(a["recommendations"]) for _, a in answers[4:]] == [1, 3, 5, 2]
+    assert calls == dict.fromkeys(names, 1)
+    assert [len(a["recommendations"]) for _, a in answers[4:8]] == [1, 3, 5, 2]
 
 
 def test_answers_do_not_depend_on_batch_company(handler):
@@ -155,11 +173,224 @@ def test_limits_must_be_consistent():
         ({"user_id": 2**70, "movie_id": 2}, "user_id"),
         ({"user_id": 1.0, "movie_id": 2}, "user_id"),
         ({"user_id": 1, "movie_id": None}, "movie_id"),
-        ({"user_id": 1, "movie_id": 2, "k": 3}, "body"),
+        ({"user_id": 1, "movie_id": 2, "k": 3}, "k"),
         ({}, "body"),
+        ({"movie_id": 2}, "body"),
+        ({"user_id": 1, "fallback": "random"}, "fallback"),
+        ({"user_id": 1, "genres": ["Action", "Horror"]}, "genres[1]"),
+        ({"user_id": 1, "genres": "Action"}, "genres"),
+        ({"user_id": 1, "exclude_genres": [3]}, "exclude_genres[0]"),
+        ({"user_id": 1, "exclude_movie_ids": [1, "2"]}, "exclude_movie_ids[1]"),
+        ({"user_id": 1, "exclude_movie_ids": list(range(7))}, "exclude_movie_ids"),
+        ({"similar_to": "50"}, "similar_to"),
+        ({"similar_to": 50, "user_id": 1}, "user_id"),
+        ({"similar_to": 50, "movie_ids": [1]}, "movie_ids"),
+        ({"ratings": {}}, "ratings"),
+        ({"ratings": [[1, 5]]}, "ratings"),
+        ({"ratings": {str(m): 3 for m in range(7)}}, "ratings"),
+        ({"ratings": {"1": 5, "x": 4}}, 'ratings["x"]'),
+        ({"ratings": {"-1": 5}}, 'ratings["-1"]'),
+        ({"ratings": {"1": 5, "01": 4}}, 'ratings["01"]'),
+        ({"ratings": {"1": "5"}}, 'ratings["1"]'),
+        ({"ratings": {"1": True}}, 'ratings["1"]'),
+        ({"ratings": {"1": 5.5}}, 'ratings["1"]'),
+        ({"ratings": {"1": 0}}, 'ratings["1"]'),
+        ({"ratings": {"1": 5}, "movie_ids": []}, "movie_ids"),
+        ({"ratings": {"1": 5}, "movie_ids": [1] * 5}, "movie_ids"),
+        ({"ratings": {"1": 5}, "fallback": "popular"}, "fallback"),
+        ({"ratings": {"1": 5}, "k": 6}, "k"),
     ],
 )
 def test_bad_requests_name_the_field(body, field):
     with pytest.raises(BadRequestError) as err:
-        parse_request(body, Limits(max_k=5, max_pairs=4, default_k=3))
+        parse_request(body, Limits(max_k=5, max_pairs=4, max_ratings=6, default_k=3), GENRES)
     assert err.value.field == field
+
+
+def test_limits_are_named_when_exceeded():
+    limits = Limits(max_k=5, max_pairs=4, max_ratings=6, default_k=3)
+    for body, name in (
+        ({"user_id": 1, "k": 6}, "max_k=5"),
+        ({"pairs": [[1, 2]] * 5}, "max_pairs=4"),
+        ({"ratings": {str(m): 3 for m in range(7)}}, "max_ratings=6"),
+    ):
+        with pytest.raises(BadRequestError, match=name):
+            parse_request(body, limits, GENRES)
+
+
+def test_a_new_user_request_is_parsed_in_request_order():
+    request = parse_request(
+        {"ratings": {"50": 4.5, "1": 5, "7": 1}, "movie_ids": [3, 9], "genres": ["Drama"]},
+        Limits(),
+        GENRES,
+    )
+    assert isinstance(request, NewUserRequest)
+    assert request.movie_ids.tolist() == [50, 1, 7] and request.ratings.tolist() == [4.5, 5, 1]
+    assert request.predict_movie_ids.tolist() == [3, 9] and request.k == 10
+    assert request.filters.genres == (2,)
+
+
+def _known_user(rec, u: int = 0) -> tuple[int, dict]:
+    """A trained user's raw id and their ratings, as a new-user request would send them."""
+    ratings = rec.vocab.rated_by(u)
+    stars = {str(int(rec.vocab.movie_ids[i])): 1 + (int(i) * 7) % 5 for i in ratings}
+    return int(rec.vocab.user_ids[u]), stars
+
+
+def test_new_user_from_ratings(handler):
+    rec = handler.recommender
+    _, stars = _known_user(rec)
+    rated = [int(m) for m in stars]
+    ask = [int(m) for m in rec.vocab.movie_ids[:3]]
+    body = {"ratings": {**stars, "99999": 4}, "k": 4, "movie_ids": ask}
+    (status, answer), (bad_status, bad) = run_batch(
+        handler, [{"body": body}, {"body": {**body, "movie_ids": [ask[0], 12345]}}]
+    )
+    assert status == 200 and answer["unknown_movie_ids"] == [99999]
+    recs = answer["recommendations"]
+    assert len(recs) == 4 and not {r["movie_id"] for r in recs} & set(rated)
+    assert [r["score"] for r in recs] == sorted((r["score"] for r in recs), reverse=True)
+
+    idx = rec.vocab.item_index(np.array(rated))
+    vectors, biases = rec.fold_in([idx], [np.array([float(v) for v in stars.values()])])
+    expected = rec.predict_vectors(vectors, biases, np.zeros(3, int), rec.vocab.item_index(ask))
+    assert answer["predictions"] == [
+        {**rec.movie(i), "rating": round(float(r), 4)} for i, r in enumerate(expected)
+    ]
+    assert bad_status == 404 and bad["error"]["field"] == "movie_ids[1]"
+    assert "12345" in bad["error"]["message"]
+
+
+def test_new_user_with_only_unknown_movies_gets_the_average_user(handler):
+    (status, answer), (_, other) = run_batch(
+        handler,
+        [{"body": {"ratings": {"99999": 5}, "k": 3}}, {"body": {"ratings": {"99998": 1}, "k": 3}}],
+    )
+    assert status == 200 and answer["unknown_movie_ids"] == [99999]
+    assert answer["recommendations"] == other["recommendations"]
+    assert "predictions" not in answer
+
+
+def test_unknown_user_gets_popular_movies_only_when_asked(handler):
+    rec = handler.recommender
+    known = int(rec.vocab.user_ids[0])
+    answers = run_batch(
+        handler,
+        [
+            {"body": {"user_id": 10**9, "k": 5, "fallback": "popular"}},
+            {"body": {"user_id": 10**9, "k": 5, "fallback": "popular", "genres": ["Comedy"]}},
+            {"body": {"user_id": 10**9, "k": 5}},
+            {"body": {"user_id": known, "k": 5, "fallback": "popular"}},
+        ],
+    )
+    (s0, popular), (s1, comedy), (s2, missing), (s3, personal) = answers
+    assert (s0, s1, s2, s3) == (200, 200, 404, 200)
+    assert popular["fallback"] == "popular" and popular["user_id"] == 10**9
+    items, scores = rec.popular_indices(1, 5)
+    assert [r["movie_id"] for r in popular["recommendations"]] == [
+        int(rec.vocab.movie_ids[i]) for i in items[0]
+    ]
+    assert [r["score"] for r in popular["recommendations"]] == [
+        round(float(x), 4) for x in scores[0]
+    ]
+    assert all("Comedy" in r["genres"] for r in comedy["recommendations"])
+    assert missing["error"]["field"] == "user_id"
+    assert "fallback" not in personal
+    assert (
+        personal["recommendations"]
+        == run_batch(handler, [{"body": {"user_id": known, "k": 5}}])[0][1]["recommendations"]
+    )
+
+
+def test_popular_fallback_needs_rating_statistics(handler, monkeypatch):
+    monkeypatch.setattr(handler.recommender, "popularity", None)
+    status, answer = run_batch(handler, [{"body": {"user_id": 10**9, "fallback": "popular"}}])[0]
+    assert status == 400 and answer["error"]["field"] == "fallback"
+    assert "retrain" in answer["error"]["message"]
+
+
+def test_similar_movies(handler):
+    rec = handler.recommender
+    movie = int(rec.vocab.movie_ids[4])
+    (status, answer), (missing_status, missing) = run_batch(
+        handler, [{"body": {"similar_to": movie, "k": 5}}, {"body": {"similar_to": 12345}}]
+    )
+    assert status == 200 and answer["movie"] == rec.movie(4)
+    recs = answer["recommendations"]
+    items, _ = rec.similar_indices(np.array([4]), 5)
+    assert [r["movie_id"] for r in recs] == [int(rec.vocab.movie_ids[i]) for i in items[0]]
+    assert movie not in {r["movie_id"] for r in recs}
+    assert all(-1 <= r["score"] <= 1 for r in recs)
+    assert missing_status == 404 and missing["error"]["field"] == "similar_to"
+
+
+def test_filters_apply_to_every_top_k_kind(handler):
+    rec = handler.recommender
+    user, stars = _known_user(rec, 1)
+    movies = [int(m) for m in rec.vocab.movie_ids]
+    filters = {
+        "genres": ["Action", "Drama"],
+        "exclude_genres": ["Comedy"],
+        "exclude_movie_ids": [*movies[::2], 99999],
+    }
+    bodies = [
+        {"user_id": user, "k": 5, **filters},
+        {"ratings": stars, "k": 5, **filters},
+        {"similar_to": movies[1], "k": 5, **filters},
+        {"user_id": 10**9, "k": 5, "fallback": "popular", **filters},
+        {"user_id": user, "k": 5, "genres": ["Western"]},
+    ]
+    answers = run_batch(handler, [{"body": b} for b in bodies])
+    for status, answer in answers[:4]:
+        assert status == 200 and answer["recommendations"]
+        for r in answer["recommendations"]:
+            assert {"Action", "Drama"} & set(r["genres"]) and "Comedy" not in r["genres"]
+            assert r["movie_id"] not in movies[::2]
+    status, answer = answers[4]
+    assert status == 400 and answer["error"]["field"] == "genres[0]"
+    assert "Western" in answer["error"]["message"] and "Action" in answer["error"]["message"]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FIELDS = st.sampled_from(
+    [
+        "user_id",
+        "movie_id",
+        "pairs",
+        "k",
+        "ratings",
+        "movie_ids",
+        "similar_to",
+        "fallback",
+        "genres",
+        "exclude_genres",
+        "exclude_movie_ids",
+    ]
+)
+_VALUES = _JSON | st.sampled_from([101, 11, 14, "popular", ["Action"], {"11": 5}, {"14": 2.5}])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(_FIELDS, _VALUES, max_size=4) | _JSON, min_size=1, max_size=4))
+def test_no_body_makes_the_handler_fail(handler, bodies):
+    """Whatever a client sends, each request gets 200, 400 or 404 with a JSON body; the batch
+    never fails as a whole."""
+    answers = run_batch(handler, [{"body": b} for b in bodies])
+    for status, answer in answers:
+        assert status in (200, 400, 404)
+        assert status == 200 or answer["error"]["status"] == status
+
+
+def test_deeply_nested_json_is_a_bad_request(handler):
+    nested = b"[" * 200_000 + b"]" * 200_000
+    (status, answer), (ok, _) = run_batch(
+        handler, [{"body": nested}, {"body": {"similar_to": 11, "k": 1}}]
+    )
+    assert (status, answer["error"]["field"], ok) == (400, "body", 200)
+    assert "nested too deeply" in answer["error"]["message"]

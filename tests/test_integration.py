@@ -3,14 +3,21 @@ free ports, always stopped) called at every endpoint with the token."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from client import ClientError, MovieRecClient, read_token
-from loadtest.server import Server
+from loadtest.server import Server, free_ports
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +131,122 @@ def test_oversized_requests_are_refused(server, api):
     finally:
         conn.close()
     assert len(api.recommend(101, k=1)) == 1
+
+
+def test_every_answer_names_the_model_and_version(server):
+    from model import __version__
+
+    api = MovieRecClient(server.url, key_file=server.key_file)
+    for body in ({"user_id": 101, "movie_id": 11}, {"similar_to": 11, "k": 2}, {"user_id": -1}):
+        _, answer = api.request("POST", "/predictions/movierec", body)
+        assert answer["model"] == {"name": "movierec", "version": __version__}, body
+
+
+def test_new_user_similar_popular_and_filters(server, artifact_dir):
+    from model.recommender import Recommender
+
+    api = MovieRecClient(server.url, key_file=server.key_file)
+    rec = Recommender.from_artifact(artifact_dir)
+    answer = api.new_user({11: 5, 14: 1, 99999: 3}, k=3, movie_ids=[17, 20])
+    assert answer["unknown_movie_ids"] == [99999]
+    assert len(answer["recommendations"]) == 3
+    assert not {11, 14} & {r["movie_id"] for r in answer["recommendations"]}
+    vectors, biases = rec.fold_in([rec.vocab.item_index(np.array([11, 14]))], [np.array([5.0, 1])])
+    expected = rec.predict_vectors(
+        vectors, biases, np.zeros(2, int), rec.vocab.item_index([17, 20])
+    )
+    assert [p["rating"] for p in answer["predictions"]] == pytest.approx(
+        expected.tolist(), abs=1e-4
+    )
+
+    similar = api.similar(11, k=4, genres=["Comedy"], exclude_movie_ids=[14])
+    assert similar["movie"]["movie_id"] == 11
+    assert all("Comedy" in r["genres"] for r in similar["recommendations"])
+    assert not {11, 14} & {r["movie_id"] for r in similar["recommendations"]}
+
+    popular = api.top_k(10**9, k=3, fallback="popular", exclude_genres=["Drama"])
+    assert popular["fallback"] == "popular" and len(popular["recommendations"]) == 3
+    assert all("Drama" not in r["genres"] for r in popular["recommendations"])
+    with pytest.raises(ClientError) as err:
+        api.recommend(10**9, k=3)
+    assert (err.value.status, err.value.kind, err.value.field) == (404, "not_found", "user_id")
+    with pytest.raises(ClientError) as err:
+        api.new_user({11: 7})
+    assert (err.value.status, err.value.field) == (400, 'ratings["11"]')
+    with pytest.raises(ClientError) as err:
+        api.recommend(101, genres=["Western"])
+    assert err.value.field == "genres[0]" and "unknown genre" in err.value.message
+
+
+def test_command_line_client(server, capsys, tmp_path):
+    from client.__main__ import main
+
+    api = MovieRecClient(server.url, key_file=server.key_file)
+    where = ["--url", api.url, "--key-file", str(server.key_file)]
+    outs = []
+    for argv in (
+        ["recommend", "--user", "101", "-k", "3", "--genre", "Action", "Drama"],
+        ["rate", "--user", "101", "--movie", "11", "14"],
+        ["similar", "--movie", "11", "-k", "3", "--exclude", "14"],
+        ["new-user", "--ratings", "11=5", "14=1.5", "99999=3", "-k", "3", "--predict", "17"],
+        ["recommend", "--user", "1000000000", "-k", "2", "--fallback", "popular"],
+    ):
+        assert main([*argv, *where]) == 0, argv
+        outs.append(capsys.readouterr().out)
+        assert "Movie " in outs[-1] and "(model movierec " in outs[-1], outs[-1]  # titles, model
+    assert "unknown to the model: movie ids 99999" in outs[3] and "Predicted ratings" in outs[3]
+    assert "popular movies instead" in outs[4]
+
+    def failure(argv: list[str]) -> tuple[int, str]:
+        code = main(argv)
+        return code, capsys.readouterr().err
+
+    code, err = failure(["recommend", "--user", "1000000000", *where])
+    assert code == 1 and "not found [user_id]" in err and "--fallback popular" in err
+    code, err = failure(["similar", "--movie", "11", "--genre", "Western", *where])
+    assert code == 1 and "bad request [genres[0]]" in err
+    (tmp_path / "key_file.json").write_text('{"inference": {"key": "wrong"}}')
+    code, err = failure(
+        [
+            "recommend",
+            "--user",
+            "101",
+            "--url",
+            api.url,
+            "--key-file",
+            str(tmp_path / "key_file.json"),
+        ]
+    )
+    assert code == 3 and "refused the token" in err
+    (closed,) = free_ports(1)
+    code, err = failure(
+        [
+            "recommend",
+            "--user",
+            "101",
+            "--url",
+            f"http://127.0.0.1:{closed}",
+            "--key-file",
+            str(server.key_file),
+        ]
+    )
+    assert code == 3 and "cannot reach" in err and "make serve" in err
+    assert failure(["new-user", "--ratings", "11:5", *where])[0] == 2
+
+
+def test_python_m_client_runs(server):
+    api = MovieRecClient(server.url, key_file=server.key_file)
+    env = {
+        **os.environ,
+        "MOVIEREC_URL": api.url,
+        "MOVIEREC_KEY_FILE": str(server.key_file),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "client", "new-user", "--ratings", "11=5", "14=4", "-k", "2"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Top 2 for a new user from 2 ratings" in done.stdout

@@ -1,12 +1,16 @@
-"""Recommender: top-K over the catalogue, excluding what the user rated."""
+"""Recommender: top-K over the catalogue excluding what the user rated, new users' vectors,
+similar movies, popularity, filters."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
-from model.recommender import Recommender
+from model import artifact
+from model.popularity import bayesian_average
+from model.recommender import NO_FILTER, ItemFilter, Recommender
 from model.vocab import Vocabulary
 
 
@@ -45,3 +49,80 @@ def test_predict_matches_the_model(artifact_dir):
     expected = rec.model(torch.from_numpy(users), torch.from_numpy(items)).detach().numpy()
     assert np.allclose(rec.predict_indices(users, items), expected)
     assert rec.predict_indices(np.array([], int), np.array([], int)).shape == (0,)
+
+
+def test_top_k_of_a_users_own_vector_matches_top_k_of_the_user(artifact_dir):
+    rec = Recommender.from_artifact(artifact_dir)
+    users = np.array([0, 3, 5])
+    vectors, biases = rec.model.user_vectors[users].detach(), rec.model.user_bias[users].detach()
+    rated = [rec.vocab.rated_by(u) for u in users]
+    items, scores = rec.top_k_vectors(vectors, biases, rated, 4)
+    expected_items, expected_scores = rec.top_k_indices(users, 4)
+    assert np.array_equal(items, expected_items)
+    assert np.allclose(scores, expected_scores, equal_nan=True)
+    pairs = rec.predict_vectors(vectors, biases, np.array([0, 2]), np.array([7, 8]))
+    assert np.allclose(pairs, rec.predict_indices(np.array([0, 5]), np.array([7, 8])))
+
+
+def test_similar_movies_find_a_planted_duplicate(artifact_dir):
+    model, vocab, config = artifact.load(artifact_dir)
+    with torch.no_grad():
+        model.item_codes[17] = model.item_codes[4]
+    rec = Recommender(model, vocab, config)
+    items, scores = rec.similar_indices(np.array([4, 17, 9]), 3)
+    assert items[0, 0] == 17 and items[1, 0] == 4
+    assert scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert 9 not in items[2].tolist()  # never the movie itself
+    assert np.all(np.diff(scores, axis=1) <= 0) and np.all(scores <= 1 + 1e-6)
+
+
+def test_bayesian_average_prefers_many_good_ratings_over_one_perfect_one():
+    count = np.array([1, 100, 100, 0, 20])
+    mean = np.array([5.0, 4.5, 2.0, 0.0, 4.5])
+    scores = bayesian_average(count, mean, prior_count=10)
+    global_mean = (5 + 450 + 200 + 90) / 221
+    assert np.argsort(-scores).tolist() == [1, 4, 0, 3, 2]
+    assert scores[3] == pytest.approx(global_mean)  # no ratings: the catalogue's mean
+    assert scores[0] == pytest.approx((10 * global_mean + 5) / 11)
+    # The default prior weight is the median count of rated movies (here 60).
+    assert bayesian_average(count, mean)[0] == pytest.approx((60 * global_mean + 5) / 61)
+
+
+def test_popular_ranks_by_bayesian_average(artifact_dir):
+    rec = Recommender.from_artifact(artifact_dir)
+    items, scores = rec.popular_indices(2, 5)
+    expected = bayesian_average(rec.vocab.rating_count, rec.vocab.rating_mean)
+    # Scores, not items: movies with equal counts and means tie.
+    assert np.allclose(scores[0], np.sort(expected)[::-1][:5])
+    assert np.allclose(expected[items[0]], scores[0])
+    assert np.array_equal(items[0], items[1])
+    rec.popularity = None  # as with a vocabulary saved before rating statistics
+    with pytest.raises(LookupError, match="retrain"):
+        rec.popular_indices(1, 5)
+
+
+def test_filters_keep_and_drop_genres_and_movies(artifact_dir):
+    rec = Recommender.from_artifact(artifact_dir)
+    genres = rec.vocab.genres.astype(bool)  # (N, 3): Action, Comedy, Drama
+    filters = [
+        ItemFilter(genres=(0, 2)),  # Action or Drama
+        ItemFilter(exclude_genres=(1,)),  # no Comedy
+        ItemFilter(genres=(0,), exclude_genres=(2,), exclude_items=(1, 3)),
+        NO_FILTER,
+    ]
+    keep = [
+        genres[:, 0] | genres[:, 2],
+        ~genres[:, 1],
+        genres[:, 0] & ~genres[:, 2] & ~np.isin(np.arange(rec.vocab.num_items), [1, 3]),
+        np.ones(rec.vocab.num_items, bool),
+    ]
+    users = np.array([0, 1, 2, 3])
+    items, scores = rec.top_k_indices(users, rec.vocab.num_items, filters)
+    all_scores = rec.model.score_all(torch.from_numpy(users)).numpy()
+    for row, u in enumerate(users):
+        eligible = keep[row] & ~np.isin(np.arange(rec.vocab.num_items), rec.vocab.rated_by(u))
+        got = items[row][items[row] >= 0]
+        assert set(got.tolist()) == set(np.flatnonzero(eligible).tolist())
+        assert np.allclose(scores[row][: len(got)], all_scores[u, got])
+    popular, _ = rec.popular_indices(1, 30, [ItemFilter(genres=(1,))])
+    assert set(popular[0][popular[0] >= 0].tolist()) == set(np.flatnonzero(genres[:, 1]).tolist())

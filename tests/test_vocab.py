@@ -48,6 +48,36 @@ def test_titles_and_genres(vocab):
 def test_save_load_round_trip(vocab, tmp_path):
     vocab.save(tmp_path / "vocab.npz")
     loaded = Vocabulary.load(tmp_path / "vocab.npz")
-    for field in ("user_ids", "movie_ids", "titles", "genres", "rated_indptr", "rated_items"):
+    fields = (
+        "user_ids",
+        "movie_ids",
+        "titles",
+        "genres",
+        "rated_indptr",
+        "rated_items",
+        "rating_count",
+        "rating_mean",
+    )
+    for field in fields:
         assert np.array_equal(getattr(loaded, field), getattr(vocab, field)), field
     assert loaded.genre_names == vocab.genre_names
+
+
+def test_rating_count_and_mean_per_movie(ratings, movies):
+    vocab = Vocabulary.build(ratings[ratings.movie_id != 11], movies, ("Action", "Comedy", "Drama"))
+    stats = ratings[ratings.movie_id != 11].groupby("movie_id")["rating"].agg(["count", "mean"])
+    idx = vocab.item_index(stats.index.to_numpy())
+    assert np.array_equal(vocab.rating_count[idx], stats["count"].to_numpy())
+    assert np.allclose(vocab.rating_mean[idx], stats["mean"].to_numpy())
+    (unrated,) = vocab.item_index(np.array([11]))
+    assert vocab.rating_count[unrated] == 0 and vocab.rating_mean[unrated] == 0.0
+
+
+def test_a_vocabulary_saved_before_rating_stats_still_loads(vocab, tmp_path):
+    vocab.save(tmp_path / "vocab.npz")
+    with np.load(tmp_path / "vocab.npz") as z:
+        older = {k: z[k] for k in z.files if k not in ("rating_count", "rating_mean")}
+    np.savez_compressed(tmp_path / "old.npz", **older)
+    loaded = Vocabulary.load(tmp_path / "old.npz")
+    assert loaded.rating_count is None and loaded.rating_mean is None
+    assert np.array_equal(loaded.rated_items, vocab.rated_items)

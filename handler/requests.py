@@ -1,0 +1,294 @@
+"""Request bodies: decode, recognise the kind, validate every field, or say which one is wrong.
+
+Kinds (told apart by their main field) and the fields each may carry:
+
+    rating      {"user_id", "movie_id"}
+    pairs       {"pairs": [[user_id, movie_id], ...]}
+    top_k       {"user_id", "k"?, "fallback"?, filters?}          fallback: "popular"
+    new_user    {"ratings": {"movie_id": stars, ...}, "k"?, "movie_ids"?, filters?}
+    similar     {"similar_to": movie_id, "k"?, filters?}
+
+    filters:    "genres": [names] (any of), "exclude_genres": [names], "exclude_movie_ids": [ids]
+
+Everything wrong raises :class:`~model.errors.BadRequestError` naming the field; nothing here
+looks ids up (unknown ids are the answering side's business) or imports TorchServe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.errors import BadRequestError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits, set under ``handler:`` in model-config.yaml."""
+
+    max_k: int = 100  # top-K lists longer than this are refused (400)
+    max_pairs: int = 10_000  # pairs per request (and movie_ids of a new user); 10k score in ms
+    max_ratings: int = 1_000  # ratings of a new user (and excluded movies); ML-100K's top user: 737
+    default_k: int = 10  # k when a top-K request gives none
+
+    def __post_init__(self) -> None:
+        for name in ("max_k", "max_pairs", "max_ratings", "default_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"handler setting {name} must be >= 1, got {getattr(self, name)}")
+        if self.default_k > self.max_k:
+            raise ValueError(
+                f"handler setting default_k={self.default_k} exceeds max_k={self.max_k}"
+            )
+
+
+@dataclass(frozen=True)
+class Filters:
+    """A top-K request's filters: genre indices to keep (any of) or drop, raw movie ids to drop."""
+
+    genres: tuple[int, ...] = ()
+    exclude_genres: tuple[int, ...] = ()
+    exclude_movie_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+@dataclass(frozen=True)
+class RatingRequest:
+    """One or many (user_id, movie_id) pairs; ``single`` answers with one rating."""
+
+    user_ids: np.ndarray
+    movie_ids: np.ndarray
+    single: bool
+
+
+@dataclass(frozen=True)
+class TopKRequest:
+    """Top-``k`` unrated movies for a known user; ``fallback`` ("popular") for an unknown one."""
+
+    user_id: int
+    k: int
+    filters: Filters = Filters()
+    fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class NewUserRequest:
+    """A user the model has not seen, given by ratings (raw movie ids, in request order)."""
+
+    movie_ids: np.ndarray
+    ratings: np.ndarray
+    k: int
+    filters: Filters = Filters()
+    predict_movie_ids: np.ndarray | None = None  # movies whose rating to predict, if asked
+
+
+@dataclass(frozen=True)
+class SimilarRequest:
+    """Top-``k`` movies most similar to ``movie_id``."""
+
+    movie_id: int
+    k: int
+    filters: Filters = Filters()
+
+
+Request = RatingRequest | TopKRequest | NewUserRequest | SimilarRequest
+
+FALLBACKS = ("popular",)
+_FILTERS = frozenset({"genres", "exclude_genres", "exclude_movie_ids"})
+# Each kind's main field, which tells the kinds apart, and every field the kind accepts.
+_MAIN = ("pairs", "ratings", "similar_to", "user_id")
+_ALLOWED = {
+    "rating": frozenset({"user_id", "movie_id"}),
+    "pairs": frozenset({"pairs"}),
+    "top_k": frozenset({"user_id", "k", "fallback"}) | _FILTERS,
+    "new_user": frozenset({"ratings", "k", "movie_ids"}) | _FILTERS,
+    "similar": frozenset({"similar_to", "k"}) | _FILTERS,
+}
+_USAGE = (
+    'expected {"user_id", "movie_id"}, {"pairs": [[user_id, movie_id], ...]}, '
+    '{"user_id", "k"}, {"ratings": {"movie_id": rating, ...}, "k"} or {"similar_to", "k"}'
+)
+_MOVIE_KEY = re.compile(r"[0-9]{1,19}")
+
+
+def decode_body(row: dict) -> object:
+    """The JSON value of one TorchServe request row (body under ``body`` or ``data``)."""
+    body = row.get("body") if isinstance(row, dict) else None
+    if body is None and isinstance(row, dict):
+        body = row.get("data")
+    if body is None:
+        raise BadRequestError(
+            "body", 'no JSON body (send one with "Content-Type: application/json"); ' + _USAGE
+        )
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequestError("body", f"not UTF-8 text ({exc.reason})") from None
+    if isinstance(body, str):
+        if not body.strip():
+            raise BadRequestError("body", "empty request body; " + _USAGE)
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise BadRequestError("body", f"invalid JSON: {exc}") from None
+        except RecursionError:
+            # TorchServe forwards JSON it failed to decode as bytes; without this, a body of
+            # many nested brackets would fail the whole batch.
+            raise BadRequestError("body", "invalid JSON: nested too deeply") from None
+    return body
+
+
+def _shown(value: object) -> str:
+    return json.dumps(value)[:40]
+
+
+def _as_id(value: object, field: str) -> int:
+    # bool is an int subclass in Python; true/false are never ids.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequestError(field, f"must be an integer id, got {_shown(value)}")
+    if not 0 <= value < 2**63:
+        raise BadRequestError(field, f"must be a non-negative 64-bit integer, got {value}")
+    return value
+
+
+def _id_list(value: object, field: str, limit: int, limit_name: str) -> np.ndarray:
+    if not isinstance(value, list):
+        raise BadRequestError(field, f"must be a list of integer ids, got {_shown(value)}")
+    if len(value) > limit:
+        raise BadRequestError(field, f"{len(value)} ids exceed {limit_name}={limit}")
+    return np.array([_as_id(v, f"{field}[{j}]") for j, v in enumerate(value)], dtype=np.int64)
+
+
+def _k(body: dict, limits: Limits) -> int:
+    k = body.get("k", limits.default_k)
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise BadRequestError("k", f"must be an integer, got {_shown(k)}")
+    if not 1 <= k <= limits.max_k:
+        raise BadRequestError("k", f"must be between 1 and max_k={limits.max_k}, got {k}")
+    return k
+
+
+def _genres(body: dict, name: str, genre_names: tuple[str, ...]) -> tuple[int, ...]:
+    value = body.get(name, [])
+    if not isinstance(value, list):
+        raise BadRequestError(name, f"must be a list of genre names, got {_shown(value)}")
+    index = {g: j for j, g in enumerate(genre_names)}
+    out = []
+    for j, genre in enumerate(value):
+        if not isinstance(genre, str) or genre not in index:
+            raise BadRequestError(
+                f"{name}[{j}]", f"unknown genre {_shown(genre)}; known: {', '.join(genre_names)}"
+            )
+        out.append(index[genre])
+    return tuple(sorted(set(out)))
+
+
+def _filters(body: dict, limits: Limits, genre_names: tuple[str, ...]) -> Filters:
+    excluded = body.get("exclude_movie_ids", [])
+    limit = limits.max_ratings
+    return Filters(
+        genres=_genres(body, "genres", genre_names),
+        exclude_genres=_genres(body, "exclude_genres", genre_names),
+        exclude_movie_ids=_id_list(excluded, "exclude_movie_ids", limit, "max_ratings"),
+    )
+
+
+def _ratings(value: object, limits: Limits, scale: tuple[float, float]) -> tuple[np.ndarray, ...]:
+    if not isinstance(value, dict) or not value:
+        raise BadRequestError(
+            "ratings",
+            'must be a non-empty object {"movie_id": rating, ...}; for a user without ratings '
+            'send {"user_id": ..., "fallback": "popular"}',
+        )
+    if len(value) > limits.max_ratings:
+        raise BadRequestError(
+            "ratings", f"{len(value)} ratings exceed max_ratings={limits.max_ratings}"
+        )
+    lo, hi = scale
+    movie_ids, stars, seen = [], [], set()
+    for key, rating in value.items():
+        field = f"ratings[{_shown(key)}]"
+        if not _MOVIE_KEY.fullmatch(key) or int(key) >= 2**63:
+            raise BadRequestError(field, "keys must be movie ids written as decimal integers")
+        if int(key) in seen:
+            raise BadRequestError(field, f"movie id {int(key)} is rated twice")
+        if isinstance(rating, bool) or not isinstance(rating, (int, float)):
+            raise BadRequestError(field, f"must be a number, got {_shown(rating)}")
+        if not (math.isfinite(rating) and lo <= rating <= hi):
+            raise BadRequestError(field, f"must be between {lo:g} and {hi:g}, got {rating}")
+        seen.add(int(key))
+        movie_ids.append(int(key))
+        stars.append(float(rating))
+    return np.array(movie_ids, dtype=np.int64), np.array(stars, dtype=np.float64)
+
+
+def _kind(body: dict) -> str:
+    main = [f for f in _MAIN if f in body]
+    if not main:
+        raise BadRequestError("body", f"no request kind recognised; {_USAGE}")
+    if len(main) > 1:
+        raise BadRequestError(main[1], f"{main[0]!r} and {main[1]!r} do not go together; {_USAGE}")
+    kind = {"pairs": "pairs", "ratings": "new_user", "similar_to": "similar"}.get(main[0])
+    kind = kind or ("rating" if "movie_id" in body else "top_k")
+    extra = sorted(set(body) - _ALLOWED[kind])
+    if extra:
+        allowed = ", ".join(sorted(_ALLOWED[kind]))
+        raise BadRequestError(
+            extra[0], f"unknown field {extra[0]!r} for a {kind} request (allowed: {allowed})"
+        )
+    return kind
+
+
+def parse_request(
+    body: object,
+    limits: Limits,
+    genre_names: tuple[str, ...] = (),
+    rating_scale: tuple[float, float] = (1.0, 5.0),
+) -> Request:
+    """Validate one decoded body; raises :class:`BadRequestError` naming the field.
+
+    ``genre_names`` and ``rating_scale`` are the model's (unknown genres and ratings off the
+    scale are refused here).
+    """
+    if not isinstance(body, dict):
+        raise BadRequestError("body", f"must be a JSON object; {_USAGE}")
+    kind = _kind(body)
+    if kind == "rating":
+        user_id, movie_id = _as_id(body["user_id"], "user_id"), _as_id(body["movie_id"], "movie_id")
+        return RatingRequest(np.array([user_id]), np.array([movie_id]), single=True)
+    if kind == "pairs":
+        pairs = body["pairs"]
+        if not isinstance(pairs, list) or not pairs:
+            raise BadRequestError("pairs", "must be a non-empty list of [user_id, movie_id]")
+        if len(pairs) > limits.max_pairs:
+            raise BadRequestError(
+                "pairs", f"{len(pairs)} pairs exceed max_pairs={limits.max_pairs}"
+            )
+        users, movies = np.empty(len(pairs), np.int64), np.empty(len(pairs), np.int64)
+        for n, pair in enumerate(pairs):
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise BadRequestError(f"pairs[{n}]", "must be a list [user_id, movie_id]")
+            users[n] = _as_id(pair[0], f"pairs[{n}][0]")
+            movies[n] = _as_id(pair[1], f"pairs[{n}][1]")
+        return RatingRequest(users, movies, single=False)
+    k = _k(body, limits)
+    filters = _filters(body, limits, genre_names)
+    if kind == "similar":
+        return SimilarRequest(_as_id(body["similar_to"], "similar_to"), k, filters)
+    if kind == "new_user":
+        movie_ids, stars = _ratings(body["ratings"], limits, rating_scale)
+        predict = None
+        if "movie_ids" in body:
+            predict = _id_list(body["movie_ids"], "movie_ids", limits.max_pairs, "max_pairs")
+            if not len(predict):
+                raise BadRequestError("movie_ids", "must list at least one movie id")
+        return NewUserRequest(movie_ids, stars, k, filters, predict)
+    fallback = body.get("fallback")
+    if fallback is not None and fallback not in FALLBACKS:
+        raise BadRequestError(
+            "fallback", f"must be one of {', '.join(FALLBACKS)}, got {_shown(fallback)}"
+        )
+    return TopKRequest(_as_id(body["user_id"], "user_id"), k, filters, fallback)
