@@ -70,8 +70,10 @@ demo: $(VENV)/.installed  ## example calls against the running server
 	$(PY) -m client demo --url $(URL)
 
 SEEDS ?= 0 1 2
-evaluate: $(VENV)/.installed  ## write reports/DATASET.md: our model vs baselines over SEEDS
+evaluate: $(VENV)/.installed  ## reports/DATASET.md and DATASET-newusers.md over SEEDS
 	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)
+	$(PY) -m train.newusers --dataset $(DATASET) --seeds $(SEEDS) \
+	  --json reports/$(DATASET)-newusers.json | tee reports/$(DATASET)-newusers.md
 
 loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATION=30s)
 	$(PY) -m loadtest.run --url $(URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \

@@ -88,7 +88,8 @@ class MovieRecUser(FastHttpUser):
 
 
 # The mix: top-K rows on every home page, single ratings on movie pages, now and then a
-# re-ranking of 100 candidates. Class names match traffic.ENDPOINTS (the smoke test relies on it).
+# re-ranking of 100 candidates, a sign-up (new user) or a "more like this" row. Class names
+# match traffic.ENDPOINTS (the smoke test relies on it).
 class SingleRating(MovieRecUser):
     endpoint = traffic.SingleRating
     weight = 45
@@ -101,7 +102,17 @@ class RatingPairs(MovieRecUser):
 
 class TopK(MovieRecUser):
     endpoint = traffic.TopK
-    weight = 45
+    weight = 35
+
+
+class NewUser(MovieRecUser):
+    endpoint = traffic.NewUser
+    weight = 5
+
+
+class Similar(MovieRecUser):
+    endpoint = traffic.Similar
+    weight = 5
 
 
 @events.quitting.add_listener

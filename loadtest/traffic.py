@@ -172,8 +172,66 @@ class TopK(Endpoint):
         return None
 
 
+def _check_recommendations(
+    catalogue: Catalogue, recs: object, k: int, excluded: frozenset[int]
+) -> str | None:
+    """A list of at most ``k`` distinct well-formed recommendations, none in ``excluded``,
+    best first."""
+    if not isinstance(recs, list) or not 0 < len(recs) <= k:
+        return f"expected 1..{k} recommendations, got {str(recs)[:80]}"
+    for rec in recs:
+        if not isinstance(rec, dict) or not {"movie_id", "title", "genres", "score"} <= set(rec):
+            return f"malformed recommendation {str(rec)[:80]}"
+        if rec["movie_id"] in excluded:
+            return f"recommends movie {rec['movie_id']}, which it must exclude"
+    scores = [r["score"] for r in recs]
+    if len({r["movie_id"] for r in recs}) != len(recs):
+        return "a movie is recommended twice"
+    if any(a < b for a, b in zip(scores, scores[1:])):
+        return "recommendations are not sorted best first"
+    return None
+
+
+class NewUser(Endpoint):
+    """``{"ratings": {movie_id: stars, ...}, "k"}`` -> top-K for a user the model never saw,
+    fitted on the fly from 10 popularity-sampled ratings."""
+
+    name = "new_user"
+    k = 10
+
+    def body(self, rng: np.random.Generator) -> dict:
+        movies = dict.fromkeys(self.catalogue.movies(rng, 10))  # distinct, popularity order
+        stars = rng.integers(
+            int(self.catalogue.min_rating), int(self.catalogue.max_rating) + 1, len(movies)
+        )
+        return {"ratings": {str(m): int(s) for m, s in zip(movies, stars)}, "k": self.k}
+
+    def check(self, body: dict, answer: object) -> str | None:
+        if not isinstance(answer, dict) or "recommendations" not in answer:
+            return f"expected recommendations; got {str(answer)[:80]}"
+        rated = frozenset(int(m) for m in body["ratings"])
+        return _check_recommendations(self.catalogue, answer["recommendations"], body["k"], rated)
+
+
+class Similar(Endpoint):
+    """``{"similar_to": movie_id, "k"}`` -> the nearest movies, the movie itself excluded."""
+
+    name = "similar"
+    k = 10
+
+    def body(self, rng: np.random.Generator) -> dict:
+        return {"similar_to": self.catalogue.movies(rng, 1)[0], "k": self.k}
+
+    def check(self, body: dict, answer: object) -> str | None:
+        if not isinstance(answer, dict) or "recommendations" not in answer:
+            return f"expected recommendations; got {str(answer)[:80]}"
+        return _check_recommendations(
+            self.catalogue, answer["recommendations"], body["k"], frozenset([body["similar_to"]])
+        )
+
+
 # The endpoints the load tests exercise; the locustfile has one user class per entry.
-ENDPOINTS: tuple[type[Endpoint], ...] = (SingleRating, RatingPairs, TopK)
+ENDPOINTS: tuple[type[Endpoint], ...] = (SingleRating, RatingPairs, TopK, NewUser, Similar)
 
 
 def check_echo(body: dict, answer: object) -> str | None:
