@@ -21,7 +21,7 @@ LOCUST_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help all install check-java data train archive serve stop demo evaluate test lint \
-	format clean loadtest knee bench
+	format clean loadtest knee bench fuzz
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -70,9 +70,12 @@ demo: $(VENV)/.installed  ## example calls against the running server
 	$(PY) -m client demo --url $(URL)
 
 SEEDS ?= 0 1 2
+fuzz: $(MAR)  ## 2,000 malformed + 500 valid requests at a private TorchServe: no 5xx allowed
+	$(PY) -m loadtest.fuzz --mar $(MAR)
+
 evaluate: $(VENV)/.installed  ## reports/DATASET.md and DATASET-newusers.md over SEEDS
 	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)
-	$(PY) -m train.newusers --dataset $(DATASET) --seeds $(SEEDS) \
+	$(PY) -m train.newusers --dataset $(DATASET) --preset full --seeds $(SEEDS) \
 	  --json reports/$(DATASET)-newusers.json | tee reports/$(DATASET)-newusers.md
 
 loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATION=30s)
