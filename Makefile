@@ -21,7 +21,7 @@ LOCUST_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help all install check-java data train archive serve stop demo evaluate test lint \
-	format clean loadtest knee bench fuzz
+	format clean loadtest knee bench fuzz faults
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -72,6 +72,9 @@ demo: $(VENV)/.installed  ## example calls against the running server
 SEEDS ?= 0 1 2
 fuzz: $(MAR)  ## 2,000 malformed + 500 valid requests at a private TorchServe: no 5xx allowed
 	$(PY) -m loadtest.fuzz --mar $(MAR)
+
+faults: $(MAR)  ## kill a worker under Locust load: recovery time and failed requests
+	$(PY) -m loadtest.faults --mar $(MAR)
 
 evaluate: $(VENV)/.installed  ## reports/DATASET.md and DATASET-newusers.md over SEEDS
 	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)

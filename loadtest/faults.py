@@ -1,0 +1,132 @@
+"""Fault scenario: kill a model worker while Locust loads the server, measure the recovery.
+
+    python -m loadtest.faults                     # 8 users, 40 s, one worker killed at 10 s
+    make faults
+
+Starts a private TorchServe (free ports, see :mod:`loadtest.server`) serving
+``model_store/movierec.mar``, runs the Locust mix against it, SIGKILLs one of its Python
+workers mid-run, and reports: how long until TorchServe had a replacement worker ready
+(polled on the management API every 50 ms), how many requests failed, and why. Only requests
+that were inside the killed worker may fail (TorchServe answers them 500 "Worker died"); the
+run exits 1 if anything else failed or the server did not recover. Bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from loadtest.run import run_locust
+from loadtest.server import REPO, ServerError, local_torchserve
+
+log = logging.getLogger("loadtest.faults")
+
+
+def ready_workers(management_url: str, token: str) -> list[dict]:
+    """The model's workers as the management API describes them."""
+    request = urllib.request.Request(
+        f"{management_url}/models/movierec", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())[0]["workers"]
+
+
+def failures(prefix: Path) -> list[dict]:
+    path = Path(f"{prefix}_failures.csv")
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def totals(prefix: Path) -> dict:
+    with Path(f"{prefix}_stats.csv").open() as f:
+        rows = {r["Name"]: r for r in csv.DictReader(f)}
+    agg = rows["Aggregated"]
+    return {"requests": int(agg["Request Count"]), "failures": int(agg["Failure Count"])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.faults",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--mar", default=str(REPO / "model_store" / "movierec.mar"))
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--duration", type=int, default=40, help="seconds of load")
+    p.add_argument("--kill-after", type=float, default=10.0, help="seconds into the load")
+    p.add_argument("--report-dir", default=str(REPO / "reports" / "loadtest"))
+    args = p.parse_args(argv)
+    mar = Path(args.mar)
+    if not mar.is_file():
+        log.error("%s not found: run make archive first", mar)
+        return 1
+    prefix = Path(args.report_dir) / "fault-worker-kill"
+    try:
+        with local_torchserve(mar.parent, ["movierec"], load_models=mar.name) as server:
+            mgmt_token = server.token("management")
+            before = ready_workers(server.management_url, mgmt_token)
+            locust = threading.Thread(
+                target=run_locust,
+                kwargs=dict(
+                    host=server.url,
+                    key_file=server.key_file,
+                    mar=mar,
+                    report_prefix=prefix,
+                    users=args.users,
+                    spawn_rate=args.users,
+                    duration=f"{args.duration}s",
+                ),
+            )
+            locust.start()
+            time.sleep(args.kill_after)
+            victim = server.worker_pids()[0]
+            killed_at = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            log.info("killed worker pid %d", victim)
+            recovered = None
+            while time.monotonic() - killed_at < args.duration:
+                workers = ready_workers(server.management_url, mgmt_token)
+                ready = [w for w in workers if w["status"] == "READY" and w["pid"] != victim]
+                if len(ready) >= len(before):
+                    recovered = time.monotonic() - killed_at
+                    break
+                time.sleep(0.05)
+            locust.join()
+    except ServerError as exc:
+        log.error("%s", exc)
+        return 1
+    count = totals(prefix)
+    failed = failures(prefix)
+    other = [
+        f for f in failed if "500" not in f.get("Error", "") and "died" not in f.get("Error", "")
+    ]
+    print(
+        f"worker pid {victim} killed {args.kill_after:.0f} s into {args.duration} s of load "
+        f"from {args.users} users"
+    )
+    print(
+        f"replacement worker ready after: "
+        f"{f'{recovered:.2f} s' if recovered is not None else 'never (within the run)'}"
+    )
+    print(f"requests: {count['requests']}, failed: {count['failures']}")
+    for f in failed:
+        print(f"  {f['Occurrences']} x {f['Method']} {f['Name']}: {f['Error'][:120]}")
+    return 0 if recovered is not None and not other else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
