@@ -78,7 +78,7 @@ faults: $(MAR)  ## kill a worker under Locust load: recovery time and failed req
 
 evaluate: $(VENV)/.installed  ## reports/DATASET.md and DATASET-newusers.md over SEEDS
 	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)
-	$(PY) -m train.newusers --dataset $(DATASET) --preset full --seeds $(SEEDS) \
+	$(PY) -m train.newusers --dataset $(DATASET) --preset fast --seeds $(SEEDS) \
 	  --json reports/$(DATASET)-newusers.json | tee reports/$(DATASET)-newusers.md
 
 loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATION=30s)

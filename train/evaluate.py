@@ -194,6 +194,9 @@ def markdown(report: dict) -> str:
         "",
         f"![learning curves]({meta['dataset']}-curves.png)",
         "",
+        "Learning curves of the first seed. The fast preset is the full preset's first member "
+        "trained for fewer epochs, so its curve lies under the full preset's.",
+        "",
         "## How it was made",
         "",
         f"- command: `{meta['command']}`",
