@@ -11,6 +11,8 @@ from pathlib import Path
 
 import psutil
 
+from model.artifact import cpu_name
+
 REPO = Path(__file__).resolve().parent.parent
 
 # The targets (2-core machine, Locust on the same machine).
@@ -26,16 +28,6 @@ def _run(command: list[str]) -> str:
         return (done.stdout or done.stderr).strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _os_name() -> str:
@@ -73,7 +65,7 @@ def machine() -> dict:
     )
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
         "physical_cpus": psutil.cpu_count(logical=False),
         "memory_gib": psutil.virtual_memory().total / 2**30,

@@ -31,6 +31,17 @@ CONFIG, WEIGHTS, VOCAB, METRICS = "config.json", "weights.pt", "vocab.npz", "met
 FILES = (CONFIG, WEIGHTS, VOCAB, METRICS)
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def provenance() -> dict:
     """How and where an artifact is made: versions, machine, git commit, time."""
     try:

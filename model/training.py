@@ -51,6 +51,21 @@ class Encoded:
         return len(self.rating)
 
 
+def _log_epoch(row: dict, improved: bool) -> None:
+    """One line per epoch: errors, time, throughput when known, a star on improvement."""
+    speed = f" ({row['samples_per_second']:.0f} ratings/s)" if "samples_per_second" in row else ""
+    log.info(
+        "epoch %2d  train rmse %.4f  val rmse %.4f  val mae %.4f  %.1fs%s%s",
+        row["epoch"],
+        row["train_rmse"],
+        row["val_rmse"],
+        row["val_mae"],
+        row["seconds"],
+        speed,
+        "  *" if improved else "",
+    )
+
+
 def predict(
     model: FactorModel, user_idx: torch.Tensor, item_idx: torch.Tensor, batch_size: int = 65536
 ) -> np.ndarray:
@@ -122,15 +137,7 @@ def fit(
         }
         history.append(row)
         improved = row["val_rmse"] < best_rmse - 1e-5
-        log.info(
-            "epoch %2d  train rmse %.4f  val rmse %.4f  val mae %.4f  %.1fs%s",
-            epoch,
-            row["train_rmse"],
-            row["val_rmse"],
-            row["val_mae"],
-            row["seconds"],
-            "  *" if improved else "",
-        )
+        _log_epoch(row, improved)
         if improved:
             best_rmse, best_state, stale = row["val_rmse"], copy.deepcopy(model.state_dict()), 0
         else:
@@ -293,16 +300,7 @@ def fit_autorec(
         }
         history.append(row)
         improved = row["val_rmse"] < best_rmse - 1e-5
-        log.info(
-            "epoch %2d  train rmse %.4f  val rmse %.4f  val mae %.4f  %.1fs (%.0f ratings/s)%s",
-            epoch,
-            row["train_rmse"],
-            row["val_rmse"],
-            row["val_mae"],
-            row["seconds"],
-            row["samples_per_second"],
-            "  *" if improved else "",
-        )
+        _log_epoch(row, improved)
         if improved:
             best_rmse, best_state, stale = row["val_rmse"], copy.deepcopy(model.state_dict()), 0
         else:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from model import data
-from model.artifact import provenance
+from model.artifact import cpu_name, provenance
 from model.errors import DataError
 from model.experiment import Prepared, autorec_configs, prepare, run_autorec, run_baselines, run_mf
 from model.ranking import popularity_scorer, ranking_metrics
@@ -124,16 +123,6 @@ def aggregate(per_seed: list[dict]) -> dict:
     return {"models": table, "ranking": ranking}
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def plot_curves(per_seed: list[dict], path: Path, title: str) -> None:
     """Train and validation RMSE per epoch of every trained model, first seed."""
     import matplotlib
@@ -194,9 +183,14 @@ def markdown(report: dict) -> str:
         "",
         f"![learning curves]({meta['dataset']}-curves.png)",
         "",
-        "Learning curves of the first seed. The fast preset is the full preset's first member "
-        "trained for fewer epochs, so its curve lies under the full preset's.",
-        "",
+    ]
+    if {"movierec (fast preset)", "movierec (full preset)"} <= set(agg["models"]):
+        lines += [
+            "Learning curves of the first seed. The fast preset is the full preset's first "
+            "member trained for fewer epochs, so its curve lies under the full preset's.",
+            "",
+        ]
+    lines += [
         "## How it was made",
         "",
         f"- command: `{meta['command']}`",
@@ -243,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             "protocol": per_seed[0]["protocol"],
             "seeds": args.seeds,
             "command": " ".join(["python -m train.evaluate", *sys.argv[1:]]),
-            "cpu": _cpu(),
+            "cpu": cpu_name(),
             "provenance": provenance(),
             "seconds": time.perf_counter() - started,
         },
