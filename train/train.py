@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> dict:
         progress=not args.quiet,
         checkpoint=args.checkpoint,
         device=device,
+        members=members,
     )
     if rank > 0:
         return {}
