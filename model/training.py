@@ -51,6 +51,35 @@ class Encoded:
         return len(self.rating)
 
 
+class EarlyStopping:
+    """Keeps the best-on-validation weights and says when ``patience`` epochs brought none.
+
+    Its fields (``best_rmse``, ``best_state``, ``stale``) are part of a training checkpoint.
+    """
+
+    def __init__(self, model: torch.nn.Module, patience: int):
+        self.patience = patience
+        self.best_rmse = math.inf
+        self.best_state = copy.deepcopy(model.state_dict())
+        self.stale = 0
+
+    def update(self, model: torch.nn.Module, val_rmse: float) -> bool:
+        """Record an epoch's validation RMSE; returns whether it improved on the best."""
+        if val_rmse < self.best_rmse - 1e-5:
+            self.best_rmse, self.best_state, self.stale = (
+                val_rmse,
+                copy.deepcopy(model.state_dict()),
+                0,
+            )
+            return True
+        self.stale += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stale >= self.patience
+
+
 def _log_epoch(row: dict, improved: bool) -> None:
     """One line per epoch: errors, time, throughput when known, a star on improvement."""
     speed = f" ({row['samples_per_second']:.0f} ratings/s)" if "samples_per_second" in row else ""
@@ -105,7 +134,7 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history: list[dict] = []
-    best_rmse, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
+    stopping = EarlyStopping(model, config.patience)
     n_batches = math.ceil(len(train) / config.batch_size)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
@@ -136,16 +165,11 @@ def fit(
             "seconds": time.perf_counter() - started,
         }
         history.append(row)
-        improved = row["val_rmse"] < best_rmse - 1e-5
-        _log_epoch(row, improved)
-        if improved:
-            best_rmse, best_state, stale = row["val_rmse"], copy.deepcopy(model.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                log.info("early stop: no validation gain for %d epochs", config.patience)
-                break
-    model.load_state_dict(best_state)
+        _log_epoch(row, stopping.update(model, row["val_rmse"]))
+        if stopping.should_stop:
+            log.info("early stop: no validation gain for %d epochs", config.patience)
+            break
+    model.load_state_dict(stopping.best_state)
     model.eval()
     return history
 
@@ -229,18 +253,18 @@ def fit_autorec(
     num_items = model.config.num_items
     weights = torch.tensor([config.l2 / 2, config.kernel_l2 / 2, config.l2 / 2], device=device)
     history: list[dict] = []
-    best_rmse, best_state, stale, first_epoch = math.inf, copy.deepcopy(model.state_dict()), 0, 1
+    stopping, first_epoch = EarlyStopping(model, config.patience), 1
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        history, best_state = state["history"], state["best_state"]
-        best_rmse, stale = state["best_rmse"], state["stale"]
+        history, stopping.best_state = state["history"], state["best_state"]
+        stopping.best_rmse, stopping.stale = state["best_rmse"], state["stale"]
         first_epoch = len(history) + 1
         log.info("resuming from %s after epoch %d", checkpoint, len(history))
-        if stale >= config.patience:
+        if stopping.should_stop:
             first_epoch = config.epochs + 1  # it had already stopped early
     step = config.batch_size * world
     for epoch in range(first_epoch, config.epochs + 1):
@@ -299,12 +323,7 @@ def fit_autorec(
             "samples_per_second": count / train_seconds,
         }
         history.append(row)
-        improved = row["val_rmse"] < best_rmse - 1e-5
-        _log_epoch(row, improved)
-        if improved:
-            best_rmse, best_state, stale = row["val_rmse"], copy.deepcopy(model.state_dict()), 0
-        else:
-            stale += 1
+        _log_epoch(row, stopping.update(model, row["val_rmse"]))
         if checkpoint is not None and rank == 0:
             _save_atomic(
                 {
@@ -312,15 +331,15 @@ def fit_autorec(
                     "optimizer": optimizer.state_dict(),
                     "generator": generator.get_state(),
                     "history": history,
-                    "best_state": best_state,
-                    "best_rmse": best_rmse,
-                    "stale": stale,
+                    "best_state": stopping.best_state,
+                    "best_rmse": stopping.best_rmse,
+                    "stale": stopping.stale,
                 },
                 checkpoint,
             )
-        if stale >= config.patience:
+        if stopping.should_stop:
             log.info("early stop: no validation gain for %d epochs", config.patience)
             break
-    model.load_state_dict(best_state)
+    model.load_state_dict(stopping.best_state)
     model.eval()
     return history
