@@ -80,6 +80,15 @@ class EarlyStopping:
         return self.stale >= self.patience
 
 
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, where: str) -> None:
+    """One optimizer step; refuses a non-finite loss instead of training a broken model."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss.item()} at {where}; lower --lr or raise --l2")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def _log_epoch(row: dict, improved: bool) -> None:
     """One line per epoch: errors, time, throughput when known, a star on improvement."""
     speed = f" ({row['samples_per_second']:.0f} ratings/s)" if "samples_per_second" in row else ""
@@ -148,13 +157,7 @@ def fit(
             pred = model(u, i)
             mse = torch.mean((pred - r) ** 2)
             loss = mse + config.l2 * model.regularization(u, i)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at epoch {epoch}, batch {b}; lower --lr or raise --l2"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            _step(optimizer, loss, f"epoch {epoch}, batch {b}")
             squared_error += mse.item() * len(idx)
         scores = evaluate(model, validation)
         row = {
@@ -302,13 +305,7 @@ def fit_autorec(
             )
             sse = ((pred - values.to(device)) ** 2).sum()
             loss = (sse + (penalty * weights).sum() * len(idx) / num_items / world) * world
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at epoch {epoch}; lower --lr or raise --l2"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            _step(optimizer, loss, f"epoch {epoch}")
             squared_error += sse.item()
             count += len(values)
         train_seconds = time.perf_counter() - started
