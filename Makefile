@@ -20,8 +20,8 @@ DURATION   ?= 30s
 LOCUST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help all install check-java data train archive serve stop demo evaluate test lint \
-	format clean loadtest knee bench fuzz faults
+.PHONY: help all install check-java data train archive serve stop demo fuzz faults upgrade evaluate test lint \
+	format clean loadtest knee bench
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -75,6 +75,9 @@ fuzz: $(MAR)  ## 2,000 malformed + 500 valid requests at a private TorchServe: n
 
 faults: $(MAR)  ## kill a worker under Locust load: recovery time and failed requests
 	$(PY) -m loadtest.faults --mar $(MAR)
+
+upgrade: $(MAR)  ## bring in a new model version under Locust load, switch to it, roll back
+	$(PY) -m loadtest.upgrade --mar $(MAR) --artifact $(ARTIFACT)
 
 evaluate: $(VENV)/.installed  ## reports/DATASET.md and DATASET-newusers.md over SEEDS
 	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)

@@ -14,7 +14,6 @@ run exits 1 if anything else failed or the server did not recover. Bounded in ti
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from loadtest.run import run_locust
+from loadtest.run import failures, run_locust, totals
 from loadtest.server import REPO, ServerError, local_torchserve
 
 log = logging.getLogger("loadtest.faults")
@@ -38,21 +37,6 @@ def ready_workers(management_url: str, token: str) -> list[dict]:
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())[0]["workers"]
-
-
-def failures(prefix: Path) -> list[dict]:
-    path = Path(f"{prefix}_failures.csv")
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def totals(prefix: Path) -> dict:
-    with Path(f"{prefix}_stats.csv").open() as f:
-        rows = {r["Name"]: r for r in csv.DictReader(f)}
-    agg = rows["Aggregated"]
-    return {"requests": int(agg["Request Count"]), "failures": int(agg["Failure Count"])}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ someone else started on 8080 is never touched. Reports (CSV, HTML, and the knee'
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import os
 import re
@@ -47,6 +48,29 @@ def seconds(timespan: str) -> float:
         raise ValueError(f"not a timespan: {timespan!r} (use e.g. 30s, 5m, 1h30m)")
     hours, minutes, secs = (int(g or 0) for g in match.groups())
     return 3600 * hours + 60 * minutes + secs
+
+
+def failures(prefix: str | Path) -> list[dict]:
+    """The rows of Locust's ``PREFIX_failures.csv`` (none when the file is absent)."""
+    path = Path(f"{prefix}_failures.csv")
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def totals(prefix: str | Path) -> dict:
+    """Requests, failures, p99 and slowest response (ms) of the whole run, from
+    ``PREFIX_stats.csv``."""
+    with Path(f"{prefix}_stats.csv").open() as f:
+        rows = {r["Name"]: r for r in csv.DictReader(f)}
+    agg = rows["Aggregated"]
+    return {
+        "requests": int(agg["Request Count"]),
+        "failures": int(agg["Failure Count"]),
+        "p99_ms": float(agg["99%"]),
+        "max_ms": float(agg["Max Response Time"]),
+    }
 
 
 def run_locust(

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from handler.protocol import Limits, answer_batch
-from loadtest import slo, traffic
+from loadtest import slo, traffic, upgrade
 from loadtest.run import run_locust, seconds
 from model.recommender import Recommender
 from model.vocab import Vocabulary
@@ -154,3 +155,23 @@ def test_locustfile_smoke_run(server, served_mar, tmp_path):
     for endpoint in traffic.ENDPOINTS:
         assert int(rows[endpoint.name]["Request Count"]) > 0, endpoint.name
         assert int(rows[endpoint.name]["Failure Count"]) == 0, endpoint.name
+
+
+@pytest.mark.parametrize("procedure", ["runtime", "staged"])
+def test_model_upgrade_and_rollback_under_load(
+    procedure, artifact_dir, served_mar, tmp_path, capsys
+):
+    """A second version comes in (registered at run time, or loaded at start with the model
+    API off), becomes the default and is rolled back while Locust runs: the probe sees both
+    versions answer, and no request fails."""
+    args = ["--mar", str(served_mar), "--artifact", str(artifact_dir), "--new-version", "2.0"]
+    args += ["--users", "2", "--duration", "30", "--settle", "3"]
+    args += ["--report-dir", str(tmp_path), *(["--staged"] if procedure == "staged" else [])]
+    code = upgrade.main(args)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "failed: 0" in out
+    answered = out.split("answered by ")[1].split(", failed")[0]
+    counts = dict(re.findall(r"'([^']+)': (\d+)", answered))
+    assert set(counts) == {upgrade.mar_version(served_mar), "2.0"}
+    assert all(int(n) > 0 for n in counts.values()), out
