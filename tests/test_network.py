@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from model import artifact
+from model import artifact, network
 from model.autorec import ItemRatings
+from model.experiment import Prepared, smallest_projection
 from model.network import FactorModel, FactorModelConfig
-from model.training import encode
+from model.training import Encoded, encode
 from tests.conftest import item_ratings, tiny_autorec
 
 
@@ -98,3 +100,61 @@ def test_artifact_rebuilds_the_same_model(tmp_path, vocab):
     assert meta["model"]["code_dim"] == 4
     assert meta["provenance"]["torch"] == torch.__version__
     assert loaded_vocab.num_items == vocab.num_items
+
+
+def _rank_limited(rank: int, code_dim: int = 12) -> FactorModel:
+    """A model whose item codes span only ``rank`` of their ``code_dim`` dimensions."""
+    config = FactorModelConfig(num_users=30, num_items=40, code_dim=code_dim, max_rating=50.0)
+    out = FactorModel(config)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        out.user_vectors.normal_(0, 1)
+        out.item_codes.copy_(torch.randn(40, rank) @ torch.randn(rank, code_dim))
+        out.user_bias.normal_(0, 1)
+        out.item_bias.normal_(0, 1)
+        out.offset.fill_(25.0)
+    return out.eval()
+
+
+def _all_scores(model: FactorModel) -> torch.Tensor:
+    return model.score_all(torch.arange(model.config.num_users))
+
+
+def test_projection_keeps_predictions_when_the_codes_span_fewer_dimensions():
+    model = _rank_limited(rank=5)
+    projected = network.project(model, 5)
+    assert projected.config.code_dim == 5
+    assert torch.allclose(_all_scores(projected), _all_scores(model), atol=1e-4)
+    # One dimension too few loses part of every prediction.
+    assert (_all_scores(network.project(model, 4)) - _all_scores(model)).abs().max() > 0.1
+
+
+def test_projected_vectors_are_an_orthonormal_change_of_basis():
+    model = _rank_limited(rank=12)  # full rank: nothing may be lost
+    projected = network.project(model, 12)
+    assert torch.allclose(_all_scores(projected), _all_scores(model), atol=1e-4)
+    # Orthonormal: lengths are kept, so a ridge penalty means the same on both.
+    assert torch.allclose(projected.item_codes.norm(dim=1), model.item_codes.norm(dim=1), rtol=1e-4)
+
+
+def test_projection_refuses_impossible_sizes():
+    for rank in (0, 13):
+        with pytest.raises(ValueError, match="rank"):
+            network.project(_rank_limited(rank=5), rank)
+
+
+def test_the_served_size_is_the_smallest_that_validation_allows(vocab):
+    """16, 32, ... dimensions are tried in turn; the first within the tolerance is served,
+    and the full model when none is."""
+    model = _rank_limited(rank=5, code_dim=64)
+    users, items = torch.arange(30).repeat_interleave(40), torch.arange(40).repeat(30)
+    pairs = Encoded(users, items, model(users, items).detach() + 0.5)
+    data = Prepared(vocab, pairs, pairs, pairs, rating_scale=(1.0, 50.0))
+    served, info = smallest_projection(model, data, tolerance=1e-4)
+    assert (info["code_dim"], info["served_dim"], served.config.code_dim) == (64, 16, 16)
+    assert info["validation_rmse_served"] <= info["validation_rmse_full"] + 1e-4
+    dense = _rank_limited(rank=64, code_dim=64)  # predicted exactly: any projection loses
+    pairs = Encoded(users, items, dense(users, items).detach())
+    data = Prepared(vocab, pairs, pairs, pairs, rating_scale=(1.0, 50.0))
+    full, info = smallest_projection(dense, data, tolerance=1e-4)
+    assert (info["served_dim"], full.config.code_dim) == (64, 64)

@@ -22,7 +22,14 @@ import torch
 
 from model import artifact, data
 from model.errors import DataError
-from model.experiment import PRESETS, autorec_configs, prepare, run_autorec, run_baselines
+from model.experiment import (
+    PRESETS,
+    SERVE_TOLERANCE,
+    autorec_configs,
+    prepare,
+    run_autorec,
+    run_baselines,
+)
 
 log = logging.getLogger("train")
 
@@ -85,6 +92,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="training state file, written after every epoch; an existing one is resumed",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument(
+        "--full-vectors",
+        action="store_true",
+        help="serve the full vectors instead of the smallest projection that keeps the "
+        "validation RMSE within 1e-4",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-batch progress bar")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "patience"):
@@ -173,6 +186,7 @@ def run(args: argparse.Namespace) -> dict:
         checkpoint=args.checkpoint,
         device=device,
         members=members,
+        serve_tolerance=None if args.full_vectors else SERVE_TOLERANCE,
     )
     if rank > 0:
         return {}
@@ -185,6 +199,7 @@ def run(args: argparse.Namespace) -> dict:
         "train_seconds": ours.seconds,
         "best_epoch": int(np.argmin([h["val_rmse"] for h in ours.history]) + 1),
         "history": ours.history,
+        "projection": ours.projection,
     }
     output = Path(args.output or f"artifacts/{dataset.name}")
     source = dataset.path / "SOURCE.json"
@@ -226,6 +241,12 @@ def format_results(metrics: dict) -> str:
         f"movierec: best epoch {metrics['best_epoch']} of {len(metrics['history'])}, "
         f"{metrics['train_seconds']:.1f} s of training"
     )
+    if projection := metrics.get("projection"):
+        lines.append(
+            f"served vectors: {projection['code_dim']} -> {projection['served_dim']} dimensions "
+            f"(validation RMSE {projection['validation_rmse_full']:.5f} -> "
+            f"{projection['validation_rmse_served']:.5f})"
+        )
     return "\n".join(lines)
 
 
