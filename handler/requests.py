@@ -154,6 +154,23 @@ def _as_id(value: object, field: str) -> int:
     return value
 
 
+def _pair_array(pairs: list) -> np.ndarray | None:
+    """``pairs`` as an (n, 2) int64 array when every pair is two plain non-negative 64-bit
+    ints (what clients send), else None: the pair-by-pair path then names what is wrong.
+
+    One type check per pair and one conversion, instead of two validated ids per pair: a
+    10,000-pair request is mostly this."""
+    if not all(
+        type(p) is list and len(p) == 2 and type(p[0]) is int and type(p[1]) is int for p in pairs
+    ):
+        return None  # bool is not ``int`` by type, so true/false fall through too
+    try:
+        array = np.array(pairs, dtype=np.int64)
+    except OverflowError:  # an id of 2**63 or more
+        return None
+    return None if (array < 0).any() else array
+
+
 def _id_list(value: object, field: str, limit: int, limit_name: str) -> np.ndarray:
     if not isinstance(value, list):
         raise BadRequestError(field, f"must be a list of integer ids, got {_shown(value)}")
@@ -267,8 +284,11 @@ def parse_request(
             raise BadRequestError(
                 "pairs", f"{len(pairs)} pairs exceed max_pairs={limits.max_pairs}"
             )
+        fast = _pair_array(pairs)
+        if fast is not None:
+            return RatingRequest(fast[:, 0], fast[:, 1], single=False)
         users, movies = np.empty(len(pairs), np.int64), np.empty(len(pairs), np.int64)
-        for n, pair in enumerate(pairs):
+        for n, pair in enumerate(pairs):  # the slow path names the first bad pair
             if not isinstance(pair, list) or len(pair) != 2:
                 raise BadRequestError(f"pairs[{n}]", "must be a list [user_id, movie_id]")
             users[n] = _as_id(pair[0], f"pairs[{n}][0]")

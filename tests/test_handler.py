@@ -159,6 +159,14 @@ def test_limits_must_be_consistent():
         Limits(max_k=5, default_k=10)
 
 
+def test_pairs_are_parsed_into_the_ids_sent():
+    """Largest 64-bit ids included (the vectorized path must not lose or wrap any)."""
+    pairs = [[1, 2], [2**63 - 1, 0], [7, 7]]
+    request = parse_request({"pairs": pairs}, Limits(max_pairs=4))
+    assert request.user_ids.tolist() == [1, 2**63 - 1, 7]
+    assert request.movie_ids.tolist() == [2, 0, 7]
+
+
 @pytest.mark.parametrize(
     "body,field",
     [
@@ -166,6 +174,12 @@ def test_limits_must_be_consistent():
         ({"pairs": [[1, 2]] * 5}, "pairs"),
         ({"pairs": [[1, 2], [3]]}, "pairs[1]"),
         ({"pairs": [[1, "2"]]}, "pairs[0][1]"),
+        ({"pairs": [[1, 2], [True, 3]]}, "pairs[1][0]"),
+        ({"pairs": [[1, 2], [-1, 3]]}, "pairs[1][0]"),
+        ({"pairs": [[1, 2**63]]}, "pairs[0][1]"),
+        ({"pairs": [[1, 2**64 + 5]]}, "pairs[0][1]"),
+        ({"pairs": [[1, 2.0]]}, "pairs[0][1]"),
+        ({"pairs": [[1, 2], (3, 4)]}, "pairs[1]"),
         ({"pairs": "1,2"}, "pairs"),
         ({"user_id": 1, "k": 2.5}, "k"),
         ({"user_id": 1, "k": 6}, "k"),
