@@ -40,6 +40,9 @@ log = logging.getLogger("loadtest.micro")
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CONFIG = REPO / "handler" / "model-config.yaml"
 CATALOGUE_SIZES = (1_682, 10_000, 62_000)  # ML-100K, ML-10M-ish, ML-25M/ml-latest-ish
+# Vector sizes also timed on the largest catalogue: a bigger dataset may need bigger vectors
+# than the ML-100K model's (one unprojected member exports 500, three 1,500).
+OTHER_DIMS = (128, 256, 512, 1_500)
 
 
 @dataclass
@@ -178,7 +181,7 @@ def generated_artifact(
     with torch.no_grad():  # random, non-degenerate weights everywhere, the last layer included
         for param in model.parameters():
             param.normal_(0, 0.1)
-    out = directory / f"generated-{num_items}"
+    out = directory / f"generated-{num_items}-{like['code_dim']}"
     artifact.save(out, model, vocab, {"training": {"note": "generated for benchmarks"}}, {})
     return out
 
@@ -189,12 +192,20 @@ def top_k_latency(
     k: int = 10,
     reps: int = 200,
     budget_s: float = 8.0,
+    other_dims: tuple[int, ...] = OTHER_DIMS,
 ) -> list[dict]:
-    """Top-K latency through ``handle()``: one user per call, and a batch of 16 users."""
+    """Top-K latency through ``handle()``: one user per call, and a batch of 16 users.
+
+    Every catalogue size at the trained model's vector size, and the largest catalogue again
+    at each of ``other_dims`` (what a model that needs bigger vectors would cost)."""
     results = []
+    served = model_config["code_dim"]
+    cases = [(size, served) for size in sizes]
+    cases += [(max(sizes), d) for d in other_dims if d != served]
     with tempfile.TemporaryDirectory(prefix="movierec-micro-") as tmp:
-        for size in sizes:
-            handler = served_handler(generated_artifact(Path(tmp), size, model_config))
+        for size, dim in cases:
+            like = {**model_config, "code_dim": dim}
+            handler = served_handler(generated_artifact(Path(tmp), size, like))
             user_ids = handler.recommender.vocab.user_ids
             rng = np.random.default_rng(size)
 
@@ -210,6 +221,8 @@ def top_k_latency(
             results.append(
                 {
                     "movies": size,
+                    "code_dim": dim,
+                    "served_dim": dim == served,
                     "k": k,
                     "reps": len(single.samples_ms),
                     "p50_ms": single.p50,
@@ -220,9 +233,11 @@ def top_k_latency(
                 }
             )
             log.info(
-                "top-%d over %d movies: p50 %.2f ms, p95 %.2f ms; batch of 16: p50 %.2f ms",
+                "top-%d over %d movies, %d-dim vectors: p50 %.2f ms, p95 %.2f ms; "
+                "batch of 16: p50 %.2f ms",
                 k,
                 size,
+                dim,
                 single.p50,
                 single.p95,
                 batch.p50,
