@@ -261,6 +261,7 @@ def markdown(result: dict, command: str) -> str:
         f"- Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['memory_gib']:.0f} GiB RAM, "
         f"{m['os']}; load average (1/5/15 min) {result['load_before']} before, "
         f"{result['load_after']} after",
+        "- Software: " + ", ".join(f"{name} {v}" for name, v in m["versions"].items()),
         f"- Model: FactorModel with random weights (seed {s['seed']}), {s['users']:,} users x "
         f"{s['movies']:,} movies, code_dim {s['code_dim']}, over a generated vocabulary (every "
         "user rated 20-200 movies); no training, the tensors are those of a trained model",
