@@ -19,9 +19,10 @@ SPAWN_RATE ?= 8
 DURATION   ?= 30s
 LOCUST_ARGS ?=
 BENCH_ARGS ?=
+SCALE_ARGS ?=
 
-.PHONY: help all install check-java data train archive serve stop demo fuzz faults upgrade evaluate test lint \
-	format clean loadtest knee bench
+.PHONY: help all install check-java data train archive serve stop demo fuzz faults upgrade evaluate \
+	test lint format clean loadtest knee bench scale
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -93,6 +94,9 @@ knee: $(MAR)  ## step load until p99 breaks the SLO: highest rate within it
 
 bench: $(ARTIFACT)/weights.pt  ## echo floor vs naive vs our handler, micro-benchmarks: reports/bench.md
 	$(PY) -m loadtest.bench --artifact $(ARTIFACT) $(BENCH_ARGS)
+
+scale: $(VENV)/.installed  ## ML-25M-size .mar: size, start-up, worker RSS, top-10 latency: reports/scale.md
+	$(PY) -m loadtest.scale --out reports/scale.md $(SCALE_ARGS)
 
 test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
 	$(PY) -m pytest

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -81,7 +82,10 @@ def build(
             "--force",
         ]
         log.info("running %s", " ".join(command))
-        subprocess.run(command, check=True)
+        # The archiver stages files in $TMPDIR/<model_name> and deletes that folder before and
+        # after: two archives of one model name at once (tests beside a benchmark) would
+        # delete each other's files. A private TMPDIR keeps each build to itself.
+        subprocess.run(command, check=True, env={**os.environ, "TMPDIR": tmp})
     mar = export_path / f"{model_name}.mar"
     log.info("wrote %s (%.1f MB, version %s)", mar, mar.stat().st_size / 1e6, version)
     return mar
