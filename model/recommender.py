@@ -76,6 +76,13 @@ class Recommender:
         self._genre_names = np.array(vocab.genre_names, dtype=object)
         self._genres = torch.from_numpy(vocab.genres.astype(np.float32))  # (N, G)
         self.prior = UserPrior.from_model(model)
+        # Numpy views of the weights (shared memory): rating a few pairs costs a few numpy
+        # calls instead of a torch forward pass (~90 µs of dispatch for a lone pair).
+        self._p, self._q, self._bu, self._bi = (
+            t.detach().numpy()
+            for t in (model.user_vectors, model.item_codes, model.user_bias, model.item_bias)
+        )
+        self._offset = float(model.offset.detach())
         with torch.no_grad():
             # The codes are sigmoid outputs, all positive: raw cosines are all near 1. Centred
             # on the catalogue's mean code they spread over [-1, 1]. Only the mean and the
@@ -94,14 +101,15 @@ class Recommender:
 
     # ------------------------------------------------------------------ known users
 
-    @torch.no_grad()
     def predict_indices(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """Ratings for dense index pairs, in one forward pass: (P,), (P,) -> (P,) float32."""
-        if len(user_idx) == 0:
-            return np.zeros(0, dtype=np.float32)
-        users = torch.from_numpy(np.asarray(user_idx, dtype=np.int64))
-        items = torch.from_numpy(np.asarray(item_idx, dtype=np.int64))
-        return self.model(users, items).numpy()
+        """Ratings for dense index pairs, :meth:`FactorModel.forward` in numpy: (P,), (P,) ->
+        (P,) float32, clamped to the rating scale."""
+        users = np.asarray(user_idx, dtype=np.int64)
+        items = np.asarray(item_idx, dtype=np.int64)
+        raw = np.einsum("pk,pk->p", self._p[users], self._q[items])
+        raw += self._bu[users] + self._bi[items] + np.float32(self._offset)
+        cfg = self.model.config
+        return np.clip(raw, cfg.min_rating, cfg.max_rating).astype(np.float32, copy=False)
 
     @torch.no_grad()
     def top_k_indices(
