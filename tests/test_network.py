@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import artifact, network
+from model import artifact, autorec, network
 from model.autorec import ItemRatings
 from model.experiment import Prepared, smallest_projection
 from model.network import FactorModel, FactorModelConfig
@@ -75,6 +75,29 @@ def test_exported_model_predicts_what_the_autoencoder_decodes(ratings, vocab):
     served = net.export(train)
     lo, hi = net.config.min_rating, net.config.max_rating
     assert torch.allclose(served(users, rows), decoded.clamp(lo, hi), atol=1e-5)
+
+
+def test_dense_and_sparse_decoding_agree_in_value_and_gradient(ratings, vocab, monkeypatch):
+    """The decoder multiplies whole batches when they are dense enough and gathers the
+    observed entries otherwise: the loss and every gradient must be the same either way."""
+    data = encode(ratings, vocab)
+    train = item_ratings(data, vocab)
+    idx = np.arange(vocab.num_items)
+    inputs, rows, users, _ = train.batch(idx)
+    results = []
+    for density in (0.0, 2.0):  # every batch dense / none dense
+        monkeypatch.setattr(autorec, "DENSE_DECODE_DENSITY", density)
+        net = tiny_autorec(vocab, data)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p, generator=torch.Generator().manual_seed(3)) * 0.1)
+        pred, _ = net(inputs, torch.from_numpy(idx), rows, users)
+        pred.pow(2).sum().backward()
+        results.append((pred.detach(), [p.grad.clone() for p in net.parameters()]))
+    (dense, dense_grads), (sparse, sparse_grads) = results
+    assert torch.allclose(dense, sparse, atol=1e-5)
+    for a, b in zip(dense_grads, sparse_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_local_kernels_switch_connections_off(ratings, vocab):
