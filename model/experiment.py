@@ -47,7 +47,9 @@ PRESETS: dict[str, dict] = {
         "l2": 256.0,
         "dropout": 0.2,
     },
-    # The same network trained to convergence, three times: the served model averages them.
+    # The same network trained to convergence, eight times: the served model averages them.
+    # Chosen on ML-1M validation RMSE (seed 0) of the average of the first M members:
+    # 1: 0.8359, 2: 0.8318, 3: 0.8308, 4: 0.8300, 6: 0.8297, 8: 0.8294 (366 s in all).
     "full": {
         "hidden_dims": [500],
         "kernel_dim": 0,
@@ -56,7 +58,7 @@ PRESETS: dict[str, dict] = {
         "batch_size": 256,
         "l2": 256.0,
         "dropout": 0.2,
-        "members": 3,
+        "members": 8,
     },
 }
 

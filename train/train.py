@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--patience", type=int, help="epochs without validation gain before stop")
     p.add_argument("--hidden-dims", type=int, nargs="+", help="encoder widths; last = code size")
     p.add_argument("--kernel-dim", type=int, help="local-kernel dimension; 0 = dense weights")
-    p.add_argument("--members", type=int, help="autoencoders trained and averaged (full: 3)")
+    p.add_argument("--members", type=int, help="autoencoders trained and averaged (full: 8)")
     p.add_argument("--seed", type=int, default=0, help="split, init and shuffling")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument(
