@@ -19,12 +19,11 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
-from loadtest.run import failures, run_locust, totals
+from loadtest.run import failures, locust_thread, totals
 from loadtest.server import REPO, ServerError, local_torchserve
 
 log = logging.getLogger("loadtest.faults")
@@ -63,18 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         with local_torchserve(mar.parent, ["movierec"], load_models=mar.name) as server:
             mgmt_token = server.token("management")
             before = ready_workers(server.management_url, mgmt_token)
-            locust = threading.Thread(
-                target=run_locust,
-                kwargs=dict(
-                    host=server.url,
-                    key_file=server.key_file,
-                    mar=mar,
-                    report_prefix=prefix,
-                    users=args.users,
-                    spawn_rate=args.users,
-                    duration=f"{args.duration}s",
-                ),
-            )
+            locust = locust_thread(server, mar, prefix, args.users, args.duration)
             locust.start()
             time.sleep(args.kill_after)
             victim = server.worker_pids()[0]

@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from client import ClientError, read_token
@@ -109,6 +110,23 @@ def run_locust(
     except subprocess.TimeoutExpired:
         log.error("Locust did not stop within a minute of its run time; killed")
         return 1
+
+
+def locust_thread(server, mar: str | Path, report_prefix: str | Path, users: int, duration_s: int):
+    """An unstarted thread running the Locust mix against a private ``server`` (all users
+    spawned at once) for ``duration_s`` seconds: for scenarios that act on the server meanwhile."""
+    return threading.Thread(
+        target=run_locust,
+        kwargs=dict(
+            host=server.url,
+            key_file=server.key_file,
+            mar=mar,
+            report_prefix=report_prefix,
+            users=users,
+            spawn_rate=users,
+            duration=f"{duration_s}s",
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

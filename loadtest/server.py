@@ -151,6 +151,7 @@ def local_torchserve(
     home: str | Path | None = None,
     config_file: str | Path = CONFIG,
     timeout: float = 120.0,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """Start TorchServe on free loopback ports, wait for the models, stop it on exit.
 
@@ -167,6 +168,8 @@ def local_torchserve(
         when left out.
     config_file : path
         The config.properties whose settings are kept (only addresses are replaced).
+    settings : dict, optional
+        Settings that replace the config file's (e.g. ``{"enable_model_api": "true"}``).
     """
     if not shutil.which("java"):
         raise ServerError("java is not on PATH: TorchServe needs Java 11+ (see README)")
@@ -174,7 +177,7 @@ def local_torchserve(
     home = Path(tempfile.mkdtemp(prefix="movierec-ts-") if home is None else home)
     home.mkdir(parents=True, exist_ok=True)
     http, mgmt, metrics, grpc, grpc_mgmt, worker = free_ports(6)
-    config = read_config(config_file)
+    config = read_config(config_file) | (settings or {})
     config.update(
         {
             "inference_address": f"http://127.0.0.1:{http}",

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.run import failures, run_locust, totals
-from loadtest.server import CONFIG, REPO, ServerError, local_torchserve, read_config
+from loadtest.run import failures, locust_thread, totals
+from loadtest.server import REPO, ServerError, local_torchserve, wait_ready
 from loadtest.traffic import Catalogue, SingleRating
 from train.archive import build
 
@@ -156,18 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         if new == old:
             log.error("the new archive has the same version as the old one (%s)", old)
             return 1
-        config = read_config(CONFIG)
-        config["enable_model_api"] = "false" if args.staged else "true"
-        config_file = Path(tmp) / "config.properties"
-        config_file.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
         load = f"movierec.mar,{NEXT}" if args.staged else "movierec.mar"
         mode = "staged" if args.staged else "runtime"
         prefix = Path(args.report_dir) / f"upgrade-{mode}"
         steps: list[tuple[str, int, float, float]] = []  # (step, status, at, took)
         try:
-            with local_torchserve(
-                store, ["movierec"], load_models=load, config_file=config_file
-            ) as server:
+            api = {"enable_model_api": "false" if args.staged else "true"}
+            with local_torchserve(store, ["movierec"], load_models=load, settings=api) as server:
                 steps, probe, start = run_scenario(args, server, store, old, new, prefix)
         except ServerError as exc:
             log.error("%s", exc)
@@ -175,38 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     return report(args, mode, old, new, steps, probe, start, prefix)
 
 
-def wait_ready(url: str, token: str, timeout: float = 300.0) -> bool:
-    """Poll a model version's description until its minimum of workers is READY."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, body = call("GET", url, token, timeout=10)
-        if status == 200:
-            (described,) = json.loads(body)
-            workers = described.get("workers", [])
-            up = sum(w.get("status") == "READY" for w in workers)
-            if up >= max(1, int(described.get("minWorkers", 1))):
-                return True
-        time.sleep(0.1)
-    return False
-
-
 def run_scenario(args, server, store: Path, old: str, new: str, prefix: Path):
     """Load the server, step through the upgrade and the rollback, return what happened."""
     token = server.token("management")
     models = f"{server.management_url}/models"
     probe = Probe(server.url, server.token(), Catalogue.from_mar(store / "movierec.mar"))
-    locust = threading.Thread(
-        target=run_locust,
-        kwargs=dict(
-            host=server.url,
-            key_file=server.key_file,
-            mar=store / "movierec.mar",
-            report_prefix=prefix,
-            users=args.users,
-            spawn_rate=args.users,
-            duration=f"{args.duration}s",
-        ),
-    )
+    locust = locust_thread(server, store / "movierec.mar", prefix, args.users, args.duration)
     prober = threading.Thread(target=probe.run)
     start = time.monotonic()
     locust.start()
@@ -218,7 +187,11 @@ def run_scenario(args, server, store: Path, old: str, new: str, prefix: Path):
         at = time.monotonic()
         status, body = call(method, url, token)
         if status in (200, 202) and ready is not None:
-            status = 200 if wait_ready(ready, token) else 504
+            try:  # its workers up: /models/movierec/VERSION describes that version
+                wait_ready(server, [ready], timeout=300)
+                status = 200
+            except ServerError as exc:
+                status, body = 504, str(exc)
         steps.append((name, status, at - start, time.monotonic() - at))
         log.info("%s: %d %s (%.2f s)", name, status, body.strip()[:120], time.monotonic() - at)
         return status == 200
@@ -227,7 +200,7 @@ def run_scenario(args, server, store: Path, old: str, new: str, prefix: Path):
         # Asynchronously: a synchronous registration holds one of the frontend's network
         # threads until the new workers are up, stalling every connection that thread serves.
         register = f"{models}?url={NEXT}&synchronous=false"
-        ok = args.staged or step("register", "POST", register, ready=f"{models}/movierec/{new}")
+        ok = args.staged or step("register", "POST", register, ready=f"movierec/{new}")
         ok = ok and step(f"set-default {new}", "PUT", f"{models}/movierec/{new}/set-default")
         ok = ok and step(f"roll back to {old}", "PUT", f"{models}/movierec/{old}/set-default")
         if ok and not args.staged:

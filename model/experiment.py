@@ -17,7 +17,7 @@ from model.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
 from model.baselines import BiasBaseline, GlobalMean
 from model.data import Dataset, Split
 from model.metrics import mae, rmse
-from model.network import FactorModel, FactorModelConfig, project
+from model.network import FactorModel, FactorModelConfig, principal_directions, project
 from model.training import (
     AutoRecTrainConfig,
     Encoded,
@@ -29,13 +29,13 @@ from model.training import (
 )
 from model.vocab import Vocabulary
 
-# Presets of our model; command-line options override single fields. Local kernels
-# (kernel_dim > 0, two layers as in Sparse FC / GLocal-K) are available but cost several times
-# more per epoch on 2 cores for no gain we could measure in the time we had.
 # Largest increase of validation RMSE allowed when projecting the served vectors to fewer
 # dimensions (see smallest_projection): a tenth of the noise between seeds.
 SERVE_TOLERANCE = 1e-4
 
+# Presets of our model; command-line options override single fields. Local kernels
+# (kernel_dim > 0, two layers as in Sparse FC / GLocal-K) are available but cost several times
+# more per epoch on 2 cores for no gain we could measure in the time we had.
 PRESETS: dict[str, dict] = {
     # One dense layer (I-AutoRec) with denoising input dropout: ~0.845 on ML-1M in 10 epochs.
     "fast": {
@@ -239,22 +239,23 @@ def smallest_projection(
 ) -> tuple[FactorModel, dict]:
     """The smallest :func:`model.network.project` of ``model`` (sizes 16, 32, 64, ...) whose
     validation RMSE is within ``tolerance`` of the full model's; chosen on validation only."""
-    full = rmse(_predict(model, data.validation), data.validation.rating.numpy())
-    rank, chosen, score = 16, model, full
+
+    def score(m: FactorModel) -> float:
+        return rmse(_predict(m, data.validation), data.validation.rating.numpy())
+
+    full = chosen_score = score(model)
+    chosen, directions, rank = model, principal_directions(model), 16
     while rank < model.config.code_dim:
-        candidate = project(model, rank)
-        score = rmse(_predict(candidate, data.validation), data.validation.rating.numpy())
-        if score <= full + tolerance:
-            chosen = candidate
+        candidate = project(model, rank, directions)
+        if (candidate_score := score(candidate)) <= full + tolerance:
+            chosen, chosen_score = candidate, candidate_score
             break
         rank *= 2
-    else:
-        score = full
     info = {
         "code_dim": model.config.code_dim,
         "served_dim": chosen.config.code_dim,
         "validation_rmse_full": full,
-        "validation_rmse_served": score,
+        "validation_rmse_served": chosen_score,
         "tolerance": tolerance,
     }
     return chosen.eval(), info

@@ -108,7 +108,16 @@ class FactorModel(nn.Module):
 
 
 @torch.no_grad()
-def project(model: FactorModel, rank: int) -> FactorModel:
+def principal_directions(model: FactorModel) -> torch.Tensor:
+    """Orthonormal principal directions of ``model``'s item codes, strongest first: (k, k)
+    float64 (eigenvectors of ``Q^T Q``)."""
+    codes = model.item_codes.detach().double()
+    _, directions = torch.linalg.eigh(codes.T @ codes)  # ascending eigenvalues
+    return directions.flip(1)
+
+
+@torch.no_grad()
+def project(model: FactorModel, rank: int, directions: torch.Tensor | None = None) -> FactorModel:
     """``model`` with its vectors projected on the ``rank`` principal directions of its item
     codes: ``p_u W``, ``q_i W`` with ``W`` (k, rank) orthonormal, biases unchanged.
 
@@ -118,12 +127,14 @@ def project(model: FactorModel, rank: int) -> FactorModel:
     directions, and the predictions do not change in the fourth decimal. Because ``W`` is
     orthonormal, a new user's vector fitted by ridge regression on the projected codes is the
     one fitted on the full codes restricted to that subspace (same penalty, same geometry).
+    ``directions`` (from :func:`principal_directions`) saves recomputing them per rank.
     """
     codes = model.item_codes.detach().double()
     if not 0 < rank <= codes.shape[1]:
         raise ValueError(f"rank must be in 1..{codes.shape[1]}, got {rank}")
-    _, directions = torch.linalg.eigh(codes.T @ codes)  # ascending eigenvalues
-    w = directions[:, -rank:].flip(1)  # (k, rank), the strongest direction first
+    if directions is None:
+        directions = principal_directions(model)
+    w = directions[:, :rank]  # (k, rank), the strongest direction first
     config = FactorModelConfig(**{**model.config.to_dict(), "code_dim": rank})
     out = FactorModel(config)
     dtype = model.item_codes.dtype
