@@ -1,9 +1,19 @@
-"""Top-K ranking quality: Recall@K and NDCG@K against held-out ratings.
+"""Top-K ranking quality against held-out ratings: accuracy and discovery in one pass.
 
-For each test user the relevant movies are their held-out movies rated at least
-``threshold``; candidates are all movies except those the user rated in *training*.
-Recall@K is truncated (hits / min(K, relevant)), as in Liang et al. 2018, so a perfect list
-scores 1 even for users with more than K relevant movies; NDCG@K uses binary gains.
+For each evaluated user the relevant movies are their held-out movies rated at least
+``threshold``; candidates are all movies except those the user already rated (by default in
+*training*; when scoring test pass ``seen`` = training and validation, since a served system
+would never recommend what the user rated in either). Recall@K is truncated
+(hits / min(K, relevant)), as in Liang et al. 2018, so a perfect list scores 1 even for users
+with more than K relevant movies; NDCG@K uses binary gains.
+
+Two discovery measures describe the top-``k`` lists themselves:
+
+- ``coverage@k``: the share of all ``num_items`` movies that appear in at least one evaluated
+  user's top-``k``;
+- ``popularity_percentile@k``: the mean, over every recommended entry, of the movie's
+  percentile among all movies by training rating count (0-100, ties counted half, so a chart
+  of the most-rated movies scores close to 100 and a uniform pick about 50).
 """
 
 from __future__ import annotations
@@ -13,11 +23,28 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+# Recall is also reported at this longer cutoff, the one published EASE/VAE results use.
+RECALL_CUTOFFS = (10, 20)
+
 
 def _csr(users: np.ndarray, items: np.ndarray, num_users: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((items, users))
     indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=num_users))])
     return indptr, items[order]
+
+
+def popularity_percentile(train_items: np.ndarray, num_items: int) -> np.ndarray:
+    """Each movie's percentile (0-100) among all ``num_items`` movies by training rating count.
+
+    ``100 * (#movies with fewer ratings + 0.5 * #others with as many) / num_items``, the
+    "mean" convention of ``scipy.stats.percentileofscore`` (ties count half), so the many
+    unrated movies share one low value instead of 0.
+    """
+    counts = np.bincount(train_items, minlength=num_items)
+    ordered = np.sort(counts)
+    below = np.searchsorted(ordered, counts, side="left")
+    at_most = np.searchsorted(ordered, counts, side="right")
+    return 100.0 * (below + at_most) / (2.0 * num_items)
 
 
 def ranking_metrics(
@@ -32,17 +59,51 @@ def ranking_metrics(
     k: int = 10,
     threshold: float = 4.0,
     chunk: int = 512,
+    seen: tuple[np.ndarray, np.ndarray] | None = None,
+    recall_at: tuple[int, ...] = RECALL_CUTOFFS,
 ) -> dict[str, float]:
-    """Mean Recall@k and NDCG@k over test users with at least one relevant movie.
+    """Ranking quality of ``score_users`` over test users with at least one relevant movie.
 
-    ``score_users(user_idx)`` returns scores of shape (len(user_idx), num_items).
+    Parameters
+    ----------
+    score_users : callable
+        ``score_users(user_idx)`` returns scores of shape (len(user_idx), num_items), higher
+        is better; it is not modified.
+    train_users, train_items : numpy.ndarray
+        Training pairs: excluded from the candidates unless ``seen`` is given, and always the
+        rating counts behind the popularity percentile.
+    test_users, test_items, test_ratings : numpy.ndarray
+        Held-out ratings; relevant are those >= ``threshold``.
+    num_users, num_items : int
+    k : int
+        Cutoff of NDCG, coverage and popularity percentile (and of one recall).
+    chunk : int
+        Users scored at once.
+    seen : tuple of numpy.ndarray, optional
+        ``(users, items)`` excluded from the candidates instead of the training pairs, e.g.
+        training and validation pairs concatenated when scoring test.
+    recall_at : tuple of int
+        Further recall cutoffs.
+
+    Returns
+    -------
+    dict
+        ``recall@c`` for ``k`` and each of ``recall_at``, ``ndcg@k``, ``coverage@k``,
+        ``popularity_percentile@k``, and ``users`` (how many were evaluated).
     """
+    cutoffs = sorted({k, *recall_at})
+    if cutoffs[0] < 1:
+        raise ValueError(f"cutoffs must be positive, got {cutoffs}")
+    depth = min(cutoffs[-1], num_items)
+    seen_users, seen_items = seen if seen is not None else (train_users, train_items)
     relevant = test_ratings >= threshold
     rel_ptr, rel_items = _csr(test_users[relevant], test_items[relevant], num_users)
-    seen_ptr, seen_items = _csr(train_users, train_items, num_users)
+    seen_ptr, seen_items = _csr(seen_users, seen_items, num_users)
+    percentile = popularity_percentile(train_items, num_items)
     users = np.flatnonzero(np.diff(rel_ptr) > 0)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    recalls, ndcgs = [], []
+    recalls: dict[int, list[float]] = {c: [] for c in cutoffs}
+    ndcgs, recommended = [], np.zeros(num_items, dtype=np.int64)
     for start in range(0, len(users), chunk):
         batch = users[start : start + chunk]
         scores = score_users(batch).clone()  # (B, N)
@@ -50,18 +111,23 @@ def ranking_metrics(
         rows = np.repeat(np.arange(len(batch)), counts)
         cols = np.concatenate([seen_items[seen_ptr[u] : seen_ptr[u + 1]] for u in batch])
         scores[torch.from_numpy(rows), torch.from_numpy(cols.astype(np.int64))] = -torch.inf
-        top = torch.topk(scores, k, dim=1).indices.numpy()  # (B, k)
+        top = torch.topk(scores, depth, dim=1).indices.numpy()  # (B, depth), best first
+        recommended += np.bincount(top[:, :k].ravel(), minlength=num_items)
         for row, u in enumerate(batch):
             rel = rel_items[rel_ptr[u] : rel_ptr[u + 1]]
-            hits = np.isin(top[row], rel)
+            hits = np.isin(top[row], rel)  # (depth,)
+            for c in cutoffs:
+                recalls[c].append(hits[:c].sum() / min(c, len(rel)))
             ideal = min(k, len(rel))
-            recalls.append(hits.sum() / ideal)
-            ndcgs.append((hits * discounts).sum() / discounts[:ideal].sum())
-    return {
-        f"recall@{k}": float(np.mean(recalls)),
-        f"ndcg@{k}": float(np.mean(ndcgs)),
-        "users": len(users),
-    }
+            ndcgs.append((hits[:k] * discounts[: len(hits[:k])]).sum() / discounts[:ideal].sum())
+    out = {f"recall@{c}": float(np.mean(recalls[c])) for c in cutoffs}
+    out[f"ndcg@{k}"] = float(np.mean(ndcgs))
+    out[f"coverage@{k}"] = float((recommended > 0).mean())
+    out[f"popularity_percentile@{k}"] = float(
+        (recommended * percentile).sum() / max(recommended.sum(), 1)
+    )
+    out["users"] = len(users)
+    return out
 
 
 def popularity_scorer(train_items: np.ndarray, num_items: int) -> Callable:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.ranking import popularity_scorer, ranking_metrics
+from model.ranking import popularity_percentile, popularity_scorer, ranking_metrics
 
 
-def _metrics(scores: np.ndarray, k: int = 2):
+def _metrics(scores: np.ndarray, k: int = 2, **kwargs):
     # User 0 rated item 0 in training; held out: item 1 (5 stars), item 2 (4), item 3 (2).
     # User 1 has nothing relevant held out, so it is not counted.
     table = torch.from_numpy(scores.astype(np.float32))
@@ -23,13 +23,14 @@ def _metrics(scores: np.ndarray, k: int = 2):
         num_users=2,
         num_items=5,
         k=k,
+        **kwargs,
     )
 
 
 def test_perfect_ranking_scores_one():
     # The training item 0 scores highest but must be skipped.
     m = _metrics(np.array([[9, 8, 7, 1, 0], [0, 0, 0, 0, 0]]))
-    assert m == {"recall@2": 1.0, "ndcg@2": 1.0, "users": 1}
+    assert (m["recall@2"], m["ndcg@2"], m["users"]) == (1.0, 1.0, 1)
 
 
 def test_one_hit_in_second_place():
@@ -41,3 +42,63 @@ def test_one_hit_in_second_place():
 def test_popularity_counts_training_ratings():
     scorer = popularity_scorer(np.array([2, 2, 0]), num_items=3)
     assert scorer(np.array([0, 1])).tolist() == [[1.0, 0.0, 2.0], [1.0, 0.0, 2.0]]
+
+
+def test_recall_at_twenty_counts_the_longer_list():
+    # 25 movies; user 0 rated movie 0 in training; relevant held out: movies 1, 2 and 24.
+    # Scores rank movie 24 in 15th place among the candidates: missed by @10, found by @20.
+    scores = np.zeros((1, 25), dtype=np.float32)
+    scores[0, :] = np.arange(25, 0, -1)  # movie 0 best, 24 worst...
+    scores[0, 24] = scores[0, 15] + 0.5  # ...but 24 just above movie 15 (15th candidate)
+    m = ranking_metrics(
+        lambda users: torch.from_numpy(scores[users]),
+        train_users=np.array([0]),
+        train_items=np.array([0]),
+        test_users=np.array([0, 0, 0]),
+        test_items=np.array([1, 2, 24]),
+        test_ratings=np.array([5.0, 4.0, 4.0]),
+        num_users=1,
+        num_items=25,
+    )
+    assert m["recall@10"] == pytest.approx(2 / 3)
+    assert m["recall@20"] == pytest.approx(1.0)
+    assert m["ndcg@10"] == pytest.approx(
+        (1 + 1 / np.log2(3)) / (1 + 1 / np.log2(3) + 1 / np.log2(4))
+    )
+
+
+def test_seen_excludes_validation_items_too():
+    # Item 4 was rated in validation: with seen = train + validation it cannot take a slot.
+    scores = np.array([[9, 1, 7, 0, 8], [0, 0, 0, 0, 0]])
+    plain = _metrics(scores)
+    both = _metrics(scores, seen=(np.array([0, 0]), np.array([0, 4])))
+    assert plain["recall@2"] == pytest.approx(0.5)  # top-2: items 4, 2
+    assert both["recall@2"] == pytest.approx(1.0)  # top-2: items 2, 1
+
+
+def test_coverage_and_popularity_percentile_by_hand():
+    # 4 movies with training counts 3, 1, 1, 0 -> percentiles (ties half):
+    # movie 0: (3 + 4) / 8 = 87.5; movies 1, 2: (1 + 3) / 8 = 50; movie 3: (0 + 1) / 8 = 12.5.
+    train_users = np.array([0, 1, 2, 1, 2])
+    train_items = np.array([0, 0, 0, 1, 2])
+    assert popularity_percentile(train_items, 4).tolist() == [87.5, 50.0, 50.0, 12.5]
+    # Users 0..2 each have movie 3 relevant held out; scores put movie 3 first for everyone,
+    # then movies by index. Top-1 lists: {3}, {3}, {3} -> coverage 1/4, percentile 12.5.
+    # Top-2 (user 0: 3, 1; user 1: 3, 2 (0 and 1 seen); user 2: 3, 1) -> coverage 3/4,
+    # percentile mean(12.5, 50, 12.5, 50, 12.5, 50) = 31.25.
+    table = torch.tensor([[1.0, 0.9, 0.8, 2.0]]).expand(3, 4)
+    args = dict(
+        train_users=train_users,
+        train_items=train_items,
+        test_users=np.array([0, 1, 2]),
+        test_items=np.array([3, 3, 3]),
+        test_ratings=np.array([5.0, 5.0, 5.0]),
+        num_users=3,
+        num_items=4,
+        recall_at=(),
+    )
+    one = ranking_metrics(lambda u: table[torch.from_numpy(u)], k=1, **args)
+    two = ranking_metrics(lambda u: table[torch.from_numpy(u)], k=2, **args)
+    assert (one["coverage@1"], one["popularity_percentile@1"]) == (0.25, 12.5)
+    assert (two["coverage@2"], two["popularity_percentile@2"]) == (0.75, 31.25)
+    assert one["recall@1"] == two["recall@2"] == 1.0
