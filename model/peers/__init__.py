@@ -1,0 +1,27 @@
+"""Ranking peers: the top-K recommenders movierec's ranking is measured against.
+
+Each learns from the training part of a split and honours :class:`RankingPeer`: ``fit``, then
+``score`` (trained users), ``score_history`` (new users, from their ratings) and, where it has
+item-item scores, ``similar``. :func:`tune` picks hyperparameters on validation ranking and
+:func:`run_peers` produces the report's rows.
+"""
+
+from model.peers.base import MostPopular, RankingPeer, history_matrix, interaction_matrix
+from model.peers.ease import EASE, ease_weights
+from model.peers.ials import IALS
+from model.peers.tuning import Tuning, grid, ranking_on, run_peers, tune
+
+__all__ = [
+    "EASE",
+    "IALS",
+    "MostPopular",
+    "RankingPeer",
+    "Tuning",
+    "ease_weights",
+    "grid",
+    "history_matrix",
+    "interaction_matrix",
+    "ranking_on",
+    "run_peers",
+    "tune",
+]
