@@ -128,9 +128,3 @@ def ranking_metrics(
     )
     out["users"] = len(users)
     return out
-
-
-def popularity_scorer(train_items: np.ndarray, num_items: int) -> Callable:
-    """Scores every movie by its number of training ratings, the same for every user."""
-    popularity = torch.from_numpy(np.bincount(train_items, minlength=num_items).astype(np.float32))
-    return lambda users: popularity.expand(len(users), num_items)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.ranking import popularity_percentile, popularity_scorer, ranking_metrics
+from model.ranking import popularity_percentile, ranking_metrics
 
 
 def _metrics(scores: np.ndarray, k: int = 2, **kwargs):
@@ -37,11 +37,6 @@ def test_one_hit_in_second_place():
     m = _metrics(np.array([[9, 1, 7, 0, 8], [0, 0, 0, 0, 0]]))  # top-2: item 4, item 2
     assert m["recall@2"] == pytest.approx(0.5)
     assert m["ndcg@2"] == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))
-
-
-def test_popularity_counts_training_ratings():
-    scorer = popularity_scorer(np.array([2, 2, 0]), num_items=3)
-    assert scorer(np.array([0, 1])).tolist() == [[1.0, 0.0, 2.0], [1.0, 0.0, 2.0]]
 
 
 def test_recall_at_twenty_counts_the_longer_list():
