@@ -203,7 +203,7 @@ def markdown(report: dict) -> str:
         )
     if agg["ranking"]:
         lines += [
-            "",
+            *([""] if agg["models"] else []),
             "Top-10 ranking on test (relevant: test movies rated 4 or more; candidates: every "
             "movie the user rated in neither training nor validation; Recall@K = hits / "
             "min(K, relevant)). Coverage: share of all movies in at least one user's top-10; "
