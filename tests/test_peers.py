@@ -120,8 +120,14 @@ def test_rating_aware_ease_weighs_low_ratings():
 
 
 def test_interaction_matrix_weights_and_duplicates():
+    # (0, 2) and (1, 0) are given twice: each counts once, with its first rating.
     m = interaction_matrix(
-        np.array([0, 0, 1, 1]), np.array([2, 2, 0, 1]), np.array([5, 5, 3, 4]), 2, 3, 0.5
+        np.array([0, 0, 1, 1, 1]),
+        np.array([2, 2, 0, 1, 0]),
+        np.array([5, 5, 3, 4, 2]),
+        2,
+        3,
+        0.5,
     )
     assert m.toarray().tolist() == [[0.0, 0.0, 1.0], [0.5, 1.0, 0.0]]
     with pytest.raises(ValueError, match="item indices"):

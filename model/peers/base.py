@@ -35,11 +35,11 @@ def interaction_matrix(
         raise ValueError(f"user indices must be in [0, {num_users})")
     if len(items) and (items.min() < 0 or items.max() >= num_items):
         raise ValueError(f"item indices must be in [0, {num_items})")
-    values = np.where(np.asarray(ratings) >= LIKED, 1.0, low_weight).astype(dtype)
-    matrix = sp.csr_matrix((values, (users, items)), shape=(num_users, num_items), dtype=dtype)
-    matrix.sum_duplicates()
-    matrix.data = np.minimum(matrix.data, 1.0)  # duplicates summed; keep one
-    return matrix
+    _, first = np.unique(users * num_items + items, return_index=True)  # one entry per pair
+    values = np.where(np.asarray(ratings)[first] >= LIKED, 1.0, low_weight).astype(dtype)
+    return sp.csr_matrix(
+        (values, (users[first], items[first])), shape=(num_users, num_items), dtype=dtype
+    )
 
 
 def history_matrix(
@@ -59,9 +59,7 @@ def history_matrix(
     users = np.repeat(np.arange(len(lengths)), lengths)
     items = np.concatenate([np.asarray(i, dtype=np.int64) for i in item_idx_list] or [[]])
     ratings = np.concatenate([np.asarray(r, dtype=np.float64) for r in ratings_list] or [[]])
-    return interaction_matrix(
-        users, items.astype(np.int64), ratings, len(lengths), num_items, low_weight, dtype
-    )
+    return interaction_matrix(users, items, ratings, len(lengths), num_items, low_weight, dtype)
 
 
 class RankingPeer(ABC):
@@ -116,7 +114,14 @@ class MostPopular(RankingPeer):
     def __init__(self):
         self.counts: torch.Tensor | None = None  # (num_items,) float32
 
-    def fit(self, users, items, ratings, num_users, num_items) -> MostPopular:
+    def fit(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        ratings: np.ndarray,
+        num_users: int,
+        num_items: int,
+    ) -> MostPopular:
         counts = np.bincount(np.asarray(items, dtype=np.int64), minlength=num_items)
         self.counts = torch.from_numpy(counts.astype(np.float32))
         return self
@@ -128,7 +133,9 @@ class MostPopular(RankingPeer):
     def score(self, user_idx: np.ndarray) -> torch.Tensor:
         return self._expand(len(user_idx))
 
-    def score_history(self, item_idx_list, ratings_list) -> torch.Tensor:
+    def score_history(
+        self, item_idx_list: Sequence[np.ndarray], ratings_list: Sequence[np.ndarray]
+    ) -> torch.Tensor:
         return self._expand(len(item_idx_list))
 
     def similar(self, item_idx: np.ndarray) -> torch.Tensor:

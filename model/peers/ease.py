@@ -14,6 +14,8 @@ definite), which costs about half a general inverse; B is kept in float32 for sc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -71,7 +73,14 @@ class EASE(RankingPeer):
             out["low_weight"] = self.low_weight
         return out
 
-    def fit(self, users, items, ratings, num_users, num_items) -> EASE:
+    def fit(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        ratings: np.ndarray,
+        num_users: int,
+        num_items: int,
+    ) -> EASE:
         x = interaction_matrix(users, items, ratings, num_users, num_items, self.low_weight)
         self.weights = ease_weights(x, self.l2).astype(np.float32)
         self.x = x.astype(np.float32)
@@ -84,7 +93,9 @@ class EASE(RankingPeer):
     def score(self, user_idx: np.ndarray) -> torch.Tensor:
         return self._scores(_fitted(self.x, self)[np.asarray(user_idx)])
 
-    def score_history(self, item_idx_list, ratings_list) -> torch.Tensor:
+    def score_history(
+        self, item_idx_list: Sequence[np.ndarray], ratings_list: Sequence[np.ndarray]
+    ) -> torch.Tensor:
         num_items = _fitted(self.weights, self).shape[0]
         x = history_matrix(item_idx_list, ratings_list, num_items, self.low_weight, np.float32)
         return self._scores(x)

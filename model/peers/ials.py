@@ -8,6 +8,8 @@ is folded in by the exact least-squares solve of their vector against the fixed 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from implicit.cpu.als import AlternatingLeastSquares
@@ -58,7 +60,14 @@ class IALS(RankingPeer):
     def params(self) -> dict:
         return {"factors": self.factors, "regularization": self.regularization, "alpha": self.alpha}
 
-    def fit(self, users, items, ratings, num_users, num_items) -> IALS:
+    def fit(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        ratings: np.ndarray,
+        num_users: int,
+        num_items: int,
+    ) -> IALS:
         x = interaction_matrix(users, items, ratings, num_users, num_items, dtype=np.float32)
         # implicit warns (and runs far slower) when BLAS runs its own thread pool as well.
         with threadpool_limits(1, "blas"):
@@ -81,7 +90,9 @@ class IALS(RankingPeer):
     def score(self, user_idx: np.ndarray) -> torch.Tensor:
         return self._scores(_fitted(self.model, self).user_factors[np.asarray(user_idx)])
 
-    def score_history(self, item_idx_list, ratings_list) -> torch.Tensor:
+    def score_history(
+        self, item_idx_list: Sequence[np.ndarray], ratings_list: Sequence[np.ndarray]
+    ) -> torch.Tensor:
         model = _fitted(self.model, self)
         x = history_matrix(
             item_idx_list, ratings_list, model.item_factors.shape[0], dtype=np.float32
