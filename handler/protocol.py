@@ -4,17 +4,23 @@ Request kinds and their fields are in :mod:`handler.requests`; the answers:
 
     rating     {"user_id", "movie_id", "title", "genres", "rating"}
     pairs      {"ratings": [r, ...]}                                   in request order
-    top_k      {"user_id", "recommendations": [...]}                   + "fallback": "popular"
+    top_k      {"user_id", "ranked_by", "recommendations": [...]}     + "fallback": "popular"
                                                                        when it was used
-    new_user   {"recommendations": [...], "unknown_movie_ids": [...]} + "predictions": [{
-                                       "movie_id", "title", "genres", "rating"}] if asked
+    new_user   {"ranked_by", "recommendations": [...], "unknown_movie_ids": [...]}
+                                    + "predictions": [{"movie_id", "title", "genres", "rating"}]
+                                    if asked
     similar    {"movie": {"movie_id", "title", "genres"}, "recommendations": [...]}
 
-A recommendation is ``{"movie_id", "title", "genres", "score"}``; the score is a predicted
-rating (top_k, new_user), a cosine similarity (similar) or a Bayesian-average rating (the
-popular fallback). Errors answer ``{"error": {"status", "field", "message"}}`` with 400
-(malformed, out of range, over a limit) or 404 (unknown user or movie), per request: one bad
-request never affects the others of its batch. Nothing here imports TorchServe.
+A recommendation is ``{"movie_id", "title", "genres", "score"}``, plus ``"rating"`` (the
+predicted rating of the user for that movie) in top_k and new_user lists. ``ranked_by`` says
+what ordered the list: ``"ranking"`` (the ranking model; its score ranks movies within the list
+and is not a rating) or ``"rating"`` (the score is the predicted rating), as the request's
+``rank_by`` asked. In similar lists the score is the ranking model's (or, for a model without
+one, a cosine similarity); in the popular fallback, a Bayesian-average rating.
+
+Errors answer ``{"error": {"status", "field", "message"}}`` with 400 (malformed, out of range,
+over a limit) or 404 (unknown user or movie), per request: one bad request never affects the
+others of its batch. Nothing here imports TorchServe.
 """
 
 from __future__ import annotations
@@ -58,13 +64,26 @@ def _item_filter(recommender: Recommender, filters: Filters) -> ItemFilter:
     return ItemFilter(filters.genres, filters.exclude_genres, tuple(idx[found].tolist()))
 
 
-def _recommendations(recommender: Recommender, items: np.ndarray, scores: np.ndarray, k: int):
+def _recommendations(
+    recommender: Recommender,
+    items: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    ratings: np.ndarray | None = None,
+):
     out = []
-    for item, score in zip(items[:k], scores[:k]):
+    for j, (item, score) in enumerate(zip(items[:k], scores[:k])):
         if item < 0:
             break  # fewer eligible movies than k
-        out.append({**recommender.movie(int(item)), "score": round(float(score), 4)})
+        entry = {**recommender.movie(int(item)), "score": round(float(score), 4)}
+        if ratings is not None:
+            entry["rating"] = round(float(ratings[j]), 4)
+        out.append(entry)
     return out
+
+
+def _ranked_by(recommender: Recommender, rank_by: str) -> str:
+    return "ranking" if rank_by == "ranking" and recommender.ranker is not None else "rating"
 
 
 def answer_batch(recommender: Recommender, rows: list, limits: Limits) -> list[Answer]:
@@ -146,15 +165,27 @@ def _answer_top_k(recommender: Recommender, top_k: list, answers: list) -> None:
             popular.append((n, request))
         else:
             answers[n] = error_answer(UnknownIdError("user_id", request.user_id))
-    if known:
+    for rank_by in ("ranking", "rating"):  # one scoring pass per way of ordering
+        group = [entry for entry in known if entry[1].rank_by == rank_by]
+        if not group:
+            continue
+        users = np.array([u for *_, u in group])
         items, scores = recommender.top_k_indices(
-            np.array([u for *_, u in known]),
-            max(r.k for _, r, _ in known),
-            [_item_filter(recommender, r.filters) for _, r, _ in known],
+            users,
+            max(r.k for _, r, _ in group),
+            [_item_filter(recommender, r.filters) for _, r, _ in group],
+            rank_by=rank_by,
         )
-        for row, (n, request, _) in enumerate(known):
-            recs = _recommendations(recommender, items[row], scores[row], request.k)
-            answers[n] = (200, {"user_id": request.user_id, "recommendations": recs})
+        ratings = recommender.predict_indices(
+            np.repeat(users, items.shape[1]), np.maximum(items, 0).reshape(-1)
+        ).reshape(items.shape)
+        ranked_by = _ranked_by(recommender, rank_by)
+        for row, (n, request, _) in enumerate(group):
+            recs = _recommendations(recommender, items[row], scores[row], request.k, ratings[row])
+            answers[n] = (
+                200,
+                {"user_id": request.user_id, "ranked_by": ranked_by, "recommendations": recs},
+            )
     if popular:
         try:
             items, scores = recommender.popular_indices(
@@ -191,14 +222,30 @@ def _answer_new_users(recommender: Recommender, new_users: list, answers: list) 
     if not served:
         return
     rated = [idx for _, _, idx, _, _ in served]
-    vectors, biases = recommender.fold_in(rated, [r.ratings[f] for _, r, _, f, _ in served])
-    items, scores = recommender.top_k_vectors(
+    stars = [r.ratings[f] for _, r, _, f, _ in served]
+    vectors, biases = recommender.fold_in(rated, stars)
+    k = max(r.k for _, r, *_ in served)
+    items = np.full((len(served), min(k, recommender.vocab.num_items)), -1)
+    scores = np.full(items.shape, np.nan)
+    for rank_by in ("ranking", "rating"):  # one scoring pass per way of ordering
+        rows = [row for row, (_, r, *_) in enumerate(served) if r.rank_by == rank_by]
+        if not rows:
+            continue
+        items[rows], scores[rows] = recommender.top_k_vectors(
+            vectors[rows],
+            biases[rows],
+            [rated[row] for row in rows],
+            k,
+            [_item_filter(recommender, served[row][1].filters) for row in rows],
+            stars=[stars[row] for row in rows],
+            rank_by=rank_by,
+        )
+    listed = recommender.predict_vectors(
         vectors,
         biases,
-        rated,
-        max(r.k for _, r, *_ in served),
-        [_item_filter(recommender, r.filters) for _, r, *_ in served],
-    )
+        np.repeat(np.arange(len(served)), items.shape[1]),
+        np.maximum(items, 0).reshape(-1),
+    ).reshape(items.shape)
     asked = [(row, p) for row, (*_, p) in enumerate(served) if p is not None]
     if asked:
         predicted = recommender.predict_vectors(
@@ -210,7 +257,10 @@ def _answer_new_users(recommender: Recommender, new_users: list, answers: list) 
     start = 0
     for row, (n, request, _, found, predict_idx) in enumerate(served):
         body = {
-            "recommendations": _recommendations(recommender, items[row], scores[row], request.k),
+            "ranked_by": _ranked_by(recommender, request.rank_by),
+            "recommendations": _recommendations(
+                recommender, items[row], scores[row], request.k, listed[row]
+            ),
             "unknown_movie_ids": request.movie_ids[~found].tolist(),
         }
         if predict_idx is not None:

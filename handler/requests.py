@@ -4,11 +4,12 @@ Kinds (told apart by their main field) and the fields each may carry:
 
     rating      {"user_id", "movie_id"}
     pairs       {"pairs": [[user_id, movie_id], ...]}
-    top_k       {"user_id", "k"?, "fallback"?, filters?}          fallback: "popular"
-    new_user    {"ratings": {"movie_id": stars, ...}, "k"?, "movie_ids"?, filters?}
+    top_k       {"user_id", "k"?, "fallback"?, "rank_by"?, filters?}   fallback: "popular"
+    new_user    {"ratings": {"movie_id": stars, ...}, "k"?, "movie_ids"?, "rank_by"?, filters?}
     similar     {"similar_to": movie_id, "k"?, filters?}
 
     filters:    "genres": [names] (any of), "exclude_genres": [names], "exclude_movie_ids": [ids]
+    rank_by:    "ranking" (default: the ranking model) or "rating" (highest predicted rating)
 
 Everything wrong raises :class:`~model.errors.BadRequestError` naming the field; nothing here
 looks ids up (unknown ids are the answering side's business) or imports TorchServe.
@@ -71,6 +72,7 @@ class TopKRequest:
     k: int
     filters: Filters = Filters()
     fallback: str | None = None
+    rank_by: str = "ranking"
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class NewUserRequest:
     k: int
     filters: Filters = Filters()
     predict_movie_ids: np.ndarray | None = None  # movies whose rating to predict, if asked
+    rank_by: str = "ranking"
 
 
 @dataclass(frozen=True)
@@ -96,14 +99,15 @@ class SimilarRequest:
 Request = RatingRequest | TopKRequest | NewUserRequest | SimilarRequest
 
 FALLBACKS = ("popular",)
+RANK_BY = ("ranking", "rating")
 _FILTERS = frozenset({"genres", "exclude_genres", "exclude_movie_ids"})
 # Each kind's main field, which tells the kinds apart, and every field the kind accepts.
 _MAIN = ("pairs", "ratings", "similar_to", "user_id")
 _ALLOWED = {
     "rating": frozenset({"user_id", "movie_id"}),
     "pairs": frozenset({"pairs"}),
-    "top_k": frozenset({"user_id", "k", "fallback"}) | _FILTERS,
-    "new_user": frozenset({"ratings", "k", "movie_ids"}) | _FILTERS,
+    "top_k": frozenset({"user_id", "k", "fallback", "rank_by"}) | _FILTERS,
+    "new_user": frozenset({"ratings", "k", "movie_ids", "rank_by"}) | _FILTERS,
     "similar": frozenset({"similar_to", "k"}) | _FILTERS,
 }
 _USAGE = (
@@ -186,6 +190,15 @@ def _k(body: dict, limits: Limits) -> int:
     if not 1 <= k <= limits.max_k:
         raise BadRequestError("k", f"must be between 1 and max_k={limits.max_k}, got {k}")
     return k
+
+
+def _rank_by(body: dict) -> str:
+    value = body.get("rank_by", "ranking")
+    if value not in RANK_BY:
+        raise BadRequestError(
+            "rank_by", f"must be one of {', '.join(RANK_BY)}, got {_shown(value)}"
+        )
+    return value
 
 
 def _genres(body: dict, name: str, genre_names: tuple[str, ...]) -> tuple[int, ...]:
@@ -305,10 +318,10 @@ def parse_request(
             predict = _id_list(body["movie_ids"], "movie_ids", limits.max_pairs, "max_pairs")
             if not len(predict):
                 raise BadRequestError("movie_ids", "must list at least one movie id")
-        return NewUserRequest(movie_ids, stars, k, filters, predict)
+        return NewUserRequest(movie_ids, stars, k, filters, predict, _rank_by(body))
     fallback = body.get("fallback")
     if fallback is not None and fallback not in FALLBACKS:
         raise BadRequestError(
             "fallback", f"must be one of {', '.join(FALLBACKS)}, got {_shown(fallback)}"
         )
-    return TopKRequest(_as_id(body["user_id"], "user_id"), k, filters, fallback)
+    return TopKRequest(_as_id(body["user_id"], "user_id"), k, filters, fallback, _rank_by(body))

@@ -1,7 +1,8 @@
 """One artifact format: config, weights, vocabulary and metrics in one folder.
 
     config.json   model config, training config, dataset, split, provenance
-    weights.pt    the network's state_dict (plain tensors: loads with weights_only=True)
+    weights.pt    the rating model's state_dict (plain tensors: loads with weights_only=True)
+    ranker.pt     the ranking model's state_dict (model.ranker), when the artifact has one
     vocab.npz     the id vocabulary (plain arrays: loads with allow_pickle=False)
     metrics.json  validation/test metrics of the model and the baselines, training history
 
@@ -25,10 +26,12 @@ import torch
 from model import __version__
 from model.errors import DataError
 from model.network import FactorModel, FactorModelConfig
+from model.ranker import Ranker, RankerConfig
 from model.vocab import Vocabulary
 
 CONFIG, WEIGHTS, VOCAB, METRICS = "config.json", "weights.pt", "vocab.npz", "metrics.json"
-FILES = (CONFIG, WEIGHTS, VOCAB, METRICS)
+RANKER = "ranker.pt"
+FILES = (CONFIG, WEIGHTS, VOCAB, METRICS)  # every artifact's; RANKER is there when trained
 
 
 def cpu_name() -> str:
@@ -75,14 +78,23 @@ def provenance() -> dict:
 
 
 def save(
-    directory: str | Path, model: FactorModel, vocab: Vocabulary, config: dict, metrics: dict
+    directory: str | Path,
+    model: FactorModel,
+    vocab: Vocabulary,
+    config: dict,
+    metrics: dict,
+    ranker: Ranker | None = None,
 ) -> Path:
-    """Write an artifact folder atomically (a temporary folder renamed into place)."""
+    """Write an artifact folder atomically (a temporary folder renamed into place); the
+    ranking model, when given, goes beside the rating model (config.json's ``ranker``)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
         full_config = {"model": model.config.to_dict(), **config, "provenance": provenance()}
+        if ranker is not None:
+            full_config["ranker"] = ranker.config.to_dict()
+            torch.save(ranker.state_dict(), tmp / RANKER)
         (tmp / CONFIG).write_text(json.dumps(full_config, indent=2) + "\n")
         torch.save(model.state_dict(), tmp / WEIGHTS)
         vocab.save(tmp / VOCAB)
@@ -107,3 +119,15 @@ def load(directory: str | Path) -> tuple[FactorModel, Vocabulary, dict]:
     model.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
     model.eval()
     return model, vocab, config
+
+
+def load_ranker(directory: str | Path, config: dict) -> Ranker | None:
+    """The artifact's ranking model, or None for an artifact made before it existed."""
+    if "ranker" not in config:
+        return None
+    path = Path(directory) / RANKER
+    if not path.is_file():
+        raise DataError(f"{directory}: config.json names a ranking model but {RANKER} is missing")
+    ranker = Ranker(RankerConfig.from_dict(config["ranker"]))
+    ranker.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return ranker.eval()

@@ -11,6 +11,11 @@ batch costs one tensor call per kind of work, not one per request:
 - a popularity ranking for users the model does not know (:meth:`Recommender.popular_indices`).
 
 Every top-K kind takes one :class:`ItemFilter` per row (genres to keep or drop, movies to drop).
+
+When the artifact has a ranking model (:mod:`model.ranker`), top-K lists of known and new users
+are ordered by it (``rank_by="ranking"``, the default) and similar movies come from it; the
+predicted rating of every listed movie comes from the rating model either way.
+``rank_by="rating"`` orders by predicted rating instead, as every list was before the ranker.
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ from model import artifact
 from model.foldin import UserPrior, fold_in
 from model.network import FactorModel
 from model.popularity import bayesian_average
+from model.ranker import Ranker
 from model.vocab import Vocabulary
+
+RANK_BY = ("ranking", "rating")  # what a top-K list may be ordered by
 
 
 @dataclass(frozen=True)
@@ -62,14 +70,27 @@ class Recommender:
         The artifact's config.json.
     ridge : float
         Weight of the prior when folding in new users (see :mod:`model.foldin`).
+    ranker : Ranker, optional
+        The ranking model; without one every list is ordered by predicted rating.
     """
 
     def __init__(
-        self, model: FactorModel, vocab: Vocabulary, config: dict | None = None, ridge: float = 1.0
+        self,
+        model: FactorModel,
+        vocab: Vocabulary,
+        config: dict | None = None,
+        ridge: float = 1.0,
+        ranker: Ranker | None = None,
     ):
         if ridge <= 0:
             raise ValueError(f"ridge must be > 0, got {ridge}")
+        if ranker is not None and ranker.config.num_items != vocab.num_items:
+            raise ValueError(
+                f"the ranking model has {ranker.config.num_items} movies, the vocabulary "
+                f"{vocab.num_items}"
+            )
         self.model = model.eval()
+        self.ranker = ranker.eval() if ranker is not None else None
         self.vocab = vocab
         self.config = config or {}
         self.ridge = ridge
@@ -96,8 +117,15 @@ class Recommender:
 
     @classmethod
     def from_artifact(cls, directory: str | Path, ridge: float = 1.0) -> Recommender:
-        """Load an artifact folder (see :mod:`model.artifact`)."""
-        return cls(*artifact.load(directory), ridge=ridge)
+        """Load an artifact folder (see :mod:`model.artifact`), with its ranking model."""
+        model, vocab, config = artifact.load(directory)
+        return cls(model, vocab, config, ridge, artifact.load_ranker(directory, config))
+
+    def _rank_by(self, rank_by: str) -> bool:
+        """Whether a list asked to be ordered by ``rank_by`` uses the ranking model."""
+        if rank_by not in RANK_BY:
+            raise ValueError(f"rank_by must be one of {RANK_BY}, got {rank_by!r}")
+        return rank_by == "ranking" and self.ranker is not None
 
     # ------------------------------------------------------------------ known users
 
@@ -113,21 +141,33 @@ class Recommender:
 
     @torch.no_grad()
     def top_k_indices(
-        self, user_idx: np.ndarray, k: int, filters: list[ItemFilter] | None = None
+        self,
+        user_idx: np.ndarray,
+        k: int,
+        filters: list[ItemFilter] | None = None,
+        rank_by: str = "ranking",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` unrated items per known user, in one scoring pass over the catalogue.
 
         Returns ``(items, scores)``, both (B, k'), k' = min(k, num_items), best first; where a
         user has fewer than k' eligible items the tail is padded with item -1 and score NaN.
+        Scores are the ranking model's (``rank_by="ranking"`` and a ranker) or predicted
+        ratings; :meth:`predict_indices` gives the listed movies' ratings.
         """
         user_idx = np.asarray(user_idx, dtype=np.int64)
         scores = self.model.score_all(torch.from_numpy(user_idx))  # (B, N)
         # Every rated item at once: CSR rows of the batch's users, flattened.
         starts, stops = self.vocab.rated_indptr[user_idx], self.vocab.rated_indptr[user_idx + 1]
         counts = stops - starts
-        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        rated = self.vocab.rated_items[np.repeat(starts, counts) + offsets]
+        flat = np.repeat(starts, counts) + (
+            np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        )
+        rated = self.vocab.rated_items[flat]
         rows = np.repeat(np.arange(len(user_idx)), counts)
+        if self._rank_by(rank_by):
+            stars = self.vocab.rated_stars(flat)
+            history = self.ranker.history_rows(rows, rated, stars, len(user_idx))
+            scores = self.ranker.scores(history, scores)
         return self._top_k(scores, rows, rated, k, filters)
 
     # ------------------------------------------------------------------ new users
@@ -157,12 +197,19 @@ class Recommender:
         rated: list[np.ndarray],
         k: int,
         filters: list[ItemFilter] | None = None,
+        stars: list[np.ndarray] | None = None,
+        rank_by: str = "ranking",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` items per user given by a vector and bias, skipping ``rated[b]`` (dense
-        item indices) for row ``b``; returns like :meth:`top_k_indices`."""
+        item indices) for row ``b``, which the user gave ``stars[b]``; returns like
+        :meth:`top_k_indices`. The ranking model (when there is one, and ``stars`` is given)
+        scores the user from their ratings at request time, without retraining."""
         scores = self.model.score_vectors(vectors, biases)  # (B, N)
         rows = np.repeat(np.arange(len(rated)), [len(r) for r in rated])
         cols = np.concatenate([np.asarray(r, np.int64) for r in rated]) if rated else rows
+        if stars is not None and self._rank_by(rank_by):
+            history = self.ranker.history_rows(rows, cols, np.concatenate(stars), len(rated))
+            scores = self.ranker.scores(history, scores)
         return self._top_k(scores, rows, cols, k, filters)
 
     # ------------------------------------------------------------------ movies
@@ -171,10 +218,14 @@ class Recommender:
     def similar_indices(
         self, item_idx: np.ndarray, k: int, filters: list[ItemFilter] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` items whose codes are closest (cosine, centred codes) to each of
-        ``item_idx``, the item itself excluded; returns like :meth:`top_k_indices` with
-        cosine similarities in [-1, 1] as scores."""
+        """The ``k`` items most like each of ``item_idx``, the item itself excluded; returns
+        like :meth:`top_k_indices`. With a ranking model: the list of a user who liked only that
+        movie (scores rank, they are not ratings); without: the closest item codes (cosine of
+        centred codes, in [-1, 1])."""
         item_idx = np.asarray(item_idx, dtype=np.int64)
+        if self.ranker is not None:
+            scores = self.ranker.similar(item_idx)
+            return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters)
         items = torch.from_numpy(item_idx)
         centred = self.model.item_codes[items] - self._code_mean  # (B, k)
         # (c_b . (q_j - m)) = c_b . q_j - c_b . m, so the catalogue is used as it is.

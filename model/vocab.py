@@ -38,6 +38,9 @@ class Vocabulary:
     rating_mean : numpy.ndarray of float32, shape (num_items,), or None
         Each movie's mean rating (0 where it has none). Both are None for a ``vocab.npz``
         written before they existed: everything else works, popularity rankings do not.
+    rated_ratings : numpy.ndarray of float32, or None
+        The stars of each entry of ``rated_items`` (the ranking model weighs a user's history
+        by them); None in a file written before they were kept.
     """
 
     user_ids: np.ndarray
@@ -49,6 +52,7 @@ class Vocabulary:
     rated_items: np.ndarray
     rating_count: np.ndarray | None = None
     rating_mean: np.ndarray | None = None
+    rated_ratings: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -78,7 +82,7 @@ class Vocabulary:
             np.zeros(len(user_ids) + 1, dtype=np.int64),
             np.zeros(0, dtype=np.int32),
         )
-        vocab.rated_indptr, vocab.rated_items = vocab._csr(ratings)
+        vocab.rated_indptr, vocab.rated_items, vocab.rated_ratings = vocab._csr(ratings)
         vocab.rating_count, vocab.rating_mean = vocab._rating_stats(ratings)
         return vocab
 
@@ -90,13 +94,14 @@ class Vocabulary:
         mean = np.divide(total, count, out=np.zeros(self.num_items), where=count > 0)
         return count, mean.astype(np.float32)
 
-    def _csr(self, ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _csr(self, ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         users = self.user_index(ratings["user_id"].to_numpy())
         items = self.item_index(ratings["movie_id"].to_numpy())
         order = np.lexsort((items, users))
         counts = np.bincount(users, minlength=self.num_users)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return indptr, items[order].astype(np.int32)
+        stars = ratings["rating"].to_numpy(dtype=np.float32)[order]
+        return indptr, items[order].astype(np.int32), stars
 
     @property
     def num_users(self) -> int:
@@ -141,6 +146,13 @@ class Vocabulary:
         """Item indices user ``user_idx`` has rated."""
         return self.rated_items[self.rated_indptr[user_idx] : self.rated_indptr[user_idx + 1]]
 
+    def rated_stars(self, positions: np.ndarray) -> np.ndarray:
+        """Stars of the entries ``positions`` of ``rated_items`` (5 for a file that has none:
+        an older vocabulary's histories count every rating as liked)."""
+        if self.rated_ratings is None:
+            return np.full(len(positions), 5.0, dtype=np.float32)
+        return self.rated_ratings[positions]
+
     def save(self, path: str | Path) -> None:
         """Write every field to one ``.npz`` of plain arrays."""
         np.savez_compressed(
@@ -157,6 +169,7 @@ class Vocabulary:
                 if self.rating_count is not None and self.rating_mean is not None
                 else {}
             ),
+            **({"rated_ratings": self.rated_ratings} if self.rated_ratings is not None else {}),
         )
 
     @classmethod
@@ -167,7 +180,9 @@ class Vocabulary:
         ``rating_mean`` set to None.
         """
         with np.load(path, allow_pickle=False) as z:
-            stats = {k: z[k] for k in ("rating_count", "rating_mean") if k in z.files}
+            stats = {
+                k: z[k] for k in ("rating_count", "rating_mean", "rated_ratings") if k in z.files
+            }
             return cls(
                 user_ids=z["user_ids"],
                 movie_ids=z["movie_ids"],
@@ -178,4 +193,5 @@ class Vocabulary:
                 rated_items=z["rated_items"],
                 rating_count=stats.get("rating_count"),
                 rating_mean=stats.get("rating_mean"),
+                rated_ratings=stats.get("rated_ratings"),
             )

@@ -16,6 +16,8 @@ import torch
 from loadtest.server import Server, ServerError, local_torchserve
 from model import artifact
 from model.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
+from model.ranker import RankerConfig
+from model.ranker_training import RankerTrainConfig, refit_ranker
 from model.training import AutoRecTrainConfig, encode, fit_autorec
 from model.vocab import Vocabulary
 from train import archive
@@ -91,18 +93,40 @@ def tiny_autorec(vocab, data, **overrides) -> ItemAutoRec:
 @pytest.fixture(scope="session")
 def artifact_dir(tmp_path_factory, ratings, vocab) -> Path:
     """A small autoencoder trained for a few epochs on the synthetic data, exported and saved
-    as an artifact (the served form)."""
+    as an artifact (the served form), with a small ranking model beside it."""
     data = encode(ratings, vocab)
     net = tiny_autorec(vocab, data)
     train = item_ratings(data, vocab)
     fit_autorec(
         net, train, data, AutoRecTrainConfig(epochs=3, batch_size=8, l2=1.0), progress=False
     )
+    ranker = tiny_ranker(vocab, data)
     out = tmp_path_factory.mktemp("artifact") / "tiny"
     artifact.save(
-        out, net.export(train), vocab, {"training": {"note": "test fixture"}}, {"results": {}}
+        out,
+        net.export(train),
+        vocab,
+        {"training": {"note": "test fixture"}},
+        {"results": {}},
+        ranker=ranker,
     )
     return out
+
+
+def tiny_ranker(vocab, data):
+    """A ranking model of the synthetic data: all three parts weigh in."""
+    config = RankerConfig(
+        vocab.num_items, hidden_dim=8, latent_dim=4, l2=10.0, deep_weight=0.3, rating_weight=0.2
+    )
+    return refit_ranker(
+        data.user_idx.numpy(),
+        data.item_idx.numpy(),
+        data.rating.numpy(),
+        vocab.num_users,
+        config,
+        RankerTrainConfig(batch_size=8),
+        epochs=3,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,11 @@ def test_mixed_batch_answers_each_request_on_its_own(handler):
     top = answers[5][1]
     assert top["user_id"] == other and len(top["recommendations"]) == 2
     first = top["recommendations"][0]
-    assert set(first) == {"movie_id", "title", "genres", "score"}
+    assert set(first) == {"movie_id", "title", "genres", "score", "rating"}
+    assert top["ranked_by"] == "ranking"  # the fixture's artifact has a ranking model
+    listed = rec.vocab.item_index(np.array([r["movie_id"] for r in top["recommendations"]]))
+    stars = rec.predict_indices(rec.vocab.user_index(np.array([other, other])), listed)
+    assert [r["rating"] for r in top["recommendations"]] == [round(float(x), 4) for x in stars]
     rated = set(rec.vocab.movie_ids[rec.vocab.rated_by(1)].tolist())
     assert not rated & {r["movie_id"] for r in top["recommendations"]}
     assert len(answers[8][1]["recommendations"]) == 3  # default_k
@@ -119,9 +123,9 @@ def test_a_batch_costs_one_call_per_kind_of_work(handler, monkeypatch):
     calls = dict.fromkeys(names, 0)
 
     def counted(name, fn):
-        def wrapper(*args):
+        def wrapper(*args, **kwargs):
             calls[name] += 1
-            return fn(*args)
+            return fn(*args, **kwargs)
 
         return wrapper
 
@@ -135,7 +139,9 @@ def test_a_batch_costs_one_call_per_kind_of_work(handler, monkeypatch):
     rows += [{"body": {"user_id": 10**9 + n, "fallback": "popular"}} for n in range(3)]
     answers = run_batch(handler, rows)
     assert all(s == 200 for s, _ in answers)
-    assert calls == dict.fromkeys(names, 1)
+    # Ratings are predicted twice per batch: once for the rating requests (or the new users'
+    # asked movies), once for the movies the top-K lists hold.
+    assert calls == {**dict.fromkeys(names, 1), "predict_indices": 2, "predict_vectors": 2}
     assert [len(a["recommendations"]) for _, a in answers[4:8]] == [1, 3, 5, 2]
 
 
@@ -334,7 +340,8 @@ def test_similar_movies(handler):
     items, _ = rec.similar_indices(np.array([4]), 5)
     assert [r["movie_id"] for r in recs] == [int(rec.vocab.movie_ids[i]) for i in items[0]]
     assert movie not in {r["movie_id"] for r in recs}
-    assert all(-1 <= r["score"] <= 1 for r in recs)
+    scores = [r["score"] for r in recs]
+    assert scores == sorted(scores, reverse=True)  # the ranking model's, best first
     assert missing_status == 404 and missing["error"]["field"] == "similar_to"
 
 

@@ -17,7 +17,7 @@ from model.vocab import Vocabulary
 def test_top_k_is_the_best_unrated_items(artifact_dir):
     rec = Recommender.from_artifact(artifact_dir)
     users = np.arange(rec.vocab.num_users)
-    items, scores = rec.top_k_indices(users, 5)
+    items, scores = rec.top_k_indices(users, 5, rank_by="rating")
     all_scores = rec.model.score_all(torch.from_numpy(users)).numpy()
     for u in users:
         rated = set(rec.vocab.rated_by(u).tolist())
@@ -43,6 +43,36 @@ def test_top_k_pads_when_the_user_rated_almost_everything(artifact_dir, movies):
     assert items[0, 2:].tolist() == [-1, -1, -1] and np.isnan(scores[0, 2:]).all()
 
 
+def test_top_k_ranks_by_the_ranking_model_from_the_users_rated_history(artifact_dir):
+    rec = Recommender.from_artifact(artifact_dir)
+    assert rec.ranker is not None
+    users = np.arange(rec.vocab.num_users)
+    items, scores = rec.top_k_indices(users, 5)
+    histories = rec.ranker.histories(
+        [rec.vocab.rated_by(u) for u in users],
+        [rec.vocab.rated_stars(np.arange(*rec.vocab.rated_indptr[u : u + 2])) for u in users],
+    )
+    expected = rec.ranker.scores(histories, rec.model.score_all(torch.from_numpy(users)))
+    for u in users:
+        rated = rec.vocab.rated_by(u)
+        row = expected[u].clone()
+        row[torch.from_numpy(rated.astype(np.int64))] = -torch.inf
+        assert items[u].tolist() == torch.topk(row, 5).indices.tolist()
+        assert np.allclose(scores[u], torch.topk(row, 5).values.numpy())
+        assert not set(rated.tolist()) & set(items[u].tolist())
+
+
+def test_a_model_without_ranker_orders_by_rating_whatever_is_asked(artifact_dir):
+    rec = Recommender.from_artifact(artifact_dir)
+    rec.ranker = None
+    users = np.arange(4)
+    assert np.array_equal(
+        rec.top_k_indices(users, 5)[0], rec.top_k_indices(users, 5, rank_by="rating")[0]
+    )
+    with pytest.raises(ValueError, match="rank_by"):
+        rec.top_k_indices(users, 5, rank_by="stars")
+
+
 def test_predict_matches_the_model(artifact_dir):
     rec = Recommender.from_artifact(artifact_dir)
     users, items = np.array([0, 1, 2]), np.array([3, 4, 5])
@@ -56,10 +86,12 @@ def test_top_k_of_a_users_own_vector_matches_top_k_of_the_user(artifact_dir):
     users = np.array([0, 3, 5])
     vectors, biases = rec.model.user_vectors[users].detach(), rec.model.user_bias[users].detach()
     rated = [rec.vocab.rated_by(u) for u in users]
-    items, scores = rec.top_k_vectors(vectors, biases, rated, 4)
-    expected_items, expected_scores = rec.top_k_indices(users, 4)
-    assert np.array_equal(items, expected_items)
-    assert np.allclose(scores, expected_scores, equal_nan=True)
+    stars = [rec.vocab.rated_stars(np.arange(*rec.vocab.rated_indptr[u : u + 2])) for u in users]
+    for rank_by in ("ranking", "rating"):
+        items, scores = rec.top_k_vectors(vectors, biases, rated, 4, stars=stars, rank_by=rank_by)
+        expected_items, expected_scores = rec.top_k_indices(users, 4, rank_by=rank_by)
+        assert np.array_equal(items, expected_items)
+        assert np.allclose(scores, expected_scores, equal_nan=True)
     pairs = rec.predict_vectors(vectors, biases, np.array([0, 2]), np.array([7, 8]))
     assert np.allclose(pairs, rec.predict_indices(np.array([0, 5]), np.array([7, 8])))
 
@@ -117,7 +149,7 @@ def test_filters_keep_and_drop_genres_and_movies(artifact_dir):
         np.ones(rec.vocab.num_items, bool),
     ]
     users = np.array([0, 1, 2, 3])
-    items, scores = rec.top_k_indices(users, rec.vocab.num_items, filters)
+    items, scores = rec.top_k_indices(users, rec.vocab.num_items, filters, rank_by="rating")
     all_scores = rec.model.score_all(torch.from_numpy(users)).numpy()
     for row, u in enumerate(users):
         eligible = keep[row] & ~np.isin(np.arange(rec.vocab.num_items), rec.vocab.rated_by(u))

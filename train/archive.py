@@ -61,8 +61,9 @@ def build(
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
         for package in ("model", "handler"):
             shutil.copytree(REPO / package, stage / package, ignore=ignore)
-        for name in (artifact.CONFIG, artifact.VOCAB, artifact.METRICS):
-            shutil.copy2(artifact_dir / name, stage / name)
+        for name in (artifact.CONFIG, artifact.VOCAB, artifact.METRICS, artifact.RANKER):
+            if (artifact_dir / name).is_file():  # an older artifact has no ranking model
+                shutil.copy2(artifact_dir / name, stage / name)
         command = [
             _archiver(),
             "--model-name",

@@ -33,12 +33,15 @@ from model.artifact import cpu_name, provenance
 from model.errors import DataError
 from model.experiment import Prepared, autorec_configs, prepare, run_autorec, run_baselines, run_mf
 from model.peers import MostPopular, ranking_on, run_peers, tune
+from model.ranker import RankerConfig
+from model.ranker_training import RankerTrainConfig, fit_ranker, history_matrix
 from model.training import TrainConfig
 
 log = logging.getLogger("evaluate")
 
-# "peers": the ranking peers of model.peers (seconds to a minute, no rating model trained).
-MODELS = ("global", "bias", "mf", "fast", "full", "peers")
+# "peers": the ranking peers of model.peers (seconds to a minute, no rating model trained);
+# "ranker": our ranking model (model.ranker), blended with the last rating model trained.
+MODELS = ("global", "bias", "mf", "fast", "full", "ranker", "peers")
 
 # Figures of every ranking row, aggregated over seeds (see model.ranking).
 RANKING_METRICS = ("recall@10", "recall@20", "ndcg@10", "coverage@10", "popularity_percentile@10")
@@ -52,13 +55,47 @@ def protocol(dataset: data.Dataset, seed: int) -> data.Split:
     return data.random_split(dataset.ratings, validation=0.05, test=0.1, seed=seed)
 
 
-def _ranking(model, prepared: Prepared, seed: int, peers: bool) -> dict:
+def _ranker_row(prepared: Prepared, rating_model, seed: int) -> dict:
+    """Our ranking model trained on the split (choices on validation), scored once on test."""
+    started = time.perf_counter()
+    config = RankerTrainConfig(seed=seed)
+    ranker, info = fit_ranker(
+        prepared, rating_model, RankerConfig(prepared.vocab.num_items), config
+    )
+    seconds = time.perf_counter() - started
+    t = prepared.train
+    x = history_matrix(
+        t.user_idx.numpy(),
+        t.item_idx.numpy(),
+        t.rating.numpy(),
+        prepared.vocab.num_users,
+        prepared.vocab.num_items,
+        ranker.config.low_weight,
+    )
+
+    def score(u):
+        stars = rating_model.score_all(torch.from_numpy(u)) if rating_model is not None else None
+        return ranker.scores(torch.from_numpy(x[u].toarray()), stars)
+
+    return {
+        **ranking_on(score, prepared, "test"),
+        "validation": ranking_on(score, prepared, "validation"),
+        "params": info["chosen"],
+        "fit_seconds": seconds,
+        "history": info["history"],
+        "grid": {"l2": info["l2_grid"], "weights": info["weight_grid"]},
+    }
+
+
+def _ranking(model, prepared: Prepared, seed: int, peers: bool, ranker: bool) -> dict:
     """Ranking rows, keyed by model name: each holds its test figures at the top level, and
-    ``validation`` (and, for a tuned peer, ``params``, ``fit_seconds``, ``grid``)."""
+    ``validation`` (and, for a tuned model, ``params``, ``fit_seconds``, ``grid``)."""
     rows = {}
+    if ranker:
+        rows["movierec"] = _ranker_row(prepared, model, seed)
     if model is not None:
         score = lambda u: model.score_all(torch.from_numpy(u))
-        rows["movierec"] = {
+        rows["movierec, by predicted rating"] = {
             **ranking_on(score, prepared, "test"),
             "validation": ranking_on(score, prepared, "validation"),
         }
@@ -111,8 +148,8 @@ def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
             run.scores["test"]["rmse"],
             run.seconds,
         )
-    if ranked is not None or "peers" in models:
-        out["ranking"] = _ranking(ranked, prepared, seed, "peers" in models)
+    if ranked is not None or {"peers", "ranker"} & set(models):
+        out["ranking"] = _ranking(ranked, prepared, seed, "peers" in models, "ranker" in models)
     return out
 
 

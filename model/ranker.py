@@ -1,0 +1,207 @@
+"""movierec's ranking model: top-K lists learned from who rated what, and how they rated it.
+
+A user is given by their ratings. Their history row ``x`` holds 1 for a rating of 4 or more and
+``low_weight`` for a lower one: a low rating is still evidence of interest, but weaker evidence
+of the liking that a good recommendation means. Three parts score every movie:
+
+- **item-item**: ``x B``, a zero-diagonal item-item matrix in closed form, the ridge solution of
+  Steck's EASE (2019) on the rating-aware history matrix. At a large catalogue it is pruned to
+  each movie's ``neighbors`` strongest weights, so it scales with the number of movies.
+- **deep**: a denoising user autoencoder with a multinomial likelihood (Mult-DAE, Liang et al.
+  2018): ``log softmax(decoder(encoder(dropout(x / |x|))))``, trained on rating-aware targets.
+- **rating**: the rating model's predicted stars ``r_hat(u, i)`` (:class:`FactorModel`).
+
+The list score is ``z(x B) + deep_weight * z(deep) + rating_weight * r_hat``, where ``z``
+divides a user's row by its standard deviation over the catalogue, so that the two weights mean
+the same at any catalogue size. Both weights are chosen on validation ranking
+(:mod:`model.ranker_training`). Scores rank movies within one list; they are not ratings.
+
+The same forward pass answers a known user (from their training history), a new user (from the
+ratings in the request) and "more like this movie" (a history of that one movie, liked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Ratings at or above this count as liked (the relevance threshold of model.ranking).
+LIKED = 4.0
+
+
+@dataclass
+class RankerConfig:
+    """Sizes and settings of :class:`Ranker`; stored in every artifact's config.json."""
+
+    num_items: int
+    hidden_dim: int = 600  # Mult-DAE's encoder width (Liang et al. 2018)
+    latent_dim: int = 200  # the user code; the decoder is one linear layer from it
+    dropout: float = 0.5  # share of a history hidden from the encoder per training step
+    low_weight: float = 0.6  # history entry of a rating below LIKED (input side)
+    target_low_weight: float = 0.3  # the same on the training target of the deep part
+    l2: float = 800.0  # λ of the item-item part, chosen on validation
+    neighbors: int = 0  # item-item weights kept per movie; 0 keeps the dense matrix
+    deep_weight: float = 0.0  # weight of the deep part's z-scores, chosen on validation
+    rating_weight: float = 0.0  # weight of the predicted rating, chosen on validation
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RankerConfig:
+        return cls(**values)
+
+
+class UserDAE(nn.Module):
+    """Mult-DAE: history (B, N) -> logits over the catalogue (B, N)."""
+
+    def __init__(self, num_items: int, hidden_dim: int, latent_dim: int, dropout: float):
+        super().__init__()
+        self.dropout = dropout
+        self.encoder = nn.Sequential(
+            nn.Linear(num_items, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, latent_dim)
+        )
+        self.decoder = nn.Linear(latent_dim, num_items)
+        for layer in (self.encoder[0], self.encoder[2], self.decoder):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.normal_(layer.bias, std=1e-3)
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(history, dim=1)
+        x = F.dropout(x, self.dropout, self.training)
+        return self.decoder(self.encoder(x))
+
+
+def _z(scores: torch.Tensor) -> torch.Tensor:
+    """Each row divided by its standard deviation over the catalogue (a flat row stays flat)."""
+    return scores / scores.std(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+class Ranker(nn.Module):
+    """The ranking model: item-item part, deep part and the weights that blend them.
+
+    Parameters
+    ----------
+    config : RankerConfig
+    item_item : torch.Tensor, optional
+        The dense item-item matrix B (N, N), row j = what having liked movie j adds to every
+        movie. Pruned (``config.neighbors`` > 0) it is kept sparse.
+    """
+
+    def __init__(self, config: RankerConfig, item_item: torch.Tensor | None = None):
+        super().__init__()
+        self.config = config
+        n = config.num_items
+        self.dae = UserDAE(n, config.hidden_dim, config.latent_dim, config.dropout)
+        width = config.neighbors if 0 < config.neighbors < n else n
+        # Row j keeps its `width` largest weights (all of them when dense): (N, width) each.
+        self.register_buffer("neighbor_items", torch.zeros(n, width, dtype=torch.int32))
+        self.register_buffer("neighbor_weights", torch.zeros(n, width))
+        self._item_item: torch.Tensor | None = None
+        if item_item is not None:
+            self.set_item_item(item_item)
+
+    @property
+    def dense(self) -> bool:
+        return self.neighbor_items.shape[1] == self.config.num_items
+
+    @torch.no_grad()
+    def set_item_item(self, weights: torch.Tensor) -> None:
+        """Keep ``weights`` (N, N), pruned to each row's strongest ``config.neighbors``."""
+        weights = weights.float()
+        if self.dense:
+            self.neighbor_weights.copy_(weights)
+            self.neighbor_items.copy_(torch.arange(self.config.num_items).expand_as(weights))
+        else:
+            top = torch.topk(weights.abs(), self.neighbor_items.shape[1], dim=1).indices
+            self.neighbor_items.copy_(top.int())
+            self.neighbor_weights.copy_(torch.gather(weights, 1, top))
+        self._item_item = None
+
+    def _matrix(self) -> torch.Tensor:
+        """B as a dense tensor, or Bᵀ as a sparse tensor when pruned (built once)."""
+        if self._item_item is None:
+            if self.dense:
+                self._item_item = self.neighbor_weights
+            else:
+                n, width = self.neighbor_items.shape
+                rows = torch.arange(n).repeat_interleave(width)
+                cols = self.neighbor_items.reshape(-1).long()
+                transposed = torch.sparse_coo_tensor(
+                    torch.stack([cols, rows]),
+                    self.neighbor_weights.reshape(-1),
+                    (n, n),
+                    check_invariants=True,  # once, at load: indices come from a file
+                )
+                self._item_item = transposed.coalesce()
+        return self._item_item
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._item_item = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    # ------------------------------------------------------------------ histories
+
+    def history_rows(
+        self, rows: np.ndarray, items: np.ndarray, stars: np.ndarray, batch: int
+    ) -> torch.Tensor:
+        """Rating-aware history rows (batch, N) from flat arrays: user ``rows[j]`` gave movie
+        ``items[j]`` ``stars[j]`` stars."""
+        values = np.where(np.asarray(stars) >= LIKED, 1.0, self.config.low_weight)
+        out = torch.zeros(batch, self.config.num_items)
+        out[
+            torch.as_tensor(np.asarray(rows, dtype=np.int64)),
+            torch.as_tensor(np.asarray(items, dtype=np.int64)),
+        ] = torch.from_numpy(values.astype(np.float32))
+        return out
+
+    def histories(
+        self, item_idx: Sequence[np.ndarray], ratings: Sequence[np.ndarray]
+    ) -> torch.Tensor:
+        """Rating-aware history rows (B, N) of users given by the movies they rated."""
+        lengths = [len(i) for i in item_idx]
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        items = np.concatenate([np.asarray(i, np.int64) for i in item_idx] or [np.zeros(0)])
+        stars = np.concatenate([np.asarray(r, np.float32) for r in ratings] or [np.zeros(0)])
+        return self.history_rows(rows, items, stars, len(lengths))
+
+    # ------------------------------------------------------------------ scoring
+
+    @torch.no_grad()
+    def item_item_scores(self, history: torch.Tensor) -> torch.Tensor:
+        """``x B``: (B, N) -> (B, N)."""
+        matrix = self._matrix()
+        if self.dense:
+            return history @ matrix
+        return torch.sparse.mm(matrix, history.T.contiguous()).T
+
+    @torch.no_grad()
+    def deep_scores(self, history: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of the deep part: (B, N) -> (B, N)."""
+        self.dae.eval()
+        return F.log_softmax(self.dae(history), dim=1)
+
+    @torch.no_grad()
+    def scores(self, history: torch.Tensor, ratings: torch.Tensor | None = None) -> torch.Tensor:
+        """List scores (B, N) of users with histories (B, N) and predicted ratings (B, N)
+        (None leaves the rating part out, as for "more like this movie")."""
+        c = self.config
+        out = _z(self.item_item_scores(history))
+        if c.deep_weight:
+            out += c.deep_weight * _z(self.deep_scores(history))
+        if c.rating_weight and ratings is not None:
+            out += c.rating_weight * ratings.to(out.dtype)
+        return out
+
+    @torch.no_grad()
+    def similar(self, item_idx: np.ndarray) -> torch.Tensor:
+        """Scores (B, N) of every movie for a user who liked only ``item_idx[b]``."""
+        items = torch.as_tensor(np.asarray(item_idx, dtype=np.int64))
+        history = torch.zeros(len(items), self.config.num_items)
+        history[torch.arange(len(items)), items] = 1.0
+        return self.scores(history)

@@ -1,0 +1,238 @@
+"""Training the ranking model (:mod:`model.ranker`), every choice made on validation ranking.
+
+1. The item-item part in closed form for each λ of a small grid; the best on validation
+   NDCG@10 is kept.
+2. The deep part (Mult-DAE), epoch by epoch, with early stopping on its validation NDCG@10.
+3. The weights that blend the item-item part, the deep part and the rating model's predicted
+   stars, from a grid, on validation NDCG@10.
+
+:func:`refit_ranker` then trains the chosen setting on other ratings (all of them, for the
+served archive) without a validation part: the λ, the number of epochs and the weights are
+taken as chosen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from model.network import FactorModel
+from model.peers.ease import ease_weights
+from model.ranker import LIKED, Ranker, RankerConfig, _z
+
+log = logging.getLogger(__name__)
+
+# The validation measure every choice is made on (it rewards order inside the top-10).
+SELECTION_METRIC = "ndcg@10"
+
+
+@dataclass
+class RankerTrainConfig:
+    """How the ranking model is trained; the grids are searched on validation."""
+
+    epochs: int = 60  # upper bound on the deep part's epochs; early stopping picks the best
+    patience: int = 4  # epochs without a validation gain before stopping
+    batch_size: int = 256  # users per step
+    learning_rate: float = 1e-3  # Adam, as in Liang et al. 2018
+    seed: int = 0
+    l2_grid: tuple[float, ...] = (200.0, 400.0, 800.0, 1600.0)  # λ of the item-item part
+    deep_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    # The predicted rating's weight: z-scores spread over ~10 units per list, stars over 1-4.
+    rating_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def history_matrix(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    num_users: int,
+    num_items: int,
+    low_weight: float,
+) -> sp.csr_matrix:
+    """Rating-aware history rows of every user, (num_users, num_items) float32 CSR."""
+    values = np.where(np.asarray(ratings) >= LIKED, 1.0, low_weight).astype(np.float32)
+    x = sp.csr_matrix((values, (users, items)), shape=(num_users, num_items), dtype=np.float32)
+    x.sum_duplicates()
+    x.data = np.minimum(x.data, 1.0)  # a pair given twice counts once
+    return x
+
+
+def _dense(x: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x[rows].toarray())
+
+
+def fit_item_item(x: sp.csr_matrix, l2: float) -> torch.Tensor:
+    """The item-item matrix B (N, N) float32 of history matrix ``x`` (see model.peers.ease)."""
+    return torch.from_numpy(ease_weights(x, l2).astype(np.float32))
+
+
+def train_deep(
+    ranker: Ranker,
+    x: sp.csr_matrix,
+    targets: sp.csr_matrix,
+    config: RankerTrainConfig,
+    validate: Callable[[], float] | None = None,
+    epochs: int | None = None,
+    progress: bool = False,
+) -> list[dict]:
+    """Train ``ranker.dae`` on the users of ``x`` with a multinomial likelihood.
+
+    With ``validate`` (a validation score, higher is better) it stops after
+    ``config.patience`` epochs without a gain and keeps the best epoch's weights; without it,
+    it runs ``epochs`` epochs. Returns one row per epoch."""
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    dae = ranker.dae
+    optimizer = torch.optim.Adam(dae.parameters(), lr=config.learning_rate)
+    active = np.flatnonzero(np.diff(x.indptr) > 0)  # users with a history
+    history, best, best_state, stale = [], -np.inf, None, 0
+    for epoch in range(1, (epochs or config.epochs) + 1):
+        started = time.perf_counter()
+        dae.train()
+        order = active[torch.randperm(len(active), generator=generator).numpy()]
+        total = 0.0
+        batches = range(0, len(order), config.batch_size)
+        for start in tqdm(batches, desc=f"ranker epoch {epoch}", disable=not progress, leave=False):
+            rows = order[start : start + config.batch_size]
+            logits = dae(_dense(x, rows))
+            loss = -(F.log_softmax(logits, 1) * _dense(targets, rows)).sum(1).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"ranker epoch {epoch}: the loss is {loss.item()}")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(rows)
+        row = {"epoch": epoch, "loss": total / len(order), "seconds": time.perf_counter() - started}
+        if validate is not None:
+            row[f"val_{SELECTION_METRIC}"] = score = validate()
+            if score > best:
+                best, stale = score, 0
+                best_state = {k: v.detach().clone() for k, v in dae.state_dict().items()}
+            else:
+                stale += 1
+        history.append(row)
+        log.info("ranker epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+        if validate is not None and stale >= config.patience:
+            break
+    if best_state is not None:
+        dae.load_state_dict(best_state)
+    dae.eval()
+    return history
+
+
+def _all_user_scores(
+    score: Callable[[np.ndarray], torch.Tensor], num_users: int, chunk: int = 1024
+) -> torch.Tensor:
+    return torch.cat(
+        [score(np.arange(s, min(s + chunk, num_users))) for s in range(0, num_users, chunk)]
+    )
+
+
+def fit_ranker(
+    data,
+    rating_model: FactorModel | None,
+    model_config: RankerConfig,
+    config: RankerTrainConfig,
+    progress: bool = False,
+) -> tuple[Ranker, dict]:
+    """Train the ranking model on ``data.train`` (a :class:`model.experiment.Prepared`),
+    choosing λ, the deep part's epochs and the blend weights on ``data.validation``.
+
+    Returns the ranker and what was chosen (with every grid's validation figures)."""
+    from model.peers.tuning import ranking_on  # offline-only import (evaluation code)
+
+    t = data.train
+    n_users, n_items = data.vocab.num_users, data.vocab.num_items
+    args = (t.user_idx.numpy(), t.item_idx.numpy(), t.rating.numpy(), n_users, n_items)
+    x = history_matrix(*args, model_config.low_weight)
+    targets = history_matrix(*args, model_config.target_low_weight)
+    validate = lambda score: ranking_on(score, data, "validation")
+    info: dict = {"l2_grid": [], "weight_grid": []}
+
+    started = time.perf_counter()
+    best = None
+    for l2 in config.l2_grid:
+        weights = fit_item_item(x, l2)
+        figures = validate(lambda u, w=weights: _dense(x, u) @ w)
+        info["l2_grid"].append({"l2": l2, **figures})
+        log.info("ranker item-item λ=%g: %s %.4f", l2, SELECTION_METRIC, figures[SELECTION_METRIC])
+        if best is None or figures[SELECTION_METRIC] > best[0]:
+            best = (figures[SELECTION_METRIC], l2, weights)
+        del weights
+    model_config = dataclasses.replace(model_config, l2=best[1], deep_weight=0.0, rating_weight=0.0)
+    torch.manual_seed(config.seed)
+    ranker = Ranker(model_config, best[2])
+    info["item_item_seconds"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    deep = lambda u: ranker.deep_scores(_dense(x, u))
+    info["history"] = train_deep(
+        ranker, x, targets, config, lambda: validate(deep)[SELECTION_METRIC], progress=progress
+    )
+    info["deep_seconds"] = time.perf_counter() - started
+    scores = [row[f"val_{SELECTION_METRIC}"] for row in info["history"]]
+    info["best_epoch"] = int(np.argmax(scores)) + 1
+
+    # The parts once for every user, then every blend of them (elementwise work only).
+    item_item = _all_user_scores(lambda u: _z(ranker.item_item_scores(_dense(x, u))), n_users)
+    deep_part = _all_user_scores(lambda u: _z(deep(u)), n_users)
+    stars = None
+    if rating_model is not None:
+        stars = _all_user_scores(lambda u: rating_model.score_all(torch.from_numpy(u)), n_users)
+    best = None
+    rating_weights = config.rating_weights if stars is not None else (0.0,)
+    for deep_weight in config.deep_weights:
+        for rating_weight in rating_weights:
+
+            def blend(u, a=deep_weight, b=rating_weight):
+                out = item_item[u] + a * deep_part[u]
+                return out + b * stars[u] if b else out
+
+            figures = validate(blend)
+            info["weight_grid"].append(
+                {"deep_weight": deep_weight, "rating_weight": rating_weight, **figures}
+            )
+            if best is None or figures[SELECTION_METRIC] > best[0]:
+                best = (figures[SELECTION_METRIC], deep_weight, rating_weight)
+    ranker.config = dataclasses.replace(ranker.config, deep_weight=best[1], rating_weight=best[2])
+    info["chosen"] = {
+        "l2": ranker.config.l2,
+        "deep_weight": best[1],
+        "rating_weight": best[2],
+        "epochs": info["best_epoch"],
+    }
+    log.info("ranker chosen on validation: %s (%s %.4f)", info["chosen"], SELECTION_METRIC, best[0])
+    return ranker.eval(), info
+
+
+def refit_ranker(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    num_users: int,
+    model_config: RankerConfig,
+    config: RankerTrainConfig,
+    epochs: int,
+    progress: bool = False,
+) -> Ranker:
+    """Train ``model_config`` (λ and weights already chosen) on these ratings for ``epochs``
+    epochs of the deep part, with no validation: the refit of the served archive."""
+    args = (users, items, ratings, num_users, model_config.num_items)
+    x = history_matrix(*args, model_config.low_weight)
+    targets = history_matrix(*args, model_config.target_low_weight)
+    torch.manual_seed(config.seed)
+    ranker = Ranker(model_config, fit_item_item(x, model_config.l2))
+    train_deep(ranker, x, targets, config, epochs=epochs, progress=progress)
+    return ranker.eval()

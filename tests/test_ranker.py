@@ -1,0 +1,126 @@
+"""The ranking model: its parts, the pruned item-item form, training on data with a known answer,
+and the artifact round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model import artifact
+from model.peers.ease import ease_weights
+from model.ranker import Ranker, RankerConfig
+from model.ranker_training import RankerTrainConfig, history_matrix, refit_ranker
+
+
+def blocks(num_users: int = 60, num_items: int = 12, seed: int = 0):
+    """Two tastes: users 0-29 like movies 0-5, users 30-59 movies 6-11. Each user rated all
+    but one movie of their block, liked (5 stars), and one movie of the other block, 2 stars.
+    The right first recommendation is the missing movie of their own block."""
+    rng = np.random.default_rng(seed)
+    users, items, stars, missing = [], [], [], []
+    half = num_items // 2
+    for u in range(num_users):
+        own = 0 if u < num_users // 2 else half
+        skip = own + u % half
+        missing.append(skip)
+        for i in range(own, own + half):
+            if i != skip:
+                users.append(u), items.append(i), stars.append(5.0)
+        (
+            users.append(u),
+            items.append(int(rng.integers(half - own, 2 * half - own))),
+            stars.append(2.0),
+        )
+    return np.array(users), np.array(items), np.array(stars), np.array(missing)
+
+
+def test_history_rows_weigh_low_ratings():
+    ranker = Ranker(RankerConfig(num_items=4, hidden_dim=3, latent_dim=2, low_weight=0.25))
+    rows = ranker.histories(
+        [np.array([0, 2]), np.array([3])], [np.array([5.0, 3.0]), np.array([4])]
+    )
+    assert rows.tolist() == [[1.0, 0.0, 0.25, 0.0], [0.0, 0.0, 0.0, 1.0]]
+
+
+def test_scores_blend_the_parts_by_their_weights():
+    torch.manual_seed(0)
+    n = 6
+    weights = torch.randn(n, n)
+    weights.fill_diagonal_(0)
+    config = RankerConfig(n, hidden_dim=4, latent_dim=2, deep_weight=0.5, rating_weight=0.2)
+    ranker = Ranker(config, weights).eval()
+    history = torch.tensor([[1.0, 0, 0.6, 0, 0, 0], [0, 1.0, 0, 0, 1.0, 0]])
+    stars = torch.rand(2, n) * 4 + 1
+    item_item = history @ weights
+    deep = torch.log_softmax(ranker.dae(history), 1)
+    expected = item_item / item_item.std(1, keepdim=True)
+    expected += 0.5 * deep / deep.std(1, keepdim=True) + 0.2 * stars
+    assert torch.allclose(ranker.scores(history, stars), expected, atol=1e-5)
+    # Without predicted ratings (similar movies) the rating part is left out.
+    assert torch.allclose(ranker.scores(history), expected - 0.2 * stars, atol=1e-5)
+
+
+def test_pruned_item_item_keeps_each_rows_strongest_weights():
+    torch.manual_seed(1)
+    n, keep = 8, 3
+    weights = torch.randn(n, n)
+    dense = Ranker(RankerConfig(n, hidden_dim=4, latent_dim=2), weights)
+    pruned = Ranker(RankerConfig(n, hidden_dim=4, latent_dim=2, neighbors=keep), weights)
+    top = torch.topk(weights.abs(), keep, dim=1).indices
+    kept = torch.zeros_like(weights).scatter_(1, top, torch.gather(weights, 1, top))
+    history = torch.rand(5, n)
+    assert torch.allclose(pruned.item_item_scores(history), history @ kept, atol=1e-5)
+    assert torch.allclose(dense.item_item_scores(history), history @ weights, atol=1e-5)
+
+
+def test_similar_is_the_list_of_a_user_who_liked_one_movie():
+    torch.manual_seed(2)
+    n = 5
+    ranker = Ranker(RankerConfig(n, hidden_dim=4, latent_dim=2, deep_weight=0.3), torch.randn(n, n))
+    one_hot = torch.eye(n)[[1, 3]]
+    assert torch.allclose(ranker.similar(np.array([1, 3])), ranker.scores(one_hot))
+
+
+def test_trained_ranker_recommends_the_missing_movie_of_each_block():
+    users, items, stars, missing = blocks()
+    config = RankerConfig(12, hidden_dim=8, latent_dim=4, l2=1.0, deep_weight=0.3)
+    ranker = refit_ranker(
+        users, items, stars, 60, config, RankerTrainConfig(batch_size=16), epochs=20
+    )
+    x = history_matrix(users, items, stars, 60, 12, config.low_weight)
+    scores = ranker.scores(torch.from_numpy(x.toarray()))
+    scores[torch.from_numpy(x.toarray()) > 0] = -torch.inf  # seen movies are never listed
+    assert scores.argmax(1).tolist() == missing.tolist()
+
+
+def test_item_item_part_is_the_closed_form(tmp_path):
+    users, items, stars, _ = blocks()
+    config = RankerConfig(12, hidden_dim=8, latent_dim=4, l2=5.0, low_weight=0.5)
+    ranker = refit_ranker(users, items, stars, 60, config, RankerTrainConfig(), epochs=1)
+    x = history_matrix(users, items, stars, 60, 12, 0.5)
+    expected = torch.from_numpy(ease_weights(x, 5.0).astype(np.float32))
+    assert torch.allclose(ranker.neighbor_weights, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("neighbors", [0, 4])
+def test_artifact_round_trip_keeps_the_ranker(tmp_path, artifact_dir, neighbors):
+    model, vocab, config = artifact.load(artifact_dir)
+    torch.manual_seed(3)
+    n = vocab.num_items
+    ranker = Ranker(
+        RankerConfig(n, hidden_dim=5, latent_dim=3, neighbors=neighbors, deep_weight=0.2),
+        torch.randn(n, n),
+    )
+    out = artifact.save(tmp_path / "a", model, vocab, config, {}, ranker=ranker)
+    loaded = artifact.load_ranker(out, artifact.load(out)[2])
+    history = torch.rand(3, n)
+    assert loaded.config == ranker.config
+    assert torch.equal(loaded.scores(history), ranker.scores(history))
+
+
+def test_artifact_without_a_ranker_loads_none(tmp_path, artifact_dir):
+    model, vocab, config = artifact.load(artifact_dir)
+    config = {k: v for k, v in config.items() if k != "ranker"}
+    out = artifact.save(tmp_path / "b", model, vocab, config, {})
+    assert artifact.load_ranker(out, artifact.load(out)[2]) is None
