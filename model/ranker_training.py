@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from model.network import FactorModel
 from model.peers.ease import ease_weights
 from model.ranker import LIKED, Ranker, RankerConfig, _z
+from model.training import EarlyStopping, _save_atomic, _step, _world
 
 log = logging.getLogger(__name__)
 
@@ -86,48 +88,90 @@ def train_deep(
     validate: Callable[[], float] | None = None,
     epochs: int | None = None,
     progress: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> list[dict]:
     """Train ``ranker.dae`` on the users of ``x`` with a multinomial likelihood.
 
     With ``validate`` (a validation score, higher is better) it stops after
     ``config.patience`` epochs without a gain and keeps the best epoch's weights; without it,
-    it runs ``epochs`` epochs. Returns one row per epoch."""
+    it runs ``epochs`` epochs and keeps the last. Returns one row per epoch.
+
+    It shares the rating model's machinery (:mod:`model.training`): early stopping,
+    the refusal of a non-finite loss, a ``checkpoint`` written after every epoch and resumed
+    from when it exists, and, under ``torchrun``, DistributedDataParallel with each rank
+    encoding its share of every step of ``world x batch_size`` users."""
+    rank, world = _world()
+    dae = ranker.dae
+    net = torch.nn.parallel.DistributedDataParallel(dae) if world > 1 else dae
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    dae = ranker.dae
     optimizer = torch.optim.Adam(dae.parameters(), lr=config.learning_rate)
     active = np.flatnonzero(np.diff(x.indptr) > 0)  # users with a history
-    history, best, best_state, stale = [], -np.inf, None, 0
-    for epoch in range(1, (epochs or config.epochs) + 1):
+    # EarlyStopping keeps the lowest figure: it is given the negated validation score.
+    stopping, history, first_epoch = EarlyStopping(dae, config.patience), [], 1
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        dae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["dropout_rng"])  # the encoder's dropout draws from it
+        history, stopping.best_state = state["history"], state["best_state"]
+        stopping.best_rmse, stopping.stale = state["best"], state["stale"]
+        first_epoch = len(history) + 1
+        log.info("ranker: resuming from %s after epoch %d", checkpoint, len(history))
+        if validate is not None and stopping.should_stop:
+            first_epoch = (epochs or config.epochs) + 1  # it had already stopped early
+    step = config.batch_size * world
+    for epoch in range(first_epoch, (epochs or config.epochs) + 1):
         started = time.perf_counter()
         dae.train()
         order = active[torch.randperm(len(active), generator=generator).numpy()]
         total = 0.0
-        batches = range(0, len(order), config.batch_size)
-        for start in tqdm(batches, desc=f"ranker epoch {epoch}", disable=not progress, leave=False):
-            rows = order[start : start + config.batch_size]
-            logits = dae(_dense(x, rows))
-            loss = -(F.log_softmax(logits, 1) * _dense(targets, rows)).sum(1).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"ranker epoch {epoch}: the loss is {loss.item()}")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(rows)
-        row = {"epoch": epoch, "loss": total / len(order), "seconds": time.perf_counter() - started}
+        batches = range(0, len(order), step)
+        for start in tqdm(
+            batches, desc=f"ranker epoch {epoch}", disable=not progress or rank > 0, leave=False
+        ):
+            rows = order[start : start + step][rank::world]  # this rank's share of the step
+            logits = net(_dense(x, rows))
+            loss = -(F.log_softmax(logits, 1) * _dense(targets, rows)).sum(1).sum()
+            # Scaled so that averaged gradients match one process stepping on all users.
+            _step(optimizer, loss * world / len(order[start : start + step]), f"ranker {epoch}")
+            total += loss.item()
+        row = {"epoch": epoch, "loss": total * world / len(order)}
+        improved = False
         if validate is not None:
             row[f"val_{SELECTION_METRIC}"] = score = validate()
-            if score > best:
-                best, stale = score, 0
-                best_state = {k: v.detach().clone() for k, v in dae.state_dict().items()}
-            else:
-                stale += 1
+            improved = stopping.update(dae, -score)
+        row["seconds"] = time.perf_counter() - started
         history.append(row)
-        log.info("ranker epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
-        if validate is not None and stale >= config.patience:
+        log.info(
+            "ranker epoch %2d  loss %.2f  %s  %.1fs%s",
+            epoch,
+            row["loss"],
+            f"val {SELECTION_METRIC} {row.get(f'val_{SELECTION_METRIC}', float('nan')):.4f}",
+            row["seconds"],
+            "  *" if improved else "",
+        )
+        if checkpoint is not None and rank == 0:
+            _save_atomic(
+                {
+                    "model": dae.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "dropout_rng": torch.get_rng_state(),
+                    "history": history,
+                    "best_state": stopping.best_state,
+                    "best": stopping.best_rmse,
+                    "stale": stopping.stale,
+                },
+                checkpoint,
+            )
+        if validate is not None and stopping.should_stop:
+            log.info("ranker: early stop, no validation gain for %d epochs", config.patience)
             break
-    if best_state is not None:
-        dae.load_state_dict(best_state)
+    if validate is not None:
+        dae.load_state_dict(stopping.best_state)
     dae.eval()
     return history
 
@@ -146,6 +190,7 @@ def fit_ranker(
     model_config: RankerConfig,
     config: RankerTrainConfig,
     progress: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> tuple[Ranker, dict]:
     """Train the ranking model on ``data.train`` (a :class:`model.experiment.Prepared`),
     choosing λ, the deep part's epochs and the blend weights on ``data.validation``.
@@ -179,11 +224,17 @@ def fit_ranker(
     started = time.perf_counter()
     deep = lambda u: ranker.deep_scores(_dense(x, u))
     info["history"] = train_deep(
-        ranker, x, targets, config, lambda: validate(deep)[SELECTION_METRIC], progress=progress
+        ranker,
+        x,
+        targets,
+        config,
+        lambda: validate(deep)[SELECTION_METRIC],
+        progress=progress,
+        checkpoint=checkpoint,
     )
     info["deep_seconds"] = time.perf_counter() - started
     scores = [row[f"val_{SELECTION_METRIC}"] for row in info["history"]]
-    info["best_epoch"] = int(np.argmax(scores)) + 1
+    info["best_epoch"] = int(np.argmax(scores)) + 1  # the first of equals, as EarlyStopping
 
     # The parts once for every user, then every blend of them (elementwise work only).
     item_item = _all_user_scores(lambda u: _z(ranker.item_item_scores(_dense(x, u))), n_users)
@@ -226,6 +277,7 @@ def refit_ranker(
     config: RankerTrainConfig,
     epochs: int,
     progress: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> Ranker:
     """Train ``model_config`` (λ and weights already chosen) on these ratings for ``epochs``
     epochs of the deep part, with no validation: the refit of the served archive."""
@@ -234,5 +286,5 @@ def refit_ranker(
     targets = history_matrix(*args, model_config.target_low_weight)
     torch.manual_seed(config.seed)
     ranker = Ranker(model_config, fit_item_item(x, model_config.l2))
-    train_deep(ranker, x, targets, config, epochs=epochs, progress=progress)
+    train_deep(ranker, x, targets, config, epochs=epochs, progress=progress, checkpoint=checkpoint)
     return ranker.eval()

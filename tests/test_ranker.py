@@ -10,7 +10,7 @@ import torch
 from model import artifact
 from model.peers.ease import ease_weights
 from model.ranker import Ranker, RankerConfig
-from model.ranker_training import RankerTrainConfig, history_matrix, refit_ranker
+from model.ranker_training import RankerTrainConfig, history_matrix, refit_ranker, train_deep
 
 
 def blocks(num_users: int = 60, num_items: int = 12, seed: int = 0):
@@ -124,3 +124,36 @@ def test_artifact_without_a_ranker_loads_none(tmp_path, artifact_dir):
     config = {k: v for k, v in config.items() if k != "ranker"}
     out = artifact.save(tmp_path / "b", model, vocab, config, {})
     assert artifact.load_ranker(out, artifact.load(out)[2]) is None
+
+
+def test_deep_part_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
+    users, items, stars, _ = blocks()
+    config = RankerConfig(12, hidden_dim=8, latent_dim=4, l2=1.0)
+    x = history_matrix(users, items, stars, 60, 12, config.low_weight)
+    targets = history_matrix(users, items, stars, 60, 12, config.target_low_weight)
+    train_config = RankerTrainConfig(batch_size=16)
+
+    def trained(epochs, checkpoint=None):
+        torch.manual_seed(0)
+        ranker = Ranker(config)
+        history = train_deep(ranker, x, targets, train_config, epochs=epochs, checkpoint=checkpoint)
+        return ranker, history
+
+    straight, history = trained(4)
+    path = tmp_path / "ranker.ckpt"
+    trained(2, path)  # interrupted after two epochs
+    resumed, resumed_history = trained(4, path)
+    assert [r["loss"] for r in resumed_history] == [r["loss"] for r in history]
+    for name, value in straight.dae.state_dict().items():
+        assert torch.equal(value, resumed.dae.state_dict()[name]), name
+
+
+def test_a_non_finite_loss_is_refused():
+    users, items, stars, _ = blocks()
+    config = RankerConfig(12, hidden_dim=8, latent_dim=4, l2=1.0)
+    x = history_matrix(users, items, stars, 60, 12, config.low_weight)
+    ranker = Ranker(config)
+    with torch.no_grad():
+        ranker.dae.decoder.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="ranker"):
+        train_deep(ranker, x, x, RankerTrainConfig(), epochs=1)
