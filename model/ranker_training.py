@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # The validation measure every choice is made on (it rewards order inside the top-10).
 SELECTION_METRIC = "ndcg@10"
+# The item-item part is served dense up to this many movies (B takes N² x 4 bytes: 1.6 GB at
+# 20k); above it each movie keeps its PRUNED_NEIGHBORS strongest weights (62k movies: 127 MB).
+DENSE_ITEM_ITEM_LIMIT = 20_000
+PRUNED_NEIGHBORS = 256
 
 
 @dataclass
@@ -216,7 +220,12 @@ def fit_ranker(
         if best is None or figures[SELECTION_METRIC] > best[0]:
             best = (figures[SELECTION_METRIC], l2, weights)
         del weights
-    model_config = dataclasses.replace(model_config, l2=best[1], deep_weight=0.0, rating_weight=0.0)
+    neighbors = model_config.neighbors or (
+        0 if n_items <= DENSE_ITEM_ITEM_LIMIT else PRUNED_NEIGHBORS
+    )
+    model_config = dataclasses.replace(
+        model_config, l2=best[1], deep_weight=0.0, rating_weight=0.0, neighbors=neighbors
+    )
     torch.manual_seed(config.seed)
     ranker = Ranker(model_config, best[2])
     info["item_item_seconds"] = time.perf_counter() - started
