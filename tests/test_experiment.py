@@ -3,15 +3,19 @@ only, the refit holds every rating and repeats what the selection run chose."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from model import data
+from model import artifact, data
+from model.datasets.synthetic import SyntheticConfig, generate
 from model.experiment import autorec_configs, prepare, prepare_all, refit_autorec, run_autorec
 from model.training import best_epoch
 from tests.conftest import GENRES
+from train import train as train_cli
 
 # Small and quick: one hidden layer of 8 units, two members, a few epochs.
 TINY = {"hidden_dims": [8], "epochs": 4, "batch_size": 8, "l2": 1.0, "dropout": 0.1}
@@ -118,3 +122,52 @@ def test_a_refit_on_all_ratings_keeps_the_chosen_served_size(dataset, split):
     assert refit.model.config.code_dim == selection.projection["served_dim"]
     assert refit.projection["served_dim"] == selection.projection["served_dim"]
     assert refit.scores == {}  # nothing is held out to score it on
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate(
+        SyntheticConfig(num_ratings=3_000, num_users=60, num_movies=150, chunk_ratings=1_000),
+        root / "synthetic-refit",
+    )
+    return root
+
+
+def _train(root, out, *extra) -> dict:
+    argv = [
+        *("--dataset", "synthetic-refit", "--data-dir", str(root), "--output", str(out)),
+        *("--preset", "fast", "--epochs", "3", "--members", "2", "--hidden-dims", "8"),
+        *("--quiet", *extra),
+    ]
+    assert train_cli.main(argv) == 0
+    return json.loads((out / artifact.METRICS).read_text())
+
+
+def test_python_m_train_saves_the_refit_by_default(synthetic_root, tmp_path):
+    metrics = _train(synthetic_root, tmp_path / "a")
+    ds = data.load("synthetic-refit", synthetic_root)
+    _, vocab, config = artifact.load(tmp_path / "a")
+    assert metrics["trained_on"]["ratings"] == "all ratings"
+    assert metrics["trained_on"]["count"] == len(ds.ratings)
+    assert config["data"]["trained_on"] == metrics["trained_on"]
+    assert rated_sets(vocab) == expected_sets(ds.ratings, vocab.user_ids)
+    selection = metrics["selection_run"]
+    assert selection["trained_on"]["ratings"] == "split train part"
+    assert set(selection["results"]) >= {"bias baseline", "movierec (item autoencoder, 2 averaged)"}
+    assert metrics["refit"]["member_epochs"] == selection["member_best_epochs"]
+    assert config["refit"] == {
+        "member_epochs": selection["member_best_epochs"],
+        "early_stopping": False,
+    }
+
+
+def test_python_m_train_keep_split_saves_the_split_model(synthetic_root, tmp_path):
+    metrics = _train(synthetic_root, tmp_path / "a", "--keep-split", "--seed", "1")
+    ds = data.load("synthetic-refit", synthetic_root)
+    split = data.random_split(ds.ratings, 0.1, 0.1, seed=1)
+    _, vocab, config = artifact.load(tmp_path / "a")
+    assert "refit" not in metrics and config["refit"] is None
+    assert metrics["trained_on"]["ratings"] == "split train part"
+    assert metrics["trained_on"]["count"] == len(split.train)
+    assert rated_sets(vocab) == expected_sets(split.train, vocab.user_ids)
