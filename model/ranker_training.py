@@ -51,9 +51,9 @@ class RankerTrainConfig:
     learning_rate: float = 1e-3  # Adam, as in Liang et al. 2018
     seed: int = 0
     l2_grid: tuple[float, ...] = (200.0, 400.0, 800.0, 1600.0)  # λ of the item-item part
-    deep_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    deep_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
     # The predicted rating's weight: z-scores spread over ~10 units per list, stars over 1-4.
-    rating_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
+    rating_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

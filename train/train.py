@@ -39,6 +39,9 @@ from model.experiment import (
     run_autorec,
     run_baselines,
 )
+from model.peers import MostPopular, ranking_on, tune
+from model.ranker import Ranker, RankerConfig
+from model.ranker_training import RankerTrainConfig, fit_ranker, history_matrix, refit_ranker
 from model.training import best_epoch
 
 log = logging.getLogger("train")
@@ -113,6 +116,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="save the model trained on the split's training part (its vocabulary holds only "
         "those ratings: evaluate it over HTTP) instead of refitting on all ratings",
+    )
+    p.add_argument(
+        "--no-ranker",
+        action="store_true",
+        help="train no ranking model: lists are then ordered by predicted rating",
     )
     p.add_argument("--quiet", action="store_true", help="no per-batch progress bar")
     args = p.parse_args(argv)
@@ -205,6 +213,10 @@ def run(args: argparse.Namespace) -> dict:
         members=members,
         serve_tolerance=None if args.full_vectors else SERVE_TOLERANCE,
     )
+    ranker = ranking = None
+    ranker_config = RankerTrainConfig(seed=args.seed)
+    if not args.no_ranker:
+        ranker, ranking = train_ranker(prepared, ours.model, ranker_config, args)
     served, served_data = ours, prepared
     if not args.keep_split:
         served, served_data = refit_on_all_ratings(
@@ -219,6 +231,21 @@ def run(args: argparse.Namespace) -> dict:
                 device=device,
             ),
         )
+        if ranker is not None:
+            started = time.perf_counter()
+            t = served_data.train
+            ranker = refit_ranker(
+                t.user_idx.numpy(),
+                t.item_idx.numpy(),
+                t.rating.numpy(),
+                served_data.vocab.num_users,
+                ranker.config,
+                ranker_config,
+                epochs=ranking["chosen"]["epochs"],
+                progress=not args.quiet,
+                checkpoint=f"{args.checkpoint}.ranker.refit" if args.checkpoint else None,
+            )
+            ranking["refit_seconds"] = time.perf_counter() - started
     if rank > 0:
         return {}
     runs = [*run_baselines(prepared), ours]
@@ -233,6 +260,7 @@ def run(args: argparse.Namespace) -> dict:
         "member_best_epochs": [best_epoch(h) for h in ours.member_histories],
         "history": ours.history,
         "projection": ours.projection,
+        "ranking": ranking,
     }
     if served is not ours:
         metrics = refit_metrics(metrics, served, served_data)
@@ -258,10 +286,60 @@ def run(args: argparse.Namespace) -> dict:
         else {"member_epochs": metrics["refit"]["member_epochs"], "early_stopping": False},
         "command": " ".join(["python -m train", *sys.argv[1:]]),
     }
-    artifact.save(output, served.model, served_data.vocab, config, metrics)
+    if ranking is not None:
+        config["ranker_training"] = {**ranker_config.to_dict(), "chosen": ranking["chosen"]}
+    artifact.save(output, served.model, served_data.vocab, config, metrics, ranker=ranker)
     print(format_results(metrics))
     print(f"\nartifact written to {output}/ ({', '.join(artifact.FILES)})")
     return metrics
+
+
+def train_ranker(
+    prepared: Prepared, rating_model, config: RankerTrainConfig, args: argparse.Namespace
+) -> tuple[Ranker, dict]:
+    """The ranking model on the split (every choice on validation), with its validation and
+    test ranking figures beside most popular's, scored by the same code as the reports."""
+    started = time.perf_counter()
+    ranker, info = fit_ranker(
+        prepared,
+        rating_model,
+        RankerConfig(prepared.vocab.num_items),
+        config,
+        progress=not args.quiet,
+        checkpoint=f"{args.checkpoint}.ranker" if args.checkpoint else None,
+    )
+    seconds = time.perf_counter() - started
+    t = prepared.train
+    x = history_matrix(
+        t.user_idx.numpy(),
+        t.item_idx.numpy(),
+        t.rating.numpy(),
+        prepared.vocab.num_users,
+        prepared.vocab.num_items,
+        ranker.config.low_weight,
+    )
+    ours = lambda u: ranker.scores(
+        torch.from_numpy(x[u].toarray()), rating_model.score_all(torch.from_numpy(u))
+    )
+    popular = tune(MostPopular, [{}], prepared).peer.score
+    figures = {
+        name: {part: ranking_on(score, prepared, part) for part in ("validation", "test")}
+        for name, score in (("movierec", ours), ("most popular", popular))
+    }
+    log.info(
+        "ranking model: test recall@10 %.4f ndcg@10 %.4f (most popular %.4f / %.4f), %.0f s",
+        figures["movierec"]["test"]["recall@10"],
+        figures["movierec"]["test"]["ndcg@10"],
+        figures["most popular"]["test"]["recall@10"],
+        figures["most popular"]["test"]["ndcg@10"],
+        seconds,
+    )
+    return ranker, {
+        "chosen": info["chosen"],
+        "train_seconds": seconds,
+        "history": info["history"],
+        "results": figures,
+    }
 
 
 def refit_on_all_ratings(
@@ -331,6 +409,20 @@ def format_results(metrics: dict) -> str:
             f"(validation RMSE {projection['validation_rmse_full']:.5f} -> "
             f"{projection['validation_rmse_served']:.5f})"
         )
+    if ranking := metrics.get("ranking"):
+        lines += [
+            "",
+            "| ranking (top-10) | val Recall@10 | val NDCG@10 | test Recall@10 | test NDCG@10 |",
+            "|---|---|---|---|---|",
+        ]
+        for name, parts in ranking["results"].items():
+            v, t = parts["validation"], parts["test"]
+            lines.append(
+                f"| {name} | {v['recall@10']:.4f} | {v['ndcg@10']:.4f} | "
+                f"{t['recall@10']:.4f} | {t['ndcg@10']:.4f} |"
+            )
+        chosen = ", ".join(f"{k}={v:g}" for k, v in ranking["chosen"].items())
+        lines += ["", f"ranking model: {chosen}; {ranking['train_seconds']:.1f} s of training"]
     if refit is not None:
         lines.append(
             f"refit on all ratings: member epochs {refit['member_epochs']}, "
