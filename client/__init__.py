@@ -195,18 +195,22 @@ class MovieRecClient:
         exclude_genres: list[str] | None = None,
         exclude_movie_ids: list[int] | None = None,
         fallback: str | None = None,
+        rank_by: str | None = None,
     ) -> dict:
         """Top-``k`` movies for a known user, or with ``fallback="popular"`` the popular ones
-        for an unknown user: the whole answer (``recommendations``, and ``fallback`` when it
-        was used)."""
+        for an unknown user: the whole answer (``ranked_by``, ``recommendations``, and
+        ``fallback`` when it was used). ``rank_by="rating"`` orders by predicted rating
+        instead of the ranking model."""
         body = {"user_id": user_id, "k": k, **_filters(genres, exclude_genres, exclude_movie_ids)}
         if fallback:
             body["fallback"] = fallback
+        if rank_by:
+            body["rank_by"] = rank_by
         return self.predict(body)
 
     def recommend(self, user_id: int, k: int = 10, **options) -> list[dict]:
         """Like :meth:`top_k` (same options), but only the list of
-        ``{"movie_id", "title", "genres", "score"}``."""
+        ``{"movie_id", "title", "genres", "score", "rating"}``."""
         return self.top_k(user_id, k, **options)["recommendations"]
 
     def new_user(
@@ -217,10 +221,11 @@ class MovieRecClient:
         genres: list[str] | None = None,
         exclude_genres: list[str] | None = None,
         exclude_movie_ids: list[int] | None = None,
+        rank_by: str | None = None,
     ) -> dict:
         """Top-``k`` for a user given by ``{movie_id: rating}`` (and predicted ratings of
-        ``movie_ids``): the whole answer, with ``recommendations``, ``unknown_movie_ids`` and,
-        if asked, ``predictions``."""
+        ``movie_ids``): the whole answer, with ``ranked_by``, ``recommendations``,
+        ``unknown_movie_ids`` and, if asked, ``predictions``."""
         body = {
             "ratings": {str(m): r for m, r in ratings.items()},
             "k": k,
@@ -228,6 +233,8 @@ class MovieRecClient:
         }
         if movie_ids:
             body["movie_ids"] = list(movie_ids)
+        if rank_by:
+            body["rank_by"] = rank_by
         return self.predict(body)
 
     def similar(
@@ -239,7 +246,8 @@ class MovieRecClient:
         exclude_movie_ids: list[int] | None = None,
     ) -> dict:
         """The ``k`` movies most similar to ``movie_id``: the whole answer, with ``movie``
-        and ``recommendations`` (scores are cosine similarities)."""
+        and ``recommendations`` (scores of the ranking model: what a user who liked
+        ``movie_id`` would be recommended)."""
         body = {
             "similar_to": movie_id,
             "k": k,
