@@ -115,15 +115,29 @@ class Ranker(nn.Module):
             self.set_item_item(item_item)
 
     @torch.no_grad()
-    def set_item_item(self, weights: torch.Tensor) -> None:
-        """Keep ``weights`` (N, N), pruned to each row's strongest ``config.neighbors``."""
+    def set_item_item(self, weights: torch.Tensor, items: np.ndarray | None = None) -> None:
+        """Keep the item-item matrix, pruned to each row's strongest ``config.neighbors``.
+
+        ``weights`` is (N, N); or (M, M) between the movies ``items`` (M,) only, when the
+        closed form was solved on part of a large catalogue: the other movies' rows and
+        columns are then zero."""
         weights = weights.float()
+        if items is not None:
+            items = torch.as_tensor(np.asarray(items, dtype=np.int64))
         if self.dense:
-            self.neighbor_weights.copy_(weights)
-        else:
-            top = torch.topk(weights.abs(), self.neighbor_items.shape[1], dim=1).indices
-            self.neighbor_items.copy_(top.int())
-            self.neighbor_weights.copy_(torch.gather(weights, 1, top))
+            if items is None:
+                self.neighbor_weights.copy_(weights)
+            else:
+                self.neighbor_weights.zero_()
+                self.neighbor_weights[items[:, None], items[None, :]] = weights
+            return
+        width = min(self.neighbor_items.shape[1], weights.shape[1])
+        top = torch.topk(weights.abs(), width, dim=1).indices  # (M, width), within `weights`
+        rows = slice(None) if items is None else items
+        self.neighbor_items.zero_()
+        self.neighbor_weights.zero_()
+        self.neighbor_items[rows, :width] = (top if items is None else items[top]).int()
+        self.neighbor_weights[rows, :width] = torch.gather(weights, 1, top)
 
     # ------------------------------------------------------------------ histories
 

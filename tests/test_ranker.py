@@ -10,7 +10,13 @@ import torch
 from model import artifact
 from model.peers.ease import ease_weights
 from model.ranker import Ranker, RankerConfig
-from model.ranker_training import RankerTrainConfig, history_matrix, refit_ranker, train_deep
+from model.ranker_training import (
+    RankerTrainConfig,
+    fit_item_item,
+    history_matrix,
+    refit_ranker,
+    train_deep,
+)
 
 
 def blocks(num_users: int = 60, num_items: int = 12, seed: int = 0):
@@ -157,3 +163,23 @@ def test_a_non_finite_loss_is_refused():
         ranker.dae.decoder.bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="ranker"):
         train_deep(ranker, x, x, RankerTrainConfig(), epochs=1)
+
+
+@pytest.mark.parametrize("neighbors", [0, 3])
+def test_large_catalogue_solves_the_item_item_part_on_its_most_rated_movies(neighbors):
+    users, items, stars, _ = blocks()
+    items = np.where(items == 11, 10, items)  # movie 11 now has no ratings: the least rated
+    x = history_matrix(users, items, stars, 60, 12, 0.6)
+    weights, kept = fit_item_item(x, 5.0, max_items=11)
+    counts = np.bincount(items, minlength=12)
+    assert kept.tolist() == sorted(np.argsort(-counts, kind="stable")[:11].tolist())
+    assert 11 not in kept.tolist() and weights.shape == (11, 11)
+    ranker = Ranker(RankerConfig(12, hidden_dim=4, latent_dim=2, neighbors=neighbors))
+    ranker.set_item_item(weights, kept)
+    full = torch.zeros(12, 12)
+    full[torch.from_numpy(kept)[:, None], torch.from_numpy(kept)[None, :]] = weights
+    if neighbors:
+        top = torch.topk(full.abs(), neighbors, dim=1).indices
+        full = torch.zeros_like(full).scatter_(1, top, torch.gather(full, 1, top))
+    history = torch.rand(4, 12)
+    assert torch.allclose(ranker.item_item_scores(history), history @ full, atol=1e-5)
