@@ -183,3 +183,19 @@ def test_large_catalogue_solves_the_item_item_part_on_its_most_rated_movies(neig
         full = torch.zeros_like(full).scatter_(1, top, torch.gather(full, 1, top))
     history = torch.rand(4, 12)
     assert torch.allclose(ranker.item_item_scores(history), history @ full, atol=1e-5)
+
+
+def test_scale_measurement_runs_on_a_tiny_catalogue():
+    from pathlib import Path
+
+    from model.data import Dataset
+    from tests.conftest import GENRES, synthetic_movies, synthetic_ratings
+    from train.ranker_scale import measure
+
+    dataset = Dataset(
+        "tiny", synthetic_ratings(), synthetic_movies(), GENRES, (1.0, 5.0), Path("unused")
+    )
+    out = measure(dataset, batches=2, l2=10.0)
+    assert (out["users"], out["movies"], out["item_item_movies"]) == (40, 30, 30)
+    assert out["steps_per_epoch"] == 1 and out["deep_steps_timed"] == 2
+    assert out["peak_rss_gib"] > 0
