@@ -82,6 +82,10 @@ def offline_ranking(
             vocab.num_users,
             vocab.num_items,
             k=k,
+            # Only the top k, as the server takes it: predicted ratings tie at the top of the
+            # scale, and a deeper torch.topk may order tied movies differently (same Recall@k,
+            # another NDCG@k).
+            recall_at=(),
         )
 
 
