@@ -1,6 +1,7 @@
 """Integration: a split-trained archive, served by a real TorchServe (free ports, always
 stopped; :func:`loadtest.served_ranking.compare`), ranks over HTTP exactly as the offline
-evaluation ranks the same model.
+evaluation ranks the same model. The lists are asked by predicted rating (``rank_by``
+"rating"), the rating model's order, which is what the offline figures here score.
 
 The artifact's vocabulary holds the training part only, so the server excludes from a user's
 top-10 what :func:`model.ranking.ranking_metrics` excludes (their training movies) and the
