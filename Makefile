@@ -12,6 +12,7 @@ DATASET ?= ml-100k
 ARTIFACT ?= artifacts/$(DATASET)
 TRAIN_ARGS ?=
 MAR     := model_store/movierec.mar
+KEYS_PID := logs/keys.pid
 URL     ?= http://127.0.0.1:8080
 # make loadtest: closed-loop Locust users, users started per second, run time (see README).
 USERS      ?= 16
@@ -56,15 +57,20 @@ $(MAR): $(ARTIFACT)/weights.pt $(wildcard handler/*) $(wildcard model/*.py model
 
 archive: $(MAR)  ## build model_store/movierec.mar from the trained artifact
 
-serve: check-java $(MAR)  ## start TorchServe with config.properties and show example calls
+serve: check-java $(MAR)  ## start TorchServe with config.properties, its key supervisor, example calls
 	@mkdir -p logs
 	$(BIN)/torchserve --start --ts-config config.properties --ncs >> logs/torchserve.out 2>&1 \
 	  || { tail -n 5 logs/torchserve.out; exit 1; }
+	@# Renews the inference and management keys before they expire (README: Keys).
+	@$(PY) -m client.keys --stop --pid-file $(KEYS_PID)
+	nohup $(PY) -m client.keys --config config.properties --pid-file $(KEYS_PID) \
+	  >> logs/keys.log 2>&1 < /dev/null &
 	$(PY) -m client demo --url $(URL)
-	@echo "Your own calls: TOKEN=\$$(python3 -c 'import json; \
-	  print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])')  (see README)"
+	@echo "Your own calls: token() { python3 -c 'import json; \
+	  print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])'; }  (see README)"
 
-stop:  ## stop TorchServe
+stop:  ## stop TorchServe and its key supervisor
+	-$(PY) -m client.keys --stop --pid-file $(KEYS_PID)
 	-$(BIN)/torchserve --stop
 
 demo: $(VENV)/.installed  ## example calls against the running server

@@ -233,6 +233,39 @@ def local_torchserve(
             shutil.rmtree(home, ignore_errors=True)
 
 
+@contextmanager
+def key_supervisor(server: Server) -> Iterator[subprocess.Popen]:
+    """Run ``python -m client.keys`` against ``server`` (log: ``keys.log`` in its home) until
+    the block ends; it renews the keys before they expire, as ``make serve`` does."""
+    lifetime = server.config.get("token_expiration_min", "60")
+    with open(server.home / "keys.log", "ab") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "client.keys",
+                "--url",
+                server.management_url,
+                "--key-file",
+                str(server.key_file),
+                "--lifetime-min",
+                lifetime,
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def answers(url: str, token: str, timeout: float = 2.0) -> bool:
     """Whether a TorchServe at ``url`` accepts ``token`` and says it is healthy."""
     request = urllib.request.Request(
