@@ -38,6 +38,11 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 install: check-java $(VENV)/.installed  ## create .venv with the pinned dependencies
+	@# `source .venv/bin/activate` then makes a plain `torchserve --start` read config.properties
+	@# (TorchServe's TS_CONFIG_FILE); the old line goes first, so a moved clone stays right.
+	@sed -i '/# movierec: TS_CONFIG_FILE/d' $(VENV)/bin/activate
+	@echo 'export TS_CONFIG_FILE="$(CURDIR)/config.properties"  # movierec: TS_CONFIG_FILE' \
+	  >> $(VENV)/bin/activate
 
 check-java:
 	@command -v java >/dev/null || { echo "TorchServe needs Java 11+ on PATH." \
