@@ -53,17 +53,18 @@ def test_plain_torchserve_start_reads_ts_config_file(tmp_path, served_mar, monke
     config_file = tmp_path / "config.properties"
     config_file.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
     env = {**os.environ, "TS_CONFIG_FILE": str(config_file), "TMPDIR": str(home)}
-    start = subprocess.run(
-        [str(TORCHSERVE), "--start"], cwd=home, env=env, capture_output=True, text=True
-    )
+    out = home / "torchserve.out"
+    with out.open("wb") as f:  # not a pipe: the daemon keeps it open
+        start = subprocess.run([str(TORCHSERVE), "--start"], cwd=home, env=env, stdout=f, stderr=f)
     pid_file = home / ".model_server.pid"
     try:
-        assert start.returncode == 0, start.stdout + start.stderr
+        assert start.returncode == 0, out.read_text()
         api = MovieRecClient.connect(config["inference_address"], key_file=home / "key_file.json")
         assert len(api.recommend(101, k=2)) == 2
         pid = int(pid_file.read_text())
-        stop = subprocess.run([str(TORCHSERVE), "--stop"], cwd=home, env=env, capture_output=True)
-        assert stop.returncode == 0
+        with out.open("ab") as f:
+            stop = subprocess.run([str(TORCHSERVE), "--stop"], cwd=home, env=env, stdout=f)
+        assert stop.returncode == 0, out.read_text()
         for _ in range(100):
             if not _alive(pid):
                 break
