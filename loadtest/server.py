@@ -167,6 +167,9 @@ def private_config(
             "load_models": load_models or ",".join(f"{n}.mar" for n in model_names),
         }
     )
+    if config.get("metrics_config"):  # a relative path means: beside the config file
+        beside = Path(config_file).resolve().parent
+        config["metrics_config"] = str(beside / config["metrics_config"])
     return config
 
 
