@@ -29,6 +29,7 @@ from pathlib import Path
 # Locust puts only the locustfile's own folder on sys.path; the project's packages sit above it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import gevent
 import numpy as np
 from locust import FastHttpUser, constant, constant_throughput, events, task
 from locust.runners import WorkerRunner
@@ -42,6 +43,10 @@ MAR = os.environ.get("MOVIEREC_MAR", "model_store/movierec.mar")
 PATH = f"/predictions/{os.environ.get('MOVIEREC_MODEL', 'movierec')}"
 ECHO = os.environ.get("MOVIEREC_ECHO", "") == "1"
 CATALOGUE = traffic.Catalogue.from_mar(MAR)
+# gevent's clock was read before this file's imports and the archive's loading (seconds on a
+# busy machine); Locust starts its --run-time timer from that stale clock, so a run ended that
+# much early (a 75 s run stopped after 60 s). Read the clock again.
+gevent.get_hub().loop.update_now()
 _user_numbers = itertools.count()
 
 
