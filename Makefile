@@ -21,9 +21,10 @@ DURATION   ?= 30s
 LOCUST_ARGS ?=
 BENCH_ARGS ?=
 SCALE_ARGS ?=
+SOAK_ARGS ?=
 
 .PHONY: help all install check-java data train archive serve stop demo fuzz faults upgrade evaluate \
-	test lint format clean loadtest knee bench scale
+	test lint format clean loadtest soak knee bench scale
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -99,6 +100,11 @@ evaluate: $(VENV)/.installed  ## reports/DATASET.md and DATASET-newusers.md over
 loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATION=30s)
 	$(PY) -m loadtest.run --url $(URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
 	  --duration $(DURATION) -- $(LOCUST_ARGS)
+
+soak: DURATION = 75m
+soak: USERS = 10
+soak: $(MAR)  ## Locust mix past the keys' expiry, memory watched (DURATION=75m USERS=10): reports/soak/
+	$(PY) -m loadtest.soak --mar $(MAR) --duration $(DURATION) --users $(USERS) $(SOAK_ARGS)
 
 knee: $(MAR)  ## step load until p99 breaks the SLO: highest rate within it
 	$(PY) -m loadtest.run --url $(URL) --knee -- $(LOCUST_ARGS)
