@@ -72,8 +72,8 @@ serve: check-java $(MAR)  ## start TorchServe with config.properties, its key su
 	nohup $(PY) -m client.keys --config config.properties --pid-file $(KEYS_PID) \
 	  >> logs/keys.log 2>&1 < /dev/null &
 	$(PY) -m client demo --url $(URL)
-	@echo "Your own calls: token() { python3 -c 'import json; \
-	  print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])'; }  (see README)"
+	@echo "Your own calls (see README): token() { python3 -c 'import json;"\
+	  "print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])'; }"
 
 stop:  ## stop TorchServe and its key supervisor
 	-$(PY) -m client.keys --stop --pid-file $(KEYS_PID)

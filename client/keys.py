@@ -160,7 +160,7 @@ class Supervisor:
             try:
                 wait = self.step()
                 if failing_since is not None:
-                    log.info("the server answers again")
+                    log.info("the key file and the server are there: renewing from now on")
                 failing_since = None
             except (OSError, ValueError, KeyError) as exc:
                 # Not started yet, restarting, or stopped: say so once, then keep trying.
