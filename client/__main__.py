@@ -257,9 +257,11 @@ def explain(exc: ClientError) -> str:
         return f"not found{where}: {exc.message}{hint}"
     if exc.kind == "token":
         return (
-            f"the server refused the token ({exc.message}). TorchServe writes new keys to "
-            "key_file.json in the folder it starts from, at every start; they expire after "
-            "60 minutes. Run from that folder, or give --key-file / MOVIEREC_KEY_FILE."
+            f"the server refused the token ({exc.message}), also after re-reading the key "
+            "file. TorchServe writes new keys to key_file.json in the folder it starts from; "
+            "they expire (token_expiration_min, 60 by default) unless renewed, which the key "
+            "supervisor that make serve starts does (python -m client.keys). Run from that "
+            "folder, or give --key-file / MOVIEREC_KEY_FILE."
         )
     if exc.kind == "unreachable":
         return f"{exc.message}: is TorchServe running (make serve)? Otherwise give --url."
