@@ -45,6 +45,7 @@ FIELDS = frozenset(
         "genres",
         "exclude_genres",
         "exclude_movie_ids",
+        "rank_by",
     }
 )
 # The kinds one answer_batch call answers together: a rating and pairs share a forward pass.
