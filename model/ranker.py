@@ -71,10 +71,15 @@ class UserDAE(nn.Module):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.normal_(layer.bias, std=1e-3)
 
-    def forward(self, history: torch.Tensor) -> torch.Tensor:
+    def forward(self, history: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, N). In training, ``keep`` (B, N) bool says which history entries the
+        encoder sees (drawn by the caller, so that DDP ranks share one draw per step); None
+        draws the input dropout here."""
         x = F.normalize(history, dim=1)
         if self.training:
-            return self.decoder(self.encoder(F.dropout(x, self.dropout)))
+            if keep is None:
+                return self.decoder(self.encoder(F.dropout(x, self.dropout)))
+            return self.decoder(self.encoder(x * keep / (1 - self.dropout)))
         # Serving: a history holds a few hundred of the catalogue's movies, so the first layer
         # reads only their columns (nnz x hidden instead of N x hidden per user).
         first = self.encoder[0]

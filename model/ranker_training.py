@@ -127,7 +127,6 @@ def train_deep(
         dae.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        torch.set_rng_state(state["dropout_rng"])  # the encoder's dropout draws from it
         history, stopping.best_state = state["history"], state["best_state"]
         stopping.best_rmse, stopping.stale = state["best"], state["stale"]
         first_epoch = len(history) + 1
@@ -144,8 +143,12 @@ def train_deep(
         for start in tqdm(
             batches, desc=f"ranker epoch {epoch}", disable=not progress or rank > 0, leave=False
         ):
-            rows = order[start : start + step][rank::world]  # this rank's share of the step
-            logits = net(_dense(x, rows))
+            # Every rank draws the step's dropout mask from the same generator, then keeps its
+            # rows: the step matches one process stepping on all of them.
+            step_rows = order[start : start + step]
+            keep = torch.rand(len(step_rows), x.shape[1], generator=generator) >= dae.dropout
+            rows, keep = step_rows[rank::world], keep[rank::world]
+            logits = net(_dense(x, rows), keep)
             loss = -(F.log_softmax(logits, 1) * _dense(targets, rows)).sum(1).sum()
             # Scaled so that averaged gradients match one process stepping on all users.
             _step(optimizer, loss * world / len(order[start : start + step]), f"ranker {epoch}")
@@ -157,11 +160,12 @@ def train_deep(
             improved = stopping.update(dae, -score)
         row["seconds"] = time.perf_counter() - started
         history.append(row)
+        measured = f"  val {SELECTION_METRIC} {score:.4f}" if validate is not None else ""
         log.info(
-            "ranker epoch %2d  loss %.2f  %s  %.1fs%s",
+            "ranker epoch %2d  loss %.2f%s  %.1fs%s",
             epoch,
             row["loss"],
-            f"val {SELECTION_METRIC} {row.get(f'val_{SELECTION_METRIC}', float('nan')):.4f}",
+            measured,
             row["seconds"],
             "  *" if improved else "",
         )
@@ -171,7 +175,6 @@ def train_deep(
                     "model": dae.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "generator": generator.get_state(),
-                    "dropout_rng": torch.get_rng_state(),
                     "history": history,
                     "best_state": stopping.best_state,
                     "best": stopping.best_rmse,

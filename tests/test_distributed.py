@@ -11,6 +11,7 @@ import torch
 
 from model.training import AutoRecTrainConfig, encode, fit_autorec
 from tests.conftest import item_ratings, tiny_autorec
+from tests.ddp_ranker_worker import train_decoder
 from tests.ddp_worker import train_codes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,8 +35,8 @@ def test_resumed_training_ends_where_an_uninterrupted_run_does(ratings, vocab, t
     assert [h["val_rmse"] for h in resumed_history] == [h["val_rmse"] for h in full_history]
 
 
-def test_two_process_ddp_matches_one_process(tmp_path):
-    out = tmp_path / "codes.pt"
+def _torchrun(worker: str, out: Path, batch_size: int) -> torch.Tensor:
+    """Run ``worker`` in 2 processes (``batch_size`` per process and step); what it saved."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [
@@ -45,9 +46,9 @@ def test_two_process_ddp_matches_one_process(tmp_path):
             "--standalone",
             "--nproc_per_node",
             "2",
-            "tests/ddp_worker.py",
+            worker,
             str(out),
-            "4",
+            str(batch_size),
         ],
         cwd=REPO,
         env=env,
@@ -55,8 +56,19 @@ def test_two_process_ddp_matches_one_process(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    ddp = torch.load(out, weights_only=True)
+    return torch.load(out, weights_only=True)
+
+
+def test_two_process_ddp_matches_one_process(tmp_path):
+    ddp = _torchrun("tests/ddp_worker.py", tmp_path / "codes.pt", 4)
     single = train_codes(batch_size=8)  # one process, the same 8 items per step
     # Same steps and data; only the order of float additions differs (all-reduce).
     assert torch.allclose(ddp, single, atol=1e-4), (ddp - single).abs().max()
     assert not torch.allclose(ddp, train_codes(batch_size=4), atol=1e-4)  # the check can fail
+
+
+def test_ranker_two_process_ddp_matches_one_process(tmp_path):
+    ddp = _torchrun("tests/ddp_ranker_worker.py", tmp_path / "decoder.pt", 8)
+    single = train_decoder(batch_size=16)  # one process, the same 16 users per step
+    assert torch.allclose(ddp, single, atol=1e-4), (ddp - single).abs().max()
+    assert not torch.allclose(ddp, train_decoder(batch_size=8), atol=1e-4)  # it can fail

@@ -84,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--preset",
         default="full",
         choices=sorted(PRESETS),
-        help="full: 3 autoencoders trained to convergence, averaged; fast: 1, 12 epochs",
+        help=f"full: {PRESETS['full']['members']} autoencoders trained to convergence, averaged; "
+        f"fast: 1, {PRESETS['fast']['epochs']} epochs",
     )
     # Every option below overrides the preset when given.
     p.add_argument("--epochs", type=int, help="upper bound; early stopping on validation")
