@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    # The code that runs is the commit checked out now, not at the end of a long run.
+    made_by = provenance()
     try:
         dataset = data.load(args.dataset, args.data_dir)
     except DataError as exc:
@@ -323,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": args.seeds,
             "command": " ".join(["python -m train.evaluate", *sys.argv[1:]]),
             "cpu": cpu_name(),
-            "provenance": provenance(),
+            "provenance": made_by,
             "seconds": time.perf_counter() - started,
         },
         "aggregate": aggregate(per_seed),
