@@ -189,3 +189,10 @@ def _post_raw(api: MovieRecClient, body: bytes) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def test_every_request_field_is_a_known_error_label():
+    from handler import metrics, requests
+
+    fields = set().union(*requests._ALLOWED.values())
+    assert fields <= metrics.FIELDS, fields - metrics.FIELDS
