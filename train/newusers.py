@@ -80,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         nargs="+",
         default=list(defaults.ridges),
-        help="fold-in prior weights to report (default: %(default)s)",
+        help="fold-in prior weights to report; the ranking part uses the first "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--seeds",
@@ -121,75 +122,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.ranking_given < 1:
         p.error("--ranking-given must be >= 1")
     return args
-
-
-def _rmse_part(dataset: data.Dataset, args: argparse.Namespace) -> tuple[list[dict], str]:
-    results = []
-    for seed in args.seeds:
-        config = NewUserConfig(
-            given=tuple(args.given),
-            test_users=args.test_users,
-            min_targets=args.min_targets,
-            ridges=tuple(args.ridge),
-            preset=args.preset,
-            seed=seed,
-        )
-        results.append(evaluate_new_users(dataset, config, epochs=args.epochs))
-    tables = [format_table(r) + "\n" for r in results] if len(results) > 1 else []
-    return results, "\n".join([*tables, summarize(results)])
-
-
-def _ranking_part(dataset: data.Dataset, args: argparse.Namespace) -> tuple[list[dict], str]:
-    results = []
-    for seed in args.seeds:
-        config = RankingConfig(
-            test_users=args.test_users,
-            given=args.ranking_given,
-            given_share=args.ranking_share,
-            min_targets=args.min_targets,
-            ridge=args.ridge[0],
-            preset=args.preset,
-            seed=seed,
-        )
-        results.append(evaluate_ranking(dataset, config, epochs=args.epochs))
-    return results, markdown(results)
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    command = " ".join(["python -m train.newusers", *(argv or sys.argv[1:])])
-    report: dict = {"command": command, "runs": []}
-    sections = []
-    started = time.perf_counter()
-    try:
-        dataset = data.load(args.dataset, args.data_dir)
-        # --threads also caps BLAS (numpy/scipy: EASE's inverse), which otherwise takes every core.
-        with threadpool_limits(args.threads, "blas") if args.threads else nullcontext():
-            if "rmse" in args.parts:
-                report["runs"], text = _rmse_part(dataset, args)
-                sections.append("## Rating prediction for new users (fold-in RMSE)\n\n" + text)
-            if "ranking" in args.parts:
-                runs, text = _ranking_part(dataset, args)
-                report["ranking"] = {"runs": runs, "aggregate": aggregate(runs)}
-                sections.append(text)
-    except (DataError, ValueError, FloatingPointError) as exc:
-        log.error("%s", exc)
-        return 1
-    for result in report["runs"]:
-        result["command"] = command
-    report["seconds"] = seconds = time.perf_counter() - started
-    print(f"# {dataset.name}: new users\n")
-    print("\n\n".join(sections))
-    print(f"\n{seconds:.0f} s; command: {command}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
 
 
 # Figures of the report's tables, aggregated over seeds.
@@ -303,6 +235,75 @@ def markdown(results: list[dict]) -> str:
         times = ", ".join(f"{k} {v:.0f} s" for k, v in r["seconds"].items())
         lines.append(f"- seed {r['seed']}: {chosen}. Time: {times}.")
     return "\n".join(lines)
+
+
+def _rmse_part(dataset: data.Dataset, args: argparse.Namespace) -> tuple[list[dict], str]:
+    results = []
+    for seed in args.seeds:
+        config = NewUserConfig(
+            given=tuple(args.given),
+            test_users=args.test_users,
+            min_targets=args.min_targets,
+            ridges=tuple(args.ridge),
+            preset=args.preset,
+            seed=seed,
+        )
+        results.append(evaluate_new_users(dataset, config, epochs=args.epochs))
+    tables = [format_table(r) + "\n" for r in results] if len(results) > 1 else []
+    return results, "\n".join([*tables, summarize(results)])
+
+
+def _ranking_part(dataset: data.Dataset, args: argparse.Namespace) -> tuple[list[dict], str]:
+    results = []
+    for seed in args.seeds:
+        config = RankingConfig(
+            test_users=args.test_users,
+            given=args.ranking_given,
+            given_share=args.ranking_share,
+            min_targets=args.min_targets,
+            ridge=args.ridge[0],
+            preset=args.preset,
+            seed=seed,
+        )
+        results.append(evaluate_ranking(dataset, config, epochs=args.epochs))
+    return results, markdown(results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = " ".join(["python -m train.newusers", *(argv or sys.argv[1:])])
+    report: dict = {"command": command, "runs": []}
+    sections = []
+    started = time.perf_counter()
+    try:
+        dataset = data.load(args.dataset, args.data_dir)
+        # --threads also caps BLAS (numpy/scipy: EASE's inverse), which otherwise takes every core.
+        with threadpool_limits(args.threads, "blas") if args.threads else nullcontext():
+            if "rmse" in args.parts:
+                report["runs"], text = _rmse_part(dataset, args)
+                sections.append("## Rating prediction for new users (fold-in RMSE)\n\n" + text)
+            if "ranking" in args.parts:
+                runs, text = _ranking_part(dataset, args)
+                report["ranking"] = {"runs": runs, "aggregate": aggregate(runs)}
+                sections.append(text)
+    except (DataError, ValueError, FloatingPointError) as exc:
+        log.error("%s", exc)
+        return 1
+    for result in report["runs"]:
+        result["command"] = command
+    report["seconds"] = seconds = time.perf_counter() - started
+    print(f"# {dataset.name}: new users\n")
+    print("\n\n".join(sections))
+    print(f"\n{seconds:.0f} s; command: {command}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
