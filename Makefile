@@ -12,6 +12,7 @@ DATASET ?= ml-100k
 ARTIFACT ?= artifacts/$(DATASET)
 TRAIN_ARGS ?=
 MAR     := model_store/movierec.mar
+KEYS_PID := logs/keys.pid
 URL     ?= http://127.0.0.1:8080
 # make loadtest: closed-loop Locust users, users started per second, run time (see README).
 USERS      ?= 16
@@ -20,9 +21,10 @@ DURATION   ?= 30s
 LOCUST_ARGS ?=
 BENCH_ARGS ?=
 SCALE_ARGS ?=
+SOAK_ARGS ?=
 
 .PHONY: help all install check-java data train archive serve stop demo fuzz faults upgrade evaluate \
-	test lint format clean loadtest knee bench scale
+	test lint format clean loadtest soak knee bench scale
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -37,6 +39,11 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 install: check-java $(VENV)/.installed  ## create .venv with the pinned dependencies
+	@# `source .venv/bin/activate` then makes a plain `torchserve --start` read config.properties
+	@# (TorchServe's TS_CONFIG_FILE); the old line goes first, so a moved clone stays right.
+	@sed -i '/# movierec: TS_CONFIG_FILE/d' $(VENV)/bin/activate
+	@echo 'export TS_CONFIG_FILE="$(CURDIR)/config.properties"  # movierec: TS_CONFIG_FILE' \
+	  >> $(VENV)/bin/activate
 
 check-java:
 	@command -v java >/dev/null || { echo "TorchServe needs Java 11+ on PATH." \
@@ -56,15 +63,20 @@ $(MAR): $(ARTIFACT)/weights.pt $(wildcard handler/*) $(wildcard model/*.py model
 
 archive: $(MAR)  ## build model_store/movierec.mar from the trained artifact
 
-serve: check-java $(MAR)  ## start TorchServe with config.properties and show example calls
+serve: check-java $(MAR)  ## start TorchServe with config.properties, its key supervisor, example calls
 	@mkdir -p logs
 	$(BIN)/torchserve --start --ts-config config.properties --ncs >> logs/torchserve.out 2>&1 \
 	  || { tail -n 5 logs/torchserve.out; exit 1; }
+	@# Renews the inference and management keys before they expire (README: Keys).
+	@$(PY) -m client.keys --stop --pid-file $(KEYS_PID)
+	nohup $(PY) -m client.keys --config config.properties --pid-file $(KEYS_PID) \
+	  >> logs/keys.log 2>&1 < /dev/null &
 	$(PY) -m client demo --url $(URL)
-	@echo "Your own calls: TOKEN=\$$(python3 -c 'import json; \
-	  print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])')  (see README)"
+	@echo "Your own calls (see README): token() { python3 -c 'import json;"\
+	  "print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])'; }"
 
-stop:  ## stop TorchServe
+stop:  ## stop TorchServe and its key supervisor
+	-$(PY) -m client.keys --stop --pid-file $(KEYS_PID)
 	-$(BIN)/torchserve --stop
 
 demo: $(VENV)/.installed  ## example calls against the running server
@@ -88,6 +100,11 @@ evaluate: $(VENV)/.installed  ## reports/DATASET.md, DATASET-newusers.md (fold-i
 loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATION=30s)
 	$(PY) -m loadtest.run --url $(URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
 	  --duration $(DURATION) -- $(LOCUST_ARGS)
+
+soak: DURATION = 75m
+soak: USERS = 10
+soak: $(MAR)  ## Locust mix past the keys' expiry, memory watched (DURATION=75m USERS=10): reports/soak/
+	$(PY) -m loadtest.soak --mar $(MAR) --duration $(DURATION) --users $(USERS) $(SOAK_ARGS)
 
 knee: $(MAR)  ## step load until p99 breaks the SLO: highest rate within it
 	$(PY) -m loadtest.run --url $(URL) --knee -- $(LOCUST_ARGS)

@@ -8,7 +8,9 @@ api.new_user({1: 5, 50: 4.5}, k=10); api.similar(50, k=10)
 The server: ``url`` if given, else ``$MOVIEREC_URL``, else ``inference_address`` of
 ./config.properties, else http://127.0.0.1:8080. The token: the ``inference`` key of
 ./key_file.json, which TorchServe writes in the folder it starts from (``$MOVIEREC_KEY_FILE`` or
-``key_file`` point elsewhere); keys rotate at every start, so a refused token is re-read once.
+``key_file`` point elsewhere). Keys change at every start and whenever they are renewed
+(``python -m client.keys``, which ``make serve`` runs): a refused token is re-read and the
+request retried once.
 """
 
 from __future__ import annotations
@@ -48,19 +50,25 @@ class ClientError(Exception):
         self.field = field
 
 
+def config_value(config: str | Path, key: str) -> str | None:
+    """The value of ``key`` in a TorchServe config.properties, or None (no file, no key)."""
+    try:
+        lines = Path(config).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if sep and not name.lstrip().startswith("#") and name.strip() == key and value.strip():
+            return value.strip()
+    return None
+
+
 def find_url(config: str | Path = "config.properties") -> str:
     """The inference URL: ``$MOVIEREC_URL``, else ``inference_address`` of ``config``, else
     the default."""
     if os.environ.get("MOVIEREC_URL"):
         return os.environ["MOVIEREC_URL"]
-    try:
-        for line in Path(config).read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() == "inference_address" and value.strip():
-                return value.strip()
-    except OSError:
-        pass
-    return DEFAULT_URL
+    return config_value(config, "inference_address") or DEFAULT_URL
 
 
 def read_token(kind: str = "inference", key_file: str | Path | None = None) -> str:
@@ -82,6 +90,30 @@ def read_token(kind: str = "inference", key_file: str | Path | None = None) -> s
         ) from None
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ClientError(0, f"{path}: no {kind!r} key in it ({exc})", "no_key") from None
+
+
+def fresh_token(
+    stale: str | None,
+    kind: str = "inference",
+    key_file: str | Path | None = None,
+    timeout: float = 2.0,
+) -> str:
+    """The ``kind`` key once it differs from ``stale`` (the key just refused), waiting up to
+    ``timeout`` seconds; after that, whatever the file holds.
+
+    TorchServe switches to a new key before it has rewritten key_file.json, and rewrites it in
+    place: a client refused in between reads the old key, or half a file, for a moment.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            token = read_token(kind, key_file)
+            if token != stale or time.monotonic() > deadline:
+                return token
+        except ClientError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _filters(
@@ -138,7 +170,20 @@ class MovieRecClient:
         return client
 
     def request(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
-        """Send one request; returns ``(status, decoded JSON body)`` for any HTTP status."""
+        """Send one request; returns ``(status, decoded JSON body)`` for any HTTP status.
+
+        A refused token (expired, or renewed meanwhile) is re-read from the key file and the
+        request sent once more, unless the token was given to the constructor.
+        """
+        status, answer = self._send(method, path, body)
+        if _is_token_refusal(status, answer) and not self._fixed_token:
+            token = fresh_token(self.token, "inference", self.key_file)
+            if token != self.token:
+                self.token = token
+                status, answer = self._send(method, path, body)
+        return status, answer
+
+    def _send(self, method: str, path: str, body: object | None) -> tuple[int, object]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
             f"{self.url}{path}",
@@ -163,12 +208,6 @@ class MovieRecClient:
         """POST a body to the model and return the answer; raises :class:`ClientError` with
         the server's message, its ``kind`` and the field it named."""
         status, answer = self.request("POST", f"/predictions/{self.model}", body)
-        if _is_token_refusal(status, answer) and not self._fixed_token:
-            # A restarted server wrote new keys: read them once more and retry.
-            token = read_token("inference", self.key_file)
-            if token != self.token:
-                self.token = token
-                status, answer = self.request("POST", f"/predictions/{self.model}", body)
         if status == 200:
             return answer
         if _is_token_refusal(status, answer):
@@ -195,18 +234,22 @@ class MovieRecClient:
         exclude_genres: list[str] | None = None,
         exclude_movie_ids: list[int] | None = None,
         fallback: str | None = None,
+        rank_by: str | None = None,
     ) -> dict:
         """Top-``k`` movies for a known user, or with ``fallback="popular"`` the popular ones
-        for an unknown user: the whole answer (``recommendations``, and ``fallback`` when it
-        was used)."""
+        for an unknown user: the whole answer (``ranked_by``, ``recommendations``, and
+        ``fallback`` when it was used). ``rank_by="rating"`` orders by predicted rating
+        instead of the ranking model."""
         body = {"user_id": user_id, "k": k, **_filters(genres, exclude_genres, exclude_movie_ids)}
         if fallback:
             body["fallback"] = fallback
+        if rank_by:
+            body["rank_by"] = rank_by
         return self.predict(body)
 
     def recommend(self, user_id: int, k: int = 10, **options) -> list[dict]:
         """Like :meth:`top_k` (same options), but only the list of
-        ``{"movie_id", "title", "genres", "score"}``."""
+        ``{"movie_id", "title", "genres", "score", "rating"}``."""
         return self.top_k(user_id, k, **options)["recommendations"]
 
     def new_user(
@@ -217,10 +260,11 @@ class MovieRecClient:
         genres: list[str] | None = None,
         exclude_genres: list[str] | None = None,
         exclude_movie_ids: list[int] | None = None,
+        rank_by: str | None = None,
     ) -> dict:
         """Top-``k`` for a user given by ``{movie_id: rating}`` (and predicted ratings of
-        ``movie_ids``): the whole answer, with ``recommendations``, ``unknown_movie_ids`` and,
-        if asked, ``predictions``."""
+        ``movie_ids``): the whole answer, with ``ranked_by``, ``recommendations``,
+        ``unknown_movie_ids`` and, if asked, ``predictions``."""
         body = {
             "ratings": {str(m): r for m, r in ratings.items()},
             "k": k,
@@ -228,6 +272,8 @@ class MovieRecClient:
         }
         if movie_ids:
             body["movie_ids"] = list(movie_ids)
+        if rank_by:
+            body["rank_by"] = rank_by
         return self.predict(body)
 
     def similar(
@@ -239,7 +285,8 @@ class MovieRecClient:
         exclude_movie_ids: list[int] | None = None,
     ) -> dict:
         """The ``k`` movies most similar to ``movie_id``: the whole answer, with ``movie``
-        and ``recommendations`` (scores are cosine similarities)."""
+        and ``recommendations`` (scores of the ranking model: what a user who liked
+        ``movie_id`` would be recommended)."""
         body = {
             "similar_to": movie_id,
             "k": k,

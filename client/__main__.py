@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rec = sub.add_parser("recommend", parents=[common, filters], help="top-K for a user")
     rec.add_argument("--user", type=int, required=True, help="user id")
     rec.add_argument(
+        "--rank-by",
+        choices=["ranking", "rating"],
+        default=None,
+        help="ranking (default): the ranking model; rating: highest predicted rating first",
+    )
+    rec.add_argument(
         "--fallback",
         choices=["popular"],
         default=None,
@@ -98,6 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         required=True,
         metavar="MOVIE_ID=STARS",
         help="the new user's ratings, e.g. 1=5 50=4.5",
+    )
+    new.add_argument(
+        "--rank-by",
+        choices=["ranking", "rating"],
+        default=None,
+        help="ranking (default): the ranking model; rating: highest predicted rating first",
     )
     new.add_argument(
         "--predict",
@@ -126,13 +138,23 @@ def format_table(headers: list[str], rows: list[list], right: set[int] = frozens
 
 
 def _movie_table(recs: list[dict], score: str) -> str:
+    """One row per movie; a ``predicted`` column too when the entries carry a rating."""
     if not recs:
         return "(no movies: every one is rated, excluded or filtered out)"
+    rated = "rating" in recs[0]
     rows = [
-        [n, r["movie_id"], f"{r['score']:.3f}", r["title"], "|".join(r["genres"])]
+        [n, r["movie_id"], f"{r['score']:.3f}"]
+        + ([f"{r['rating']:.2f}"] if rated else [])
+        + [r["title"], "|".join(r["genres"])]
         for n, r in enumerate(recs, 1)
     ]
-    return format_table(["#", "movie_id", score, "title", "genres"], rows, right={0, 1, 2})
+    headers = ["#", "movie_id", score] + (["predicted"] if rated else []) + ["title", "genres"]
+    return format_table(headers, rows, right={0, 1, 2, 3} if rated else {0, 1, 2})
+
+
+def _score_name(answer: dict) -> str:
+    """What a list's scores are: the ranking model's, or predicted ratings."""
+    return "score" if answer.get("ranked_by") == "ranking" else "predicted"
 
 
 def _model(answer: dict) -> str:
@@ -151,14 +173,16 @@ def _filter_args(args: argparse.Namespace) -> dict:
 def run(api: MovieRecClient, args: argparse.Namespace) -> str:
     """Make the calls of one command and return what to print."""
     if args.command == "recommend":
-        answer = api.top_k(args.user, args.k, **_filter_args(args), fallback=args.fallback)
+        answer = api.top_k(
+            args.user, args.k, **_filter_args(args), fallback=args.fallback, rank_by=args.rank_by
+        )
         if args.json:
             return json.dumps(answer)
         if answer.get("fallback"):
             title = f"User {args.user} is unknown: popular movies instead {_model(answer)}"
             return f"{title}\n{_movie_table(answer['recommendations'], 'bayes avg')}"
         title = f"Top {args.k} for user {args.user} {_model(answer)}"
-        return f"{title}\n{_movie_table(answer['recommendations'], 'predicted')}"
+        return f"{title}\n{_movie_table(answer['recommendations'], _score_name(answer))}"
     if args.command == "rate":
         answers = [api.predict({"user_id": args.user, "movie_id": m}) for m in args.movie]
         if args.json:
@@ -175,17 +199,19 @@ def run(api: MovieRecClient, args: argparse.Namespace) -> str:
             return json.dumps(answer)
         movie = answer["movie"]
         title = f"Movies like {movie['movie_id']} {movie['title']} {_model(answer)}"
-        return f"{title}\n{_movie_table(answer['recommendations'], 'cosine')}"
+        return f"{title}\n{_movie_table(answer['recommendations'], 'score')}"
     if args.command == "new-user":
         ratings = dict(args.ratings)
-        answer = api.new_user(ratings, args.k, args.predict, **_filter_args(args))
+        answer = api.new_user(
+            ratings, args.k, args.predict, **_filter_args(args), rank_by=args.rank_by
+        )
         if args.json:
             return json.dumps(answer)
         lines = [f"Top {args.k} for a new user from {len(ratings)} ratings {_model(answer)}"]
         if answer["unknown_movie_ids"]:
             unknown = ", ".join(map(str, answer["unknown_movie_ids"]))
             lines.append(f"(ignored, unknown to the model: movie ids {unknown})")
-        lines.append(_movie_table(answer["recommendations"], "predicted"))
+        lines.append(_movie_table(answer["recommendations"], _score_name(answer)))
         if answer.get("predictions"):
             rows = [
                 [p["movie_id"], f"{p['rating']:.3f}", p["title"], "|".join(p["genres"])]
@@ -203,6 +229,7 @@ def run(api: MovieRecClient, args: argparse.Namespace) -> str:
             {"user_id": 196, "movie_id": 242},
             {"pairs": [[196, 242], [186, 302]]},
             {"user_id": 196, "k": 3},
+            {"user_id": 196, "k": 3, "rank_by": "rating"},
             {"user_id": 196, "k": 3, "genres": ["Comedy"], "exclude_movie_ids": [169]},
             {"ratings": {"1": 5, "50": 4.5, "99999": 3}, "k": 3, "movie_ids": [242]},
             {"similar_to": 50, "k": 3},
@@ -230,9 +257,11 @@ def explain(exc: ClientError) -> str:
         return f"not found{where}: {exc.message}{hint}"
     if exc.kind == "token":
         return (
-            f"the server refused the token ({exc.message}). TorchServe writes new keys to "
-            "key_file.json in the folder it starts from, at every start; they expire after "
-            "60 minutes. Run from that folder, or give --key-file / MOVIEREC_KEY_FILE."
+            f"the server refused the token ({exc.message}), also after re-reading the key "
+            "file. TorchServe writes new keys to key_file.json in the folder it starts from; "
+            "they expire (token_expiration_min, 60 by default) unless renewed, which the key "
+            "supervisor that make serve starts does (python -m client.keys). Run from that "
+            "folder, or give --key-file / MOVIEREC_KEY_FILE."
         )
     if exc.kind == "unreachable":
         return f"{exc.message}: is TorchServe running (make serve)? Otherwise give --url."

@@ -16,7 +16,9 @@ import os
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
-from handler.protocol import Limits, answer_batch, to_json
+from handler import metrics
+from handler.metrics import answer_by_kind
+from handler.protocol import Limits, to_json
 from model.recommender import Recommender
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,10 @@ class MovieRecHandler(BaseHandler):
         self.initialized = True
 
     def handle(self, data: list, context) -> list[str]:
-        """Answer a batch: one JSON string per request; errors get their own status."""
-        answers = answer_batch(self.recommender, data, self.limits)
+        """Answer a batch: one JSON string per request; errors get their own status. Counts
+        and times each kind of request in movierec's metrics (handler/metrics.py)."""
+        answers, kinds, ms = answer_by_kind(self.recommender, data, self.limits)
+        metrics.record(getattr(context, "metrics", None), answers, kinds, ms)
         out = []
         for idx, (status, body) in enumerate(answers):
             if status != 200:

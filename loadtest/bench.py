@@ -272,11 +272,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     pairs = topk = None
     if not args.skip_micro:
-        model_config = json.loads((artifact_dir / artifact.CONFIG).read_text())["model"]
+        config = json.loads((artifact_dir / artifact.CONFIG).read_text())
         me = psutil.Process()
         mine, machine, wall = sum(me.cpu_times()[:2]), busy_seconds(), time.perf_counter()
         pairs = micro.pairs_request(artifact_dir)
-        topk = micro.top_k_latency(model_config)
+        topk = micro.top_k_latency(config["model"], ranker_config=config.get("ranker"))
         others = (busy_seconds() - machine) - (sum(me.cpu_times()[:2]) - mine)
         context["micro_others_cores"] = max(0.0, others) / (time.perf_counter() - wall)
     context["load_after"] = report.load_average()

@@ -5,9 +5,12 @@
 - a 10,000-pair rating request through ``handle()`` (parse, one forward pass, JSON), with the
   time of each stage;
 - top-K (k=10) latency for one user, and for a batch of 16, over generated catalogues of 1.7k,
-  10k and 62k movies: a FactorModel of the trained model's sizes with random weights and a
-  generated vocabulary (every user rated 20-200 movies), saved as a real artifact and loaded by
-  the handler with the served ``handler:`` settings (torch threads included).
+  10k and 62k movies: a FactorModel of the trained model's sizes and a ranking model of the
+  trained one's sizes (its item-item part pruned to ``PRUNED_NEIGHBORS`` per movie where a
+  dense one would not fit), with random weights, and a generated vocabulary (every user rated
+  20-200 movies), saved as a real artifact and loaded by the handler with the served
+  ``handler:`` settings (torch threads included);
+- a new user's top-K (20 ratings given) on the same catalogues.
 
 Every loop is bounded by a count and a time budget.
 """
@@ -33,6 +36,8 @@ from handler.protocol import Limits, decode_body, parse_request, to_json
 from loadtest.traffic import Catalogue
 from model import artifact
 from model.network import FactorModel, FactorModelConfig
+from model.ranker import Ranker, RankerConfig
+from model.ranker_training import DENSE_ITEM_ITEM_LIMIT, PRUNED_NEIGHBORS
 from model.vocab import Vocabulary
 
 log = logging.getLogger("loadtest.micro")
@@ -159,9 +164,15 @@ def pairs_request(
 
 
 def generated_artifact(
-    directory: Path, num_items: int, like: dict, num_users: int = 2_000, seed: int = 0
+    directory: Path,
+    num_items: int,
+    like: dict,
+    num_users: int = 2_000,
+    seed: int = 0,
+    ranker_like: dict | None = None,
 ) -> Path:
-    """An artifact of a random-weight FactorModel (sizes as ``like``) over a generated catalogue."""
+    """An artifact of a random-weight FactorModel (sizes as ``like``) over a generated
+    catalogue, with a random-weight ranking model of ``ranker_like``'s sizes if given."""
     rng = np.random.default_rng(seed)
     num_genres = 19
     counts = rng.integers(min(20, num_items), min(200, num_items) + 1, num_users)
@@ -174,6 +185,7 @@ def generated_artifact(
         genres=(rng.random((num_items, num_genres)) < 0.15).astype(np.uint8),
         rated_indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         rated_items=np.concatenate(rated).astype(np.int32),
+        rated_ratings=rng.integers(1, 6, counts.sum()).astype(np.float32),
     )
     config = FactorModelConfig(num_users=num_users, num_items=num_items, code_dim=like["code_dim"])
     torch.manual_seed(seed)
@@ -181,8 +193,23 @@ def generated_artifact(
     with torch.no_grad():  # random, non-degenerate weights everywhere, the last layer included
         for param in model.parameters():
             param.normal_(0, 0.1)
+    ranker = None
+    if ranker_like is not None:
+        neighbors = 0 if num_items <= DENSE_ITEM_ITEM_LIMIT else PRUNED_NEIGHBORS
+        fields = {k: v for k, v in ranker_like.items() if k not in ("num_items", "neighbors")}
+        ranker = Ranker(RankerConfig(num_items, neighbors=neighbors, **fields))
+        with torch.no_grad():
+            for param in ranker.dae.parameters():
+                param.normal_(0, 0.05)
+            ranker.neighbor_weights.normal_(0, 0.01)
+            if not ranker.dense:
+                ranker.neighbor_items.copy_(
+                    torch.from_numpy(rng.integers(0, num_items, ranker.neighbor_items.shape))
+                )
     out = directory / f"generated-{num_items}-{like['code_dim']}"
-    artifact.save(out, model, vocab, {"training": {"note": "generated for benchmarks"}}, {})
+    artifact.save(
+        out, model, vocab, {"training": {"note": "generated for benchmarks"}}, {}, ranker=ranker
+    )
     return out
 
 
@@ -193,11 +220,15 @@ def top_k_latency(
     reps: int = 200,
     budget_s: float = 8.0,
     other_dims: tuple[int, ...] = OTHER_DIMS,
+    ranker_config: dict | None = None,
 ) -> list[dict]:
-    """Top-K latency through ``handle()``: one user per call, and a batch of 16 users.
+    """Top-K latency through ``handle()``: one user per call, a batch of 16 users, and one new
+    user given by 20 ratings.
 
     Every catalogue size at the trained model's vector size, and the largest catalogue again
-    at each of ``other_dims`` (what a model that needs bigger vectors would cost)."""
+    at each of ``other_dims`` (what a model that needs bigger vectors would cost). With
+    ``ranker_config`` (the trained ranking model's), lists are ranked by a ranking model of
+    its sizes, as served."""
     results = []
     served = model_config["code_dim"]
     cases = [(size, served) for size in sizes]
@@ -205,8 +236,11 @@ def top_k_latency(
     with tempfile.TemporaryDirectory(prefix="movierec-micro-") as tmp:
         for size, dim in cases:
             like = {**model_config, "code_dim": dim}
-            handler = served_handler(generated_artifact(Path(tmp), size, like))
+            handler = served_handler(
+                generated_artifact(Path(tmp), size, like, ranker_like=ranker_config)
+            )
             user_ids = handler.recommender.vocab.user_ids
+            movie_ids = handler.recommender.vocab.movie_ids
             rng = np.random.default_rng(size)
 
             def one(rng=rng, user_ids=user_ids, handler=handler):
@@ -216,8 +250,14 @@ def top_k_latency(
                 users = rng.choice(user_ids, 16, replace=False).tolist()
                 return _handle(handler, [{"body": {"user_id": u, "k": k}} for u in users])
 
+            def new_user(rng=rng, movie_ids=movie_ids, handler=handler):
+                given = rng.choice(movie_ids, 20, replace=False).tolist()
+                stars = {str(m): float(rng.integers(1, 6)) for m in given}
+                return _handle(handler, [{"body": {"ratings": stars, "k": k}}])
+
             single = timed(one, reps, budget_s)
             batch = timed(sixteen, max(10, reps // 8), budget_s)
+            new = timed(new_user, reps, budget_s)
             results.append(
                 {
                     "movies": size,
@@ -230,17 +270,21 @@ def top_k_latency(
                     "min_ms": single.best,
                     "batch16_p50_ms": batch.p50,
                     "batch16_reps": len(batch.samples_ms),
+                    "new_user_p50_ms": new.p50,
+                    "new_user_p95_ms": new.p95,
+                    "ranker": handler.recommender.ranker is not None,
                 }
             )
             log.info(
                 "top-%d over %d movies, %d-dim vectors: p50 %.2f ms, p95 %.2f ms; "
-                "batch of 16: p50 %.2f ms",
+                "batch of 16: p50 %.2f ms; new user: p50 %.2f ms",
                 k,
                 size,
                 dim,
                 single.p50,
                 single.p95,
                 batch.p50,
+                new.p50,
             )
     return results
 
@@ -248,9 +292,9 @@ def top_k_latency(
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     artifact_dir = REPO / "artifacts" / "ml-100k"
-    config = json.loads((artifact_dir / artifact.CONFIG).read_text())["model"]
+    config = json.loads((artifact_dir / artifact.CONFIG).read_text())
     print(json.dumps(pairs_request(artifact_dir), indent=2))
-    print(json.dumps(top_k_latency(config), indent=2))
+    print(json.dumps(top_k_latency(config["model"], ranker_config=config.get("ranker")), indent=2))
     return 0
 
 

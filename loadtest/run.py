@@ -85,15 +85,17 @@ def run_locust(
     knee: bool = False,
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
+    more_files: list[Path] | None = None,
 ) -> int:
     """Run Locust headless once; returns its exit status (non-zero: SLO missed).
 
     The run is bounded by ``duration`` (Locust's ``--run-time``, which a knee search also
-    obeys) and, should Locust hang, killed one minute later.
+    obeys) and, should Locust hang, killed one minute later. ``more_files`` are loaded beside
+    the locustfile (e.g. :mod:`loadtest.minutes`).
     """
     report_prefix = Path(report_prefix)
     report_prefix.parent.mkdir(parents=True, exist_ok=True)
-    files = f"{LOCUSTFILE},{KNEE}" if knee else str(LOCUSTFILE)
+    files = ",".join(map(str, [LOCUSTFILE, *([KNEE] if knee else []), *(more_files or [])]))
     command = [str(LOCUST), "-f", files, "--headless", "--host", host, "--run-time", duration]
     command += ["--users", str(users), "--spawn-rate", str(spawn_rate)] if not knee else []
     command += ["--csv", str(report_prefix), "--html", f"{report_prefix}.html", "--only-summary"]

@@ -7,7 +7,9 @@
 
 Nothing is trained: a FactorModel of the given shape with random weights over a generated
 catalogue (:func:`loadtest.micro.generated_artifact`; by default ML-25M's 162,541 users and
-59,047 movies, code_dim 500 as one trained member exports at that size) is saved as a real
+59,047 movies, code_dim 500 as one trained member exports at that size), with a ranking model
+of the default sizes (its item-item part pruned to 256 neighbours per movie past 20k movies,
+as training writes it), is saved as a real
 artifact in a temporary folder and archived as ``make archive`` does
 (:func:`train.archive.build`). A private TorchServe (free loopback ports, token auth on, the
 repository's config.properties and handler/model-config.yaml, see :mod:`loadtest.server`) then
@@ -48,6 +50,7 @@ import yaml
 from loadtest import micro, report
 from loadtest.server import Server, ServerError, local_torchserve
 from model import artifact
+from model.ranker import RankerConfig
 from model.vocab import Vocabulary
 from train import archive
 
@@ -67,7 +70,12 @@ def build_mar(work: Path, users: int, movies: int, code_dim: int, seed: int) -> 
     """Generate the artifact under ``work`` and archive it into ``work/model_store``."""
     start = time.perf_counter()
     artifact_dir = micro.generated_artifact(
-        work, movies, like={"code_dim": code_dim}, num_users=users, seed=seed
+        work,
+        movies,
+        like={"code_dim": code_dim},
+        num_users=users,
+        seed=seed,
+        ranker_like=RankerConfig(movies).to_dict(),
     )
     generated_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -81,6 +89,7 @@ def build_mar(work: Path, users: int, movies: int, code_dim: int, seed: int) -> 
         "mar_bytes": mar.stat().st_size,
         "weights_bytes": (artifact_dir / artifact.WEIGHTS).stat().st_size,
         "vocab_bytes": (artifact_dir / artifact.VOCAB).stat().st_size,
+        "ranker_bytes": (artifact_dir / artifact.RANKER).stat().st_size,
     }
 
 
@@ -263,8 +272,10 @@ def markdown(result: dict, command: str) -> str:
         f"{result['load_after']} after",
         "- Software: " + ", ".join(f"{name} {v}" for name, v in m["versions"].items()),
         f"- Model: FactorModel with random weights (seed {s['seed']}), {s['users']:,} users x "
-        f"{s['movies']:,} movies, code_dim {s['code_dim']}, over a generated vocabulary (every "
-        "user rated 20-200 movies); no training, the tensors are those of a trained model",
+        f"{s['movies']:,} movies, code_dim {s['code_dim']}, and a ranking model (Mult-DAE "
+        "600-200, item-item part pruned to 256 neighbours per movie) that orders the top-10, "
+        "over a generated vocabulary (every user rated 20-200 movies); no training, the "
+        "tensors are those of a trained model",
         f"- Served with config.properties and handler/model-config.yaml: {served['minWorkers']} "
         f"workers, batchSize {served['batchSize']}, maxBatchDelay {served['maxBatchDelay']} ms "
         f"(a lone request waits for company that long), {served['torch_threads']} torch thread "
@@ -273,7 +284,8 @@ def markdown(result: dict, command: str) -> str:
         "| what | measured |",
         "|---|---|",
         f"| generate the artifact | {b['generate_s']:.1f} s; weights.pt "
-        f"{b['weights_bytes'] / 1e6:,.1f} MB, vocab.npz {b['vocab_bytes'] / 1e6:,.1f} MB |",
+        f"{b['weights_bytes'] / 1e6:,.1f} MB, ranker.pt {b.get('ranker_bytes', 0) / 1e6:,.1f} "
+        f"MB, vocab.npz {b['vocab_bytes'] / 1e6:,.1f} MB |",
         f"| archive it (`train.archive.build`, as `make archive`) | {b['archive_s']:.1f} s |",
         f"| .mar size | {b['mar_bytes'] / 1e6:,.1f} MB ({b['mar_bytes']:,} bytes) |",
         f"| start-up: TorchServe launched until {up['workers']} of {up['workers']} workers READY "

@@ -143,6 +143,36 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def private_config(
+    model_store: str | Path,
+    model_names: list[str],
+    load_models: str | None = None,
+    config_file: str | Path = CONFIG,
+    settings: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The settings of ``config_file`` with ``settings`` applied, every port a free loopback
+    one, and every path absolute (see :func:`local_torchserve` for the parameters)."""
+    http, mgmt, metrics, grpc, grpc_mgmt, worker = free_ports(6)
+    config = read_config(config_file) | (settings or {})
+    config.update(
+        {
+            "inference_address": f"http://127.0.0.1:{http}",
+            "management_address": f"http://127.0.0.1:{mgmt}",
+            "metrics_address": f"http://127.0.0.1:{metrics}",
+            "grpc_inference_port": str(grpc),
+            "grpc_management_port": str(grpc_mgmt),
+            # Workers talk to the frontend over /tmp/.ts.sock.<port>: keep clear of other servers.
+            "initial_worker_port": str(worker),
+            "model_store": str(Path(model_store).resolve()),
+            "load_models": load_models or ",".join(f"{n}.mar" for n in model_names),
+        }
+    )
+    if config.get("metrics_config"):  # a relative path means: beside the config file
+        beside = Path(config_file).resolve().parent
+        config["metrics_config"] = str(beside / config["metrics_config"])
+    return config
+
+
 @contextmanager
 def local_torchserve(
     model_store: str | Path,
@@ -176,24 +206,11 @@ def local_torchserve(
     owns_home = home is None
     home = Path(tempfile.mkdtemp(prefix="movierec-ts-") if home is None else home)
     home.mkdir(parents=True, exist_ok=True)
-    http, mgmt, metrics, grpc, grpc_mgmt, worker = free_ports(6)
-    config = read_config(config_file) | (settings or {})
-    config.update(
-        {
-            "inference_address": f"http://127.0.0.1:{http}",
-            "management_address": f"http://127.0.0.1:{mgmt}",
-            "metrics_address": f"http://127.0.0.1:{metrics}",
-            "grpc_inference_port": str(grpc),
-            "grpc_management_port": str(grpc_mgmt),
-            # Workers talk to the frontend over /tmp/.ts.sock.<port>: keep clear of other servers.
-            "initial_worker_port": str(worker),
-            "model_store": str(Path(model_store).resolve()),
-            "load_models": load_models or ",".join(f"{n}.mar" for n in model_names),
-        }
-    )
+    config = private_config(model_store, model_names, load_models, config_file, settings)
     (home / "config.properties").write_text("".join(f"{k}={v}\n" for k, v in config.items()))
     # TMPDIR isolates TorchServe's pid file, so a developer's own server is left alone.
-    env = {**os.environ, "TMPDIR": str(home)}
+    # TS_CONFIG_FILE (exported by the venv's activate script) would win over --ts-config.
+    env = {k: v for k, v in os.environ.items() if k != "TS_CONFIG_FILE"} | {"TMPDIR": str(home)}
     with open(home / "torchserve.out", "wb") as out:
         process = subprocess.Popen(
             [
@@ -231,6 +248,39 @@ def local_torchserve(
         log.info("stopped TorchServe on %s", server.url)
         if owns_home:
             shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def key_supervisor(server: Server) -> Iterator[subprocess.Popen]:
+    """Run ``python -m client.keys`` against ``server`` (log: ``keys.log`` in its home) until
+    the block ends; it renews the keys before they expire, as ``make serve`` does."""
+    lifetime = server.config.get("token_expiration_min", "60")
+    with open(server.home / "keys.log", "ab") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "client.keys",
+                "--url",
+                server.management_url,
+                "--key-file",
+                str(server.key_file),
+                "--lifetime-min",
+                lifetime,
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def answers(url: str, token: str, timeout: float = 2.0) -> bool:

@@ -135,8 +135,9 @@ class RatingPairs(Endpoint):
 
 
 class TopK(Endpoint):
-    """``{"user_id", "k"}`` -> ``{"user_id", "recommendations": [{movie_id, title, genres,
-    score}, ...]}``: k distinct unrated movies, best first."""
+    """``{"user_id", "k"}`` -> ``{"user_id", "ranked_by", "recommendations": [{movie_id,
+    title, genres, score, rating}, ...]}``: k distinct unrated movies, best first, each with a
+    predicted rating on the scale (the score is the ranking model's, or the rating itself)."""
 
     name = "top_k"
     k = 10  # a typical home-page row
@@ -154,16 +155,21 @@ class TopK(Endpoint):
         expected = min(body["k"], self.catalogue.vocab.num_items - len(rated))
         if not isinstance(recs, list) or len(recs) != expected:
             return f"expected {expected} recommendations, got {str(recs)[:80]}"
+        if answer.get("ranked_by") not in ("ranking", "rating"):
+            return f"ranked_by is {answer.get('ranked_by')!r}, not ranking or rating"
         scores = []
+        fields = {"movie_id", "title", "genres", "score", "rating"}
         for rec in recs:
-            if not isinstance(rec, dict) or set(rec) != {"movie_id", "title", "genres", "score"}:
+            if not isinstance(rec, dict) or set(rec) != fields:
                 return f"malformed recommendation {str(rec)[:80]}"
             if rec["movie_id"] in rated:
                 return f"recommends movie {rec['movie_id']}, which the user has rated"
             if not isinstance(rec["title"], str) or not isinstance(rec["genres"], list):
                 return f"malformed title or genres in {str(rec)[:80]}"
-            if not self.catalogue.is_rating(rec["score"]):
-                return f"score {rec['score']!r} outside the rating scale"
+            if not self.catalogue.is_rating(rec["rating"]):
+                return f"rating {rec['rating']!r} outside the rating scale"
+            if not isinstance(rec["score"], (int, float)):
+                return f"score {rec['score']!r} is not a number"
             scores.append(rec["score"])
         if len({r["movie_id"] for r in recs}) != len(recs):
             return "a movie is recommended twice"
@@ -232,6 +238,9 @@ class Similar(Endpoint):
 
 # The endpoints the load tests exercise; the locustfile has one user class per entry.
 ENDPOINTS: tuple[type[Endpoint], ...] = (SingleRating, RatingPairs, TopK, NewUser, Similar)
+# Locust's name for an attempt refused for its token (expired, or renewed while on its way) and
+# sent again with the key file's new key: recorded as a success, apart from the endpoints.
+TOKEN_REFRESHED = "token refreshed (retried)"
 
 
 def check_echo(body: dict, answer: object) -> str | None:

@@ -1,4 +1,5 @@
-"""One training run on one split: our model and the baselines, fitted on the same data.
+"""One training run on one split: our model and the baselines, fitted on the same data; and
+the refit of our model on all ratings with the settings that run chose.
 
 Shared by ``python -m train`` (one run, saves the served artifact) and ``python -m
 train.evaluate`` (several seeds and models, writes the report).
@@ -22,6 +23,7 @@ from model.training import (
     AutoRecTrainConfig,
     Encoded,
     TrainConfig,
+    best_epoch,
     encode,
     fit,
     fit_autorec,
@@ -65,13 +67,34 @@ PRESETS: dict[str, dict] = {
 
 @dataclass
 class Prepared:
-    """A split encoded against the dataset's vocabulary."""
+    """A split encoded against a vocabulary that holds its training part.
+
+    ``validation`` and ``test`` are None for all of a dataset's ratings (:func:`prepare_all`);
+    ``trained_on`` says which ratings ``train`` (and the vocabulary's rated sets and
+    popularity statistics) are: ``"split train part"`` or ``"all ratings"``.
+    """
 
     vocab: Vocabulary
     train: Encoded
-    validation: Encoded
-    test: Encoded
+    validation: Encoded | None
+    test: Encoded | None
     rating_scale: tuple[float, float]
+    trained_on: str = "split train part"
+
+    def holdings(self) -> dict:
+        """Which ratings a model fitted on ``train`` and its vocabulary hold, with counts:
+        what config.json and metrics.json record as ``trained_on``."""
+        return {
+            "ratings": self.trained_on,
+            "count": len(self.train),
+            "users": int(np.count_nonzero(np.diff(self.vocab.rated_indptr))),
+            "movies": int(np.count_nonzero(self.vocab.rating_count)),
+            "not_held": {
+                part: len(d)
+                for part, d in (("validation", self.validation), ("test", self.test))
+                if d is not None
+            },
+        }
 
     @property
     def item_ratings(self) -> ItemRatings:
@@ -86,11 +109,31 @@ class Prepared:
 
 
 def prepare(dataset: Dataset, split: Split) -> Prepared:
-    """Build the vocabulary from *all* ratings (so serving excludes everything a user rated)
-    and encode the three parts of ``split`` with it."""
-    vocab = Vocabulary.build(dataset.ratings, dataset.movies, dataset.genre_names)
+    """Encode the three parts of ``split`` against a vocabulary that indexes every user and
+    movie of the dataset (the same indices for every split; any of them can be asked about)
+    but holds only the training part: the rated sets that served top-K excludes and the
+    popularity statistics are those of the ratings the model learns from, so an artifact
+    trained on a split, served, ranks exactly as the offline evaluation does."""
+    vocab = Vocabulary.build(
+        split.train, dataset.movies, dataset.genre_names, ids_from=dataset.ratings
+    )
     parts = (encode(f, vocab) for f in (split.train, split.validation, split.test))
     return Prepared(vocab, *parts, rating_scale=dataset.rating_scale)
+
+
+def prepare_all(dataset: Dataset) -> Prepared:
+    """All of the dataset's ratings as the training part, nothing held out: for the refit of
+    a model whose settings were chosen on a split (:func:`refit_autorec`). Indices are the
+    same as :func:`prepare`'s for any split of ``dataset``."""
+    vocab = Vocabulary.build(dataset.ratings, dataset.movies, dataset.genre_names)
+    return Prepared(
+        vocab,
+        encode(dataset.ratings, vocab),
+        None,
+        None,
+        rating_scale=dataset.rating_scale,
+        trained_on="all ratings",
+    )
 
 
 @dataclass
@@ -200,27 +243,14 @@ def run_autorec(
     The served model is then made as small as the validation data allows
     (:func:`smallest_projection`, within ``serve_tolerance`` of the full model's validation
     RMSE; None serves the full vectors); ``result.projection`` says what was chosen."""
-    item_ratings = data.item_ratings
     started = time.perf_counter()
-    served, histories = [], []
-    for member in range(members):
-        config = dataclasses.replace(train_config, seed=train_config.seed + 1000 * member)
-        torch.manual_seed(config.seed)
-        net = ItemAutoRec(model_config, torch.from_numpy(data.vocab.genres))
-        path = f"{checkpoint}.{member}" if checkpoint and members > 1 else checkpoint
-        histories.append(
-            fit_autorec(
-                net,
-                item_ratings,
-                data.validation,
-                config,
-                progress=progress,
-                checkpoint=path,
-                device=device,
-            )
-        )
-        served.append(net.export(item_ratings))
-    model = average_factor_models(served)
+    configs = [
+        dataclasses.replace(train_config, seed=train_config.seed + 1000 * member)
+        for member in range(members)
+    ]
+    model, histories = _train_members(
+        data, model_config, configs, data.validation, progress, checkpoint, device
+    )
     projection = None
     if serve_tolerance is not None:
         model, projection = smallest_projection(model, data, serve_tolerance)
@@ -232,6 +262,89 @@ def run_autorec(
     result.member_histories = histories
     result.projection = projection
     return result
+
+
+def refit_autorec(
+    data: Prepared,
+    model_config: AutoRecConfig,
+    train_config: AutoRecTrainConfig,
+    selection: RunResult,
+    progress: bool = False,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+) -> RunResult:
+    """Train our model again on ``data`` (all ratings, :func:`prepare_all`) with what the
+    selection run ``selection`` (:func:`run_autorec` on a split, same configs) chose on
+    validation data: the same sizes, options and member seeds, each member for the number
+    of epochs that was its best there, without early stopping (nothing is held out), and
+    the average projected to the served size chosen there.
+
+    The result has no scores: there is nothing left to score it on; the selection run's
+    figures are the estimate of its quality. ``result.projection`` records the served size
+    and that it was chosen by the selection run."""
+    model_config = dataclasses.replace(
+        model_config,
+        num_users=data.vocab.num_users,
+        num_items=data.vocab.num_items,
+        global_mean=float(data.train.rating.mean()),
+    )
+    epochs = [best_epoch(history) for history in selection.member_histories]
+    configs = [
+        dataclasses.replace(train_config, seed=train_config.seed + 1000 * member, epochs=n)
+        for member, n in enumerate(epochs)
+    ]
+    started = time.perf_counter()
+    model, histories = _train_members(
+        data, model_config, configs, None, progress, checkpoint, device
+    )
+    projection = None
+    if selection.projection is not None:
+        served_dim = selection.projection["served_dim"]
+        if served_dim < model.config.code_dim:
+            model = project(model, served_dim, principal_directions(model)).eval()
+        projection = {
+            "code_dim": selection.projection["code_dim"],
+            "served_dim": model.config.code_dim,
+            "chosen_on": "validation RMSE of the selection run",
+        }
+    result = RunResult(
+        selection.name, model, histories[0], time.perf_counter() - started, projection=projection
+    )
+    result.member_histories = histories
+    return result
+
+
+def _train_members(
+    data: Prepared,
+    model_config: AutoRecConfig,
+    configs: list[AutoRecTrainConfig],
+    validation: Encoded | None,
+    progress: bool,
+    checkpoint: str | None,
+    device: str,
+) -> tuple[FactorModel, list[list[dict]]]:
+    """One autoencoder per config, trained on ``data.train`` (early stopping on
+    ``validation`` unless None), exported and averaged; returns the average and each
+    member's history."""
+    item_ratings = data.item_ratings
+    served, histories = [], []
+    for member, config in enumerate(configs):
+        torch.manual_seed(config.seed)
+        net = ItemAutoRec(model_config, torch.from_numpy(data.vocab.genres))
+        path = f"{checkpoint}.{member}" if checkpoint and len(configs) > 1 else checkpoint
+        histories.append(
+            fit_autorec(
+                net,
+                item_ratings,
+                validation,
+                config,
+                progress=progress,
+                checkpoint=path,
+                device=device,
+            )
+        )
+        served.append(net.export(item_ratings))
+    return average_factor_models(served), histories
 
 
 def smallest_projection(

@@ -73,8 +73,13 @@ class UserDAE(nn.Module):
 
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         x = F.normalize(history, dim=1)
-        x = F.dropout(x, self.dropout, self.training)
-        return self.decoder(self.encoder(x))
+        if self.training:
+            return self.decoder(self.encoder(F.dropout(x, self.dropout)))
+        # Serving: a history holds a few hundred of the catalogue's movies, so the first layer
+        # reads only their columns (nnz x hidden instead of N x hidden per user).
+        first = self.encoder[0]
+        hidden = torch.sparse.mm(x.to_sparse(), first.weight.T) + first.bias
+        return self.decoder(self.encoder[2](self.encoder[1](hidden)))
 
 
 def _z(scores: torch.Tensor) -> torch.Tensor:
@@ -98,52 +103,41 @@ class Ranker(nn.Module):
         self.config = config
         n = config.num_items
         self.dae = UserDAE(n, config.hidden_dim, config.latent_dim, config.dropout)
-        width = config.neighbors if 0 < config.neighbors < n else n
-        # Row j keeps its `width` largest weights (all of them when dense): (N, width) each.
-        self.register_buffer("neighbor_items", torch.zeros(n, width, dtype=torch.int32))
+        self.dense = not 0 < config.neighbors < n
+        # Dense: B itself (N, N). Pruned: row j's `neighbors` largest weights and their movies,
+        # (N, neighbors) each.
+        width = n if self.dense else config.neighbors
         self.register_buffer("neighbor_weights", torch.zeros(n, width))
-        self._item_item: torch.Tensor | None = None
+        self.register_buffer(
+            "neighbor_items", torch.zeros(0 if self.dense else n, width, dtype=torch.int32)
+        )
         if item_item is not None:
             self.set_item_item(item_item)
 
-    @property
-    def dense(self) -> bool:
-        return self.neighbor_items.shape[1] == self.config.num_items
-
     @torch.no_grad()
-    def set_item_item(self, weights: torch.Tensor) -> None:
-        """Keep ``weights`` (N, N), pruned to each row's strongest ``config.neighbors``."""
+    def set_item_item(self, weights: torch.Tensor, items: np.ndarray | None = None) -> None:
+        """Keep the item-item matrix, pruned to each row's strongest ``config.neighbors``.
+
+        ``weights`` is (N, N); or (M, M) between the movies ``items`` (M,) only, when the
+        closed form was solved on part of a large catalogue: the other movies' rows and
+        columns are then zero."""
         weights = weights.float()
+        if items is not None:
+            items = torch.as_tensor(np.asarray(items, dtype=np.int64))
         if self.dense:
-            self.neighbor_weights.copy_(weights)
-            self.neighbor_items.copy_(torch.arange(self.config.num_items).expand_as(weights))
-        else:
-            top = torch.topk(weights.abs(), self.neighbor_items.shape[1], dim=1).indices
-            self.neighbor_items.copy_(top.int())
-            self.neighbor_weights.copy_(torch.gather(weights, 1, top))
-        self._item_item = None
-
-    def _matrix(self) -> torch.Tensor:
-        """B as a dense tensor, or Bᵀ as a sparse tensor when pruned (built once)."""
-        if self._item_item is None:
-            if self.dense:
-                self._item_item = self.neighbor_weights
+            if items is None:
+                self.neighbor_weights.copy_(weights)
             else:
-                n, width = self.neighbor_items.shape
-                rows = torch.arange(n).repeat_interleave(width)
-                cols = self.neighbor_items.reshape(-1).long()
-                transposed = torch.sparse_coo_tensor(
-                    torch.stack([cols, rows]),
-                    self.neighbor_weights.reshape(-1),
-                    (n, n),
-                    check_invariants=True,  # once, at load: indices come from a file
-                )
-                self._item_item = transposed.coalesce()
-        return self._item_item
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._item_item = None
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+                self.neighbor_weights.zero_()
+                self.neighbor_weights[items[:, None], items[None, :]] = weights
+            return
+        width = min(self.neighbor_items.shape[1], weights.shape[1])
+        top = torch.topk(weights.abs(), width, dim=1).indices  # (M, width), within `weights`
+        rows = slice(None) if items is None else items
+        self.neighbor_items.zero_()
+        self.neighbor_weights.zero_()
+        self.neighbor_items[rows, :width] = (top if items is None else items[top]).int()
+        self.neighbor_weights[rows, :width] = torch.gather(weights, 1, top)
 
     # ------------------------------------------------------------------ histories
 
@@ -174,11 +168,27 @@ class Ranker(nn.Module):
 
     @torch.no_grad()
     def item_item_scores(self, history: torch.Tensor) -> torch.Tensor:
-        """``x B``: (B, N) -> (B, N)."""
-        matrix = self._matrix()
+        """``x B``: (B, N) -> (B, N), reading only the rows of B of the movies in ``x``
+        (nnz x N dense, nnz x neighbors pruned) rather than all of B."""
+        rows, movies = history.nonzero(as_tuple=True)
+        values = history[rows, movies]
         if self.dense:
-            return history @ matrix
-        return torch.sparse.mm(matrix, history.T.contiguous()).T
+            sparse = torch.sparse_coo_tensor(  # nonzero() gives sorted, unique indices
+                torch.stack([rows, movies]),
+                values,
+                history.shape,
+                is_coalesced=True,
+                check_invariants=False,
+            )
+            return torch.sparse.mm(sparse, self.neighbor_weights)
+        targets = self.neighbor_items[movies].long()  # (nnz, width)
+        out = torch.zeros_like(history)
+        out.index_put_(
+            (rows[:, None].expand_as(targets), targets),
+            self.neighbor_weights[movies] * values[:, None],
+            accumulate=True,
+        )
+        return out
 
     @torch.no_grad()
     def deep_scores(self, history: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,11 +29,16 @@ from tqdm import tqdm
 from model.network import FactorModel
 from model.peers.ease import ease_weights
 from model.ranker import LIKED, Ranker, RankerConfig, _z
+from model.training import EarlyStopping, _save_atomic, _step, _world
 
 log = logging.getLogger(__name__)
 
 # The validation measure every choice is made on (it rewards order inside the top-10).
 SELECTION_METRIC = "ndcg@10"
+# The item-item part is served dense up to this many movies (B takes N² x 4 bytes: 1.6 GB at
+# 20k); above it each movie keeps its PRUNED_NEIGHBORS strongest weights (62k movies: 127 MB).
+DENSE_ITEM_ITEM_LIMIT = 20_000
+PRUNED_NEIGHBORS = 256
 
 
 @dataclass
@@ -45,9 +51,9 @@ class RankerTrainConfig:
     learning_rate: float = 1e-3  # Adam, as in Liang et al. 2018
     seed: int = 0
     l2_grid: tuple[float, ...] = (200.0, 400.0, 800.0, 1600.0)  # λ of the item-item part
-    deep_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    deep_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
     # The predicted rating's weight: z-scores spread over ~10 units per list, stars over 1-4.
-    rating_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
+    rating_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -73,9 +79,17 @@ def _dense(x: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x[rows].toarray())
 
 
-def fit_item_item(x: sp.csr_matrix, l2: float) -> torch.Tensor:
-    """The item-item matrix B (N, N) float32 of history matrix ``x`` (see model.peers.ease)."""
-    return torch.from_numpy(ease_weights(x, l2).astype(np.float32))
+def fit_item_item(
+    x: sp.csr_matrix, l2: float, max_items: int = DENSE_ITEM_ITEM_LIMIT
+) -> tuple[torch.Tensor, np.ndarray | None]:
+    """The item-item matrix B float32 of history matrix ``x`` (see model.peers.ease), and the
+    movies it is between: all N (None), or, past ``max_items`` movies, the ``max_items`` most
+    rated ones (the closed form inverts an M x M matrix: 8 M² bytes, 3.2 GB at 20k)."""
+    if x.shape[1] <= max_items:
+        return torch.from_numpy(ease_weights(x, l2).astype(np.float32)), None
+    counts = np.diff(x.tocsc().indptr)
+    items = np.sort(np.argsort(-counts, kind="stable")[:max_items])
+    return torch.from_numpy(ease_weights(x[:, items], l2).astype(np.float32)), items
 
 
 def train_deep(
@@ -86,48 +100,90 @@ def train_deep(
     validate: Callable[[], float] | None = None,
     epochs: int | None = None,
     progress: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> list[dict]:
     """Train ``ranker.dae`` on the users of ``x`` with a multinomial likelihood.
 
     With ``validate`` (a validation score, higher is better) it stops after
     ``config.patience`` epochs without a gain and keeps the best epoch's weights; without it,
-    it runs ``epochs`` epochs. Returns one row per epoch."""
+    it runs ``epochs`` epochs and keeps the last. Returns one row per epoch.
+
+    It shares the rating model's machinery (:mod:`model.training`): early stopping,
+    the refusal of a non-finite loss, a ``checkpoint`` written after every epoch and resumed
+    from when it exists, and, under ``torchrun``, DistributedDataParallel with each rank
+    encoding its share of every step of ``world x batch_size`` users."""
+    rank, world = _world()
+    dae = ranker.dae
+    net = torch.nn.parallel.DistributedDataParallel(dae) if world > 1 else dae
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    dae = ranker.dae
     optimizer = torch.optim.Adam(dae.parameters(), lr=config.learning_rate)
     active = np.flatnonzero(np.diff(x.indptr) > 0)  # users with a history
-    history, best, best_state, stale = [], -np.inf, None, 0
-    for epoch in range(1, (epochs or config.epochs) + 1):
+    # EarlyStopping keeps the lowest figure: it is given the negated validation score.
+    stopping, history, first_epoch = EarlyStopping(dae, config.patience), [], 1
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        dae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["dropout_rng"])  # the encoder's dropout draws from it
+        history, stopping.best_state = state["history"], state["best_state"]
+        stopping.best_rmse, stopping.stale = state["best"], state["stale"]
+        first_epoch = len(history) + 1
+        log.info("ranker: resuming from %s after epoch %d", checkpoint, len(history))
+        if validate is not None and stopping.should_stop:
+            first_epoch = (epochs or config.epochs) + 1  # it had already stopped early
+    step = config.batch_size * world
+    for epoch in range(first_epoch, (epochs or config.epochs) + 1):
         started = time.perf_counter()
         dae.train()
         order = active[torch.randperm(len(active), generator=generator).numpy()]
         total = 0.0
-        batches = range(0, len(order), config.batch_size)
-        for start in tqdm(batches, desc=f"ranker epoch {epoch}", disable=not progress, leave=False):
-            rows = order[start : start + config.batch_size]
-            logits = dae(_dense(x, rows))
-            loss = -(F.log_softmax(logits, 1) * _dense(targets, rows)).sum(1).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"ranker epoch {epoch}: the loss is {loss.item()}")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(rows)
-        row = {"epoch": epoch, "loss": total / len(order), "seconds": time.perf_counter() - started}
+        batches = range(0, len(order), step)
+        for start in tqdm(
+            batches, desc=f"ranker epoch {epoch}", disable=not progress or rank > 0, leave=False
+        ):
+            rows = order[start : start + step][rank::world]  # this rank's share of the step
+            logits = net(_dense(x, rows))
+            loss = -(F.log_softmax(logits, 1) * _dense(targets, rows)).sum(1).sum()
+            # Scaled so that averaged gradients match one process stepping on all users.
+            _step(optimizer, loss * world / len(order[start : start + step]), f"ranker {epoch}")
+            total += loss.item()
+        row = {"epoch": epoch, "loss": total * world / len(order)}
+        improved = False
         if validate is not None:
             row[f"val_{SELECTION_METRIC}"] = score = validate()
-            if score > best:
-                best, stale = score, 0
-                best_state = {k: v.detach().clone() for k, v in dae.state_dict().items()}
-            else:
-                stale += 1
+            improved = stopping.update(dae, -score)
+        row["seconds"] = time.perf_counter() - started
         history.append(row)
-        log.info("ranker epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
-        if validate is not None and stale >= config.patience:
+        log.info(
+            "ranker epoch %2d  loss %.2f  %s  %.1fs%s",
+            epoch,
+            row["loss"],
+            f"val {SELECTION_METRIC} {row.get(f'val_{SELECTION_METRIC}', float('nan')):.4f}",
+            row["seconds"],
+            "  *" if improved else "",
+        )
+        if checkpoint is not None and rank == 0:
+            _save_atomic(
+                {
+                    "model": dae.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "dropout_rng": torch.get_rng_state(),
+                    "history": history,
+                    "best_state": stopping.best_state,
+                    "best": stopping.best_rmse,
+                    "stale": stopping.stale,
+                },
+                checkpoint,
+            )
+        if validate is not None and stopping.should_stop:
+            log.info("ranker: early stop, no validation gain for %d epochs", config.patience)
             break
-    if best_state is not None:
-        dae.load_state_dict(best_state)
+    if validate is not None:
+        dae.load_state_dict(stopping.best_state)
     dae.eval()
     return history
 
@@ -146,6 +202,7 @@ def fit_ranker(
     model_config: RankerConfig,
     config: RankerTrainConfig,
     progress: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> tuple[Ranker, dict]:
     """Train the ranking model on ``data.train`` (a :class:`model.experiment.Prepared`),
     choosing λ, the deep part's epochs and the blend weights on ``data.validation``.
@@ -162,28 +219,40 @@ def fit_ranker(
     info: dict = {"l2_grid": [], "weight_grid": []}
 
     started = time.perf_counter()
-    best = None
+    neighbors = model_config.neighbors or (
+        0 if n_items <= DENSE_ITEM_ITEM_LIMIT else PRUNED_NEIGHBORS
+    )
+    model_config = dataclasses.replace(
+        model_config, deep_weight=0.0, rating_weight=0.0, neighbors=neighbors
+    )
+    torch.manual_seed(config.seed)
+    ranker, best = Ranker(model_config), None
     for l2 in config.l2_grid:
-        weights = fit_item_item(x, l2)
-        figures = validate(lambda u, w=weights: _dense(x, u) @ w)
+        ranker.set_item_item(*fit_item_item(x, l2))  # scored as it will be served
+        figures = validate(lambda u: ranker.item_item_scores(_dense(x, u)))
         info["l2_grid"].append({"l2": l2, **figures})
         log.info("ranker item-item λ=%g: %s %.4f", l2, SELECTION_METRIC, figures[SELECTION_METRIC])
         if best is None or figures[SELECTION_METRIC] > best[0]:
-            best = (figures[SELECTION_METRIC], l2, weights)
-        del weights
-    model_config = dataclasses.replace(model_config, l2=best[1], deep_weight=0.0, rating_weight=0.0)
-    torch.manual_seed(config.seed)
-    ranker = Ranker(model_config, best[2])
+            best = (figures[SELECTION_METRIC], l2)
+    if best[1] != config.l2_grid[-1]:
+        ranker.set_item_item(*fit_item_item(x, best[1]))
+    ranker.config = dataclasses.replace(ranker.config, l2=best[1])
     info["item_item_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()
     deep = lambda u: ranker.deep_scores(_dense(x, u))
     info["history"] = train_deep(
-        ranker, x, targets, config, lambda: validate(deep)[SELECTION_METRIC], progress=progress
+        ranker,
+        x,
+        targets,
+        config,
+        lambda: validate(deep)[SELECTION_METRIC],
+        progress=progress,
+        checkpoint=checkpoint,
     )
     info["deep_seconds"] = time.perf_counter() - started
     scores = [row[f"val_{SELECTION_METRIC}"] for row in info["history"]]
-    info["best_epoch"] = int(np.argmax(scores)) + 1
+    info["best_epoch"] = int(np.argmax(scores)) + 1  # the first of equals, as EarlyStopping
 
     # The parts once for every user, then every blend of them (elementwise work only).
     item_item = _all_user_scores(lambda u: _z(ranker.item_item_scores(_dense(x, u))), n_users)
@@ -226,6 +295,7 @@ def refit_ranker(
     config: RankerTrainConfig,
     epochs: int,
     progress: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> Ranker:
     """Train ``model_config`` (λ and weights already chosen) on these ratings for ``epochs``
     epochs of the deep part, with no validation: the refit of the served archive."""
@@ -233,6 +303,7 @@ def refit_ranker(
     x = history_matrix(*args, model_config.low_weight)
     targets = history_matrix(*args, model_config.target_low_weight)
     torch.manual_seed(config.seed)
-    ranker = Ranker(model_config, fit_item_item(x, model_config.l2))
-    train_deep(ranker, x, targets, config, epochs=epochs, progress=progress)
+    ranker = Ranker(model_config)
+    ranker.set_item_item(*fit_item_item(x, model_config.l2))
+    train_deep(ranker, x, targets, config, epochs=epochs, progress=progress, checkpoint=checkpoint)
     return ranker.eval()

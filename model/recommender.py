@@ -139,6 +139,29 @@ class Recommender:
         cfg = self.model.config
         return np.clip(raw, cfg.min_rating, cfg.max_rating).astype(np.float32, copy=False)
 
+    def _rated(self, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every rated item of the users at once, CSR rows flattened: (rows into
+        ``user_idx``, item indices, positions in ``vocab.rated_items``)."""
+        starts, stops = self.vocab.rated_indptr[user_idx], self.vocab.rated_indptr[user_idx + 1]
+        counts = stops - starts
+        flat = np.repeat(starts, counts) + (
+            np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        )
+        return np.repeat(np.arange(len(user_idx)), counts), self.vocab.rated_items[flat], flat
+
+    @torch.no_grad()
+    def score_users(self, user_idx: np.ndarray, rank_by: str = "ranking") -> torch.Tensor:
+        """What known users' lists are ordered by, for every movie: (B,) -> (B, N). The
+        ranking model's scores (``rank_by="ranking"`` and a ranker) or predicted ratings."""
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        scores = self.model.score_all(torch.from_numpy(user_idx))  # (B, N)
+        if self._rank_by(rank_by):
+            rows, rated, flat = self._rated(user_idx)
+            stars = self.vocab.rated_stars(flat)
+            history = self.ranker.history_rows(rows, rated, stars, len(user_idx))
+            scores = self.ranker.scores(history, scores)
+        return scores
+
     @torch.no_grad()
     def top_k_indices(
         self,
@@ -151,24 +174,12 @@ class Recommender:
 
         Returns ``(items, scores)``, both (B, k'), k' = min(k, num_items), best first; where a
         user has fewer than k' eligible items the tail is padded with item -1 and score NaN.
-        Scores are the ranking model's (``rank_by="ranking"`` and a ranker) or predicted
-        ratings; :meth:`predict_indices` gives the listed movies' ratings.
+        Scores are :meth:`score_users`'; :meth:`predict_indices` gives the listed movies'
+        ratings.
         """
         user_idx = np.asarray(user_idx, dtype=np.int64)
-        scores = self.model.score_all(torch.from_numpy(user_idx))  # (B, N)
-        # Every rated item at once: CSR rows of the batch's users, flattened.
-        starts, stops = self.vocab.rated_indptr[user_idx], self.vocab.rated_indptr[user_idx + 1]
-        counts = stops - starts
-        flat = np.repeat(starts, counts) + (
-            np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        )
-        rated = self.vocab.rated_items[flat]
-        rows = np.repeat(np.arange(len(user_idx)), counts)
-        if self._rank_by(rank_by):
-            stars = self.vocab.rated_stars(flat)
-            history = self.ranker.history_rows(rows, rated, stars, len(user_idx))
-            scores = self.ranker.scores(history, scores)
-        return self._top_k(scores, rows, rated, k, filters)
+        rows, rated, _ = self._rated(user_idx)
+        return self._top_k(self.score_users(user_idx, rank_by), rows, rated, k, filters)
 
     # ------------------------------------------------------------------ new users
 

@@ -51,6 +51,10 @@ class Encoded:
         return len(self.rating)
 
 
+# Smallest fall of validation RMSE that counts as an improvement (early stopping).
+MIN_IMPROVEMENT = 1e-5
+
+
 class EarlyStopping:
     """Keeps the best-on-validation weights and says when ``patience`` epochs brought none.
 
@@ -65,7 +69,7 @@ class EarlyStopping:
 
     def update(self, model: torch.nn.Module, val_rmse: float) -> bool:
         """Record an epoch's validation RMSE; returns whether it improved on the best."""
-        if val_rmse < self.best_rmse - 1e-5:
+        if val_rmse < self.best_rmse - MIN_IMPROVEMENT:
             self.best_rmse, self.best_state, self.stale = (
                 val_rmse,
                 copy.deepcopy(model.state_dict()),
@@ -80,6 +84,18 @@ class EarlyStopping:
         return self.stale >= self.patience
 
 
+def best_epoch(history: list[dict]) -> int:
+    """The epoch (1-based) whose weights early stopping restored: the last one that improved
+    validation RMSE by more than :data:`MIN_IMPROVEMENT`."""
+    best, best_rmse = 0, math.inf
+    for row in history:
+        if row["val_rmse"] < best_rmse - MIN_IMPROVEMENT:
+            best, best_rmse = row["epoch"], row["val_rmse"]
+    if best == 0:
+        raise ValueError("the history has no epoch with a finite validation RMSE")
+    return best
+
+
 def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, where: str) -> None:
     """One optimizer step; refuses a non-finite loss instead of training a broken model."""
     if not torch.isfinite(loss):
@@ -92,12 +108,16 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, where: str) -> N
 def _log_epoch(row: dict, improved: bool) -> None:
     """One line per epoch: errors, time, throughput when known, a star on improvement."""
     speed = f" ({row['samples_per_second']:.0f} ratings/s)" if "samples_per_second" in row else ""
+    val = (
+        f"  val rmse {row['val_rmse']:.4f}  val mae {row['val_mae']:.4f}"
+        if "val_rmse" in row
+        else ""
+    )
     log.info(
-        "epoch %2d  train rmse %.4f  val rmse %.4f  val mae %.4f  %.1fs%s%s",
+        "epoch %2d  train rmse %.4f%s  %.1fs%s%s",
         row["epoch"],
         row["train_rmse"],
-        row["val_rmse"],
-        row["val_mae"],
+        val,
         row["seconds"],
         speed,
         "  *" if improved else "",
@@ -221,7 +241,7 @@ def _save_atomic(state: dict, path: Path) -> None:
 def fit_autorec(
     model: ItemAutoRec,
     train: ItemRatings,
-    validation: Encoded,
+    validation: Encoded | None,
     config: AutoRecTrainConfig,
     progress: bool = True,
     checkpoint: str | Path | None = None,
@@ -233,6 +253,10 @@ def fit_autorec(
     kernel_l2/2 |K|^2``, with the penalty spread over the batches of an epoch. Returns the
     per-epoch history (``train_rmse`` on the epoch's batches, ``val_rmse``, ``val_mae``,
     ``seconds``).
+
+    ``validation`` None (a refit on all ratings, with nothing held out): exactly
+    ``config.epochs`` epochs, no early stopping, the last epoch's weights kept, and no
+    validation figures in the history.
 
     ``checkpoint``: after every epoch the whole training state (weights, optimizer, random
     generators, history, best weights) is written there; if the file exists when training
@@ -309,18 +333,18 @@ def fit_autorec(
             squared_error += sse.item()
             count += len(values)
         train_seconds = time.perf_counter() - started
-        scores = evaluate(model.export(train), validation)
-        row = {
-            "epoch": epoch,
-            "train_rmse": math.sqrt(squared_error / max(count, 1)),
-            "val_rmse": scores["rmse"],
-            "val_mae": scores["mae"],
+        row = {"epoch": epoch, "train_rmse": math.sqrt(squared_error / max(count, 1))}
+        if validation is not None:
+            scores = evaluate(model.export(train), validation)
+            row |= {"val_rmse": scores["rmse"], "val_mae": scores["mae"]}
+        row |= {
             "seconds": time.perf_counter() - started,
             # Ratings seen per second of this process's optimization steps (no evaluation).
             "samples_per_second": count / train_seconds,
         }
         history.append(row)
-        _log_epoch(row, stopping.update(model, row["val_rmse"]))
+        improved = validation is not None and stopping.update(model, row["val_rmse"])
+        _log_epoch(row, improved)
         if checkpoint is not None and rank == 0:
             _save_atomic(
                 {
@@ -337,6 +361,7 @@ def fit_autorec(
         if stopping.should_stop:
             log.info("early stop: no validation gain for %d epochs", config.patience)
             break
-    model.load_state_dict(stopping.best_state)
+    if validation is not None:
+        model.load_state_dict(stopping.best_state)
     model.eval()
     return history

@@ -1,6 +1,10 @@
 """Id vocabulary: raw MovieLens ids <-> dense indices, movie metadata, who rated what, and each
 movie's rating count and mean (for popularity rankings).
 
+The index maps may cover more ratings than the rest: a model trained on a split knows every
+user and movie of the dataset, but holds (and excludes from top-K as already seen) only the
+ratings it was trained on.
+
 It is saved as one ``vocab.npz`` of plain arrays (no pickle), which travels inside the .mar.
 Naming: ``user_id``/``movie_id`` are raw MovieLens ids; ``user_idx``/``item_idx`` dense indices.
 """
@@ -56,15 +60,40 @@ class Vocabulary:
 
     @classmethod
     def build(
-        cls, ratings: pd.DataFrame, movies: pd.DataFrame, genre_names: tuple[str, ...]
+        cls,
+        ratings: pd.DataFrame,
+        movies: pd.DataFrame,
+        genre_names: tuple[str, ...],
+        ids_from: pd.DataFrame | None = None,
     ) -> Vocabulary:
-        """Build from all known ratings (users, rated sets, per-movie rating count and mean;
-        columns ``user_id``, ``movie_id``, ``rating``) and the movie catalogue.
+        """Build from the ratings it holds and the movie catalogue.
 
-        Every movie of the catalogue gets an index, rated or not, so top-K covers the catalogue.
+        Parameters
+        ----------
+        ratings : pandas.DataFrame
+            Columns ``user_id``, ``movie_id``, ``rating``: the ratings the vocabulary *holds*,
+            that is each user's rated set (what serving excludes from their top-K) and each
+            movie's rating count and mean (popularity). For a model trained on a split, its
+            training part.
+        movies : pandas.DataFrame
+            The catalogue: every movie gets an index, rated or not, so top-K covers it.
+        genre_names : tuple of str
+        ids_from : pandas.DataFrame, optional
+            Ratings whose users and movies get the indices (default: ``ratings``); it must
+            cover every user and movie of ``ratings``. Give the whole dataset so that indices
+            are the same for every split of it and every user and movie can be asked about;
+            users with no rating in ``ratings`` get empty rated sets, movies a count of 0.
+
+        Raises
+        ------
+        ValueError
+            ``ratings`` has a user or movie that ``ids_from`` lacks.
         """
-        movie_ids = np.union1d(movies["movie_id"].to_numpy(), ratings["movie_id"].to_numpy())
-        user_ids = np.unique(ratings["user_id"].to_numpy())
+        covered = ids_from is None  # ratings cover themselves: no need to check
+        if ids_from is None:
+            ids_from = ratings
+        movie_ids = np.union1d(movies["movie_id"].to_numpy(), ids_from["movie_id"].to_numpy())
+        user_ids = np.unique(ids_from["user_id"].to_numpy())
         meta = movies.set_index("movie_id").reindex(movie_ids)
         titles = meta["title"].fillna("").to_numpy(dtype=str)
         genre_col = meta["genres"].fillna("").to_numpy(dtype=object)
@@ -82,9 +111,19 @@ class Vocabulary:
             np.zeros(len(user_ids) + 1, dtype=np.int64),
             np.zeros(0, dtype=np.int32),
         )
+        if not covered:
+            vocab._check_covers(ratings)
         vocab.rated_indptr, vocab.rated_items, vocab.rated_ratings = vocab._csr(ratings)
         vocab.rating_count, vocab.rating_mean = vocab._rating_stats(ratings)
         return vocab
+
+    def _check_covers(self, ratings: pd.DataFrame) -> None:
+        """Raise ``ValueError`` naming the first user or movie of ``ratings`` without an index."""
+        for kind, known in (("user", self.user_ids), ("movie", self.movie_ids)):
+            ids = ratings[f"{kind}_id"].to_numpy()
+            _, found = self._index(known, ids)
+            if not found.all():
+                raise ValueError(f"{kind} id {ids[~found][0]} of ratings is not in ids_from")
 
     def _rating_stats(self, ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         items = self.item_index(ratings["movie_id"].to_numpy())

@@ -13,9 +13,13 @@ def test_micro_benchmarks_run_on_tiny_models(artifact_dir):
     pairs = micro.pairs_request(artifact_dir, n_pairs=50, reps=3, budget_s=5)
     assert pairs["pairs"] == 50 and pairs["reps"] == 3
     assert set(pairs["stages_p50_ms"]) == {"parse", "forward", "encode"}
-    config = json.loads((artifact_dir / "config.json").read_text())["model"]
-    topk, other = micro.top_k_latency(config, sizes=(40,), reps=3, budget_s=5, other_dims=(3,))
+    full = json.loads((artifact_dir / "config.json").read_text())
+    config = full["model"]
+    topk, other = micro.top_k_latency(
+        config, sizes=(40,), reps=3, budget_s=5, other_dims=(3,), ranker_config=full["ranker"]
+    )
     assert topk["movies"] == 40 and topk["reps"] == 3 and topk["batch16_reps"] >= 1
+    assert topk["ranker"] and topk["new_user_p50_ms"] > 0
     assert (topk["code_dim"], topk["served_dim"]) == (config["code_dim"], True)
     assert (other["movies"], other["code_dim"], other["served_dim"]) == (40, 3, False)
 

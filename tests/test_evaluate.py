@@ -51,3 +51,38 @@ def test_peers_only_run_reports_every_peer_with_its_chosen_setting():
         assert f"| {name} |" in text
     assert "| model | test RMSE" not in text and "learning curves" not in text
     assert "Recall@20" in text and "coverage@10" in text
+
+
+def test_our_ranker_is_a_ranking_row_beside_the_order_by_predicted_rating():
+    dataset = Dataset(
+        "synthetic-ranker",
+        synthetic_ratings(num_users=60, density=0.6),
+        synthetic_movies(),
+        GENRES,
+        (1.0, 5.0),
+        Path("unused"),
+    )
+    per_seed = [run_seed(dataset, 0, ["fast", "ranker"])]
+    rows = per_seed[0]["ranking"]
+    assert tuple(rows) == ("movierec", "movierec, by predicted rating", "most popular")
+    ours = rows["movierec"]
+    assert set(ours["params"]) == {"l2", "deep_weight", "rating_weight", "epochs"}
+    assert 1 <= ours["params"]["epochs"] <= len(ours["history"])
+    assert all(0.0 <= ours[m] <= 100.0 for m in RANKING_METRICS)
+    # The chosen blend is the best of its grid on validation.
+    assert ours["validation"]["ndcg@10"] == max(g["ndcg@10"] for g in ours["grid"]["weights"])
+    report = {
+        "meta": {
+            "dataset": dataset.name,
+            "protocol": per_seed[0]["protocol"],
+            "seeds": [0],
+            "command": "python -m train.evaluate --models fast ranker",
+            "cpu": "test",
+            "provenance": provenance(),
+            "seconds": 1.0,
+        },
+        "aggregate": aggregate(per_seed),
+        "per_seed": per_seed,
+    }
+    json.dumps(report)
+    assert "| movierec | " in markdown(report)

@@ -34,9 +34,17 @@ def test_rating_pairs_and_top_k(api, artifact_dir):
     assert api.rating(users[0], movies[0]) == pytest.approx(float(expected[0]), abs=1e-4)
     assert api.ratings(list(zip(users, movies))) == pytest.approx(expected.tolist(), abs=1e-4)
     recs = api.recommend(users[1], k=4)
-    assert len(recs) == 4 and set(recs[0]) == {"movie_id", "title", "genres", "score"}
+    assert len(recs) == 4 and set(recs[0]) == {"movie_id", "title", "genres", "score", "rating"}
     rated = set(rec.vocab.movie_ids[rec.vocab.rated_by(1)].tolist())
     assert not rated & {r["movie_id"] for r in recs}
+    # The served list is the ranking model's, as offline; rank_by=rating keeps the old order.
+    for rank_by in ("ranking", "rating"):
+        answer = api.top_k(users[1], k=4, rank_by=rank_by)
+        items, _ = rec.top_k_indices(np.array([1]), 4, rank_by=rank_by)
+        assert answer["ranked_by"] == rank_by
+        assert [r["movie_id"] for r in answer["recommendations"]] == [
+            int(m) for m in rec.vocab.movie_ids[items[0]]
+        ]
 
 
 def test_bad_requests_get_4xx_and_the_server_keeps_serving(api):

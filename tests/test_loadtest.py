@@ -86,6 +86,8 @@ def test_malformed_answers_fail_their_checks(catalogue, recommender):
         {**good, "recommendations": [{**recs[0], "movie_id": rated_movie}, *recs[1:]]},
         {**good, "recommendations": [recs[0], recs[0], *recs[2:]]},
         {**good, "recommendations": [{**recs[0], "title": None}, *recs[1:]]},
+        {**good, "recommendations": [{**recs[0], "rating": 9.0}, *recs[1:]]},
+        {**good, "ranked_by": "stars"},
     ):
         assert top_k.check(body, bad), bad
 

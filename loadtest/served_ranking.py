@@ -1,0 +1,189 @@
+"""Top-K ranking of a split-trained archive, over HTTP, beside the offline figures.
+
+    python -m train --split u1 --keep-split --output artifacts/u1
+    python -m loadtest.served_ranking --artifact artifacts/u1 --split u1
+
+Builds the artifact's .mar in a temporary folder, serves it with a private TorchServe on free
+ports (:mod:`loadtest.server`, always stopped), asks for the top-K of every test user with a
+relevant movie (held-out rating >= 4), and computes Recall@K and NDCG@K from the answers as
+:func:`model.ranking.ranking_metrics` does; then the offline figures of the same model on the
+same split. Two orders are checked:
+
+- the ranking model's (the default request), under the reports' protocol: the request also
+  excludes the user's validation movies (``exclude_movie_ids``: a client knows what its user
+  rated), so the server excludes what the report's test metric excludes, training and
+  validation movies (:func:`model.peers.tuning.ranking_on`);
+- the rating model's (``"rank_by": "rating"``), with training movies excluded only.
+
+Pass the split options the artifact was trained with (they are checked against its
+config.json). With ``--keep-split`` the artifact holds only the training part, so what the
+server excludes is what the offline metric excludes and the figures agree; a refit artifact
+holds the test ratings and is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from client import MovieRecClient
+from loadtest.server import ServerError, local_torchserve
+from model import artifact, data
+from model.errors import DataError
+from model.experiment import prepare
+from model.ranking import ranking_metrics
+from model.recommender import Recommender
+from train import archive
+from train.train import make_split
+
+log = logging.getLogger("loadtest.served_ranking")
+
+
+def http_ranking(
+    api: MovieRecClient,
+    test: pd.DataFrame,
+    k: int = 10,
+    threshold: float = 4.0,
+    rank_by: str = "rating",
+    exclude: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Recall@k and NDCG@k of the served top-k (ordered as ``rank_by`` asks) of every user of
+    ``test`` (raw ids) with a rating >= ``threshold``, one request per user, as
+    :func:`ranking_metrics` defines them; each request also excludes that user's movies of
+    ``exclude`` (raw ids), if given."""
+    relevant = test[test["rating"] >= threshold].groupby("user_id")["movie_id"]
+    excluded = {} if exclude is None else exclude.groupby("user_id")["movie_id"].apply(list)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    recalls, ndcgs = [], []
+    for user_id, movies in relevant:
+        drop = [int(m) for m in excluded.get(user_id, [])]
+        answer = api.top_k(int(user_id), k=k, rank_by=rank_by, exclude_movie_ids=drop or None)
+        top = [r["movie_id"] for r in answer["recommendations"]]
+        hits = np.isin(top, movies.to_numpy())
+        ideal = min(k, len(movies))
+        recalls.append(hits.sum() / ideal)
+        ndcgs.append((hits * discounts[: len(top)]).sum() / discounts[:ideal].sum())
+    return {
+        f"recall@{k}": float(np.mean(recalls)),
+        f"ndcg@{k}": float(np.mean(ndcgs)),
+        "users": len(recalls),
+    }
+
+
+def offline_ranking(
+    artifact_dir: str | Path,
+    dataset: data.Dataset,
+    split: data.Split,
+    k: int = 10,
+    rank_by: str = "rating",
+) -> dict[str, float]:
+    """:func:`ranking_metrics` of the artifact on ``split``: by predicted rating with training
+    movies excluded, or (``rank_by="ranking"``) the ranking model's order under the reports'
+    protocol (:func:`model.peers.tuning.ranking_on`: training and validation movies
+    excluded). Both score users with :meth:`Recommender.score_users`, the serving code."""
+    rec = Recommender.from_artifact(artifact_dir)
+    prepared = prepare(dataset, split)
+    if not np.array_equal(prepared.vocab.user_ids, rec.vocab.user_ids):
+        raise DataError(f"{artifact_dir}: its users are not those of {dataset.name}")
+    score = lambda users: rec.score_users(users, rank_by)
+    t, s, v = prepared.train, prepared.test, prepared.validation
+    seen = None
+    if rank_by == "ranking":
+        seen = (
+            np.concatenate([t.user_idx.numpy(), v.user_idx.numpy()]),
+            np.concatenate([t.item_idx.numpy(), v.item_idx.numpy()]),
+        )
+    with torch.no_grad():
+        return ranking_metrics(
+            score,
+            t.user_idx.numpy(),
+            t.item_idx.numpy(),
+            s.user_idx.numpy(),
+            s.item_idx.numpy(),
+            s.rating.numpy(),
+            rec.vocab.num_users,
+            rec.vocab.num_items,
+            k=k,
+            # Only the top k, as the server takes it: predicted ratings tie at the top of the
+            # scale, and a deeper torch.topk may order tied movies differently (same Recall@k,
+            # another NDCG@k).
+            recall_at=(),
+            seen=seen,
+        )
+
+
+def compare(
+    artifact_dir: str | Path, dataset: data.Dataset, split: data.Split, k: int = 10
+) -> dict[str, tuple[dict, dict]]:
+    """``{rank_by: (served, offline)}`` ranking figures of a split-trained artifact on
+    ``split``, for both orders (the ranking model's only when the artifact has one).
+
+    Raises ``DataError`` when the artifact was not trained on that split's training part."""
+    config = json.loads((Path(artifact_dir) / artifact.CONFIG).read_text())
+    held = config["data"].get("trained_on", {})
+    if held.get("ratings") != "split train part" or config["data"]["split"] != split.protocol:
+        raise DataError(
+            f"{artifact_dir} holds {held.get('ratings', 'unknown ratings')} of split "
+            f"{config['data']['split']!r}, not the training part of {split.protocol!r}: "
+            "train it with --keep-split and the same split options"
+        )
+    with tempfile.TemporaryDirectory(prefix="movierec-ranking-") as tmp:
+        mar = archive.build(artifact_dir, Path(tmp) / "model_store")
+        with local_torchserve(mar.parent, ["movierec"], home=Path(tmp) / "ts") as server:
+            api = MovieRecClient(server.url, key_file=server.key_file)
+            served = {"rating": http_ranking(api, split.test, k)}
+            if "ranker" in config:
+                served["ranking"] = http_ranking(
+                    api, split.test, k, rank_by="ranking", exclude=split.validation
+                )
+    return {
+        rank_by: (figures, offline_ranking(artifact_dir, dataset, split, k, rank_by))
+        for rank_by, figures in served.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.served_ranking",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--artifact", required=True, help="folder written by python -m train")
+    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--split", default="random", choices=["random", "u1"])
+    p.add_argument("--test", type=float, default=0.1, help="as given to python -m train")
+    p.add_argument("--validation", type=float, default=0.1, help="as given to python -m train")
+    p.add_argument("--seed", type=int, default=0, help="as given to python -m train")
+    p.add_argument("-k", type=int, default=10)
+    args = p.parse_args(argv)
+    try:
+        dataset = data.load(args.dataset, args.data_dir)
+        split = make_split(dataset, args)
+        results = compare(args.artifact, dataset, split, args.k)
+    except (DataError, ServerError) as exc:
+        log.error("%s", exc)
+        return 1
+    key_r, key_n = f"recall@{args.k}", f"ndcg@{args.k}"
+    users = results["rating"][0]["users"]
+    print(f"{dataset.name}, split {split.protocol}, {users} test users")
+    print(f"| order | figures | Recall@{args.k} | NDCG@{args.k} |\n|---|---|---|---|")
+    for rank_by, (served, offline) in results.items():
+        for name, row in (("served over HTTP", served), ("offline", offline)):
+            print(f"| {rank_by} | {name} | {row[key_r]:.4f} | {row[key_n]:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

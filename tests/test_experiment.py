@@ -1,0 +1,173 @@
+"""Which ratings a trained model holds: the split-trained vocabulary holds the training part
+only, the refit holds every rating and repeats what the selection run chose."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from model import artifact, data
+from model.datasets.synthetic import SyntheticConfig, generate
+from model.experiment import autorec_configs, prepare, prepare_all, refit_autorec, run_autorec
+from model.training import best_epoch
+from tests.conftest import GENRES
+from train import train as train_cli
+
+# Small and quick: one hidden layer of 8 units, two members, a few epochs.
+TINY = {"hidden_dims": [8], "epochs": 4, "batch_size": 8, "l2": 1.0, "dropout": 0.1}
+
+
+@pytest.fixture(scope="module")
+def dataset(ratings, movies, tmp_path_factory) -> data.Dataset:
+    return data.Dataset(
+        "synthetic-test", ratings, movies, GENRES, (1.0, 5.0), tmp_path_factory.mktemp("d")
+    )
+
+
+@pytest.fixture(scope="module")
+def split(dataset) -> data.Split:
+    """A random split in which user 101 has every rating held out (none in training)."""
+    parts = data.random_split(dataset.ratings, validation=0.15, test=0.15, seed=0)
+    moved = parts.train[parts.train.user_id == 101]
+    return data.Split(
+        parts.train[parts.train.user_id != 101].reset_index(drop=True),
+        parts.validation,
+        pd.concat([parts.test, moved], ignore_index=True),
+        "test split",
+    )
+
+
+def rated_sets(vocab) -> dict[int, list[int]]:
+    return {
+        int(user_id): sorted(vocab.movie_ids[vocab.rated_by(u)].tolist())
+        for u, user_id in enumerate(vocab.user_ids)
+    }
+
+
+def expected_sets(ratings: pd.DataFrame, user_ids) -> dict[int, list[int]]:
+    groups = ratings.groupby("user_id")["movie_id"]
+    found = {int(u): sorted(g.tolist()) for u, g in groups}
+    return {int(u): found.get(int(u), []) for u in user_ids}
+
+
+def test_a_split_vocabulary_holds_exactly_the_training_part(dataset, split, movies):
+    prepared = prepare(dataset, split)
+    vocab = prepared.vocab
+    # Indices: every user and movie of the dataset, so ids are stable and all can be asked.
+    assert vocab.user_ids.tolist() == sorted(dataset.ratings["user_id"].unique().tolist())
+    assert vocab.movie_ids.tolist() == sorted(movies["movie_id"].tolist())
+    # Rated sets, counts and means: the training part's and nothing else.
+    assert rated_sets(vocab) == expected_sets(split.train, vocab.user_ids)
+    assert rated_sets(vocab)[101] == []  # all of 101's ratings are held out
+    stats = split.train.groupby("movie_id")["rating"].agg(["count", "mean"])
+    stats = stats.reindex(vocab.movie_ids, fill_value=0)
+    assert vocab.rating_count.tolist() == stats["count"].tolist()
+    assert np.allclose(vocab.rating_mean, stats["mean"].to_numpy())
+    assert prepared.holdings() == {
+        "ratings": "split train part",
+        "count": len(split.train),
+        "users": dataset.ratings["user_id"].nunique() - 1,
+        "movies": split.train["movie_id"].nunique(),
+        "not_held": {"validation": len(split.validation), "test": len(split.test)},
+    }
+
+
+def test_all_ratings_keep_the_same_indices_and_hold_everything(dataset, split):
+    prepared, everything = prepare(dataset, split), prepare_all(dataset)
+    assert np.array_equal(everything.vocab.user_ids, prepared.vocab.user_ids)
+    assert np.array_equal(everything.vocab.movie_ids, prepared.vocab.movie_ids)
+    assert rated_sets(everything.vocab) == expected_sets(dataset.ratings, prepared.vocab.user_ids)
+    assert everything.validation is None and everything.test is None
+    held = everything.holdings()
+    assert (held["ratings"], held["count"], held["not_held"]) == (
+        "all ratings",
+        len(dataset.ratings),
+        {},
+    )
+
+
+def _selection(prepared, tolerance=None, members=2, **overrides):
+    model_config, train_config, _ = autorec_configs(prepared, "fast", 3, **(TINY | overrides))
+    train_config.patience = 2
+    run = run_autorec(
+        prepared, model_config, train_config, members=members, serve_tolerance=tolerance
+    )
+    return run, model_config, train_config
+
+
+def test_a_refit_on_the_same_ratings_reproduces_the_selected_model(dataset, split):
+    """Same seeds, same options, each member for its best epoch count, no early stopping:
+    on the selection run's own training part that is exactly the model early stopping kept."""
+    prepared = prepare(dataset, split)
+    selection, model_config, train_config = _selection(prepared)
+    refit = refit_autorec(prepared, model_config, train_config, selection)
+    assert [len(h) for h in refit.member_histories] == [
+        best_epoch(h) for h in selection.member_histories
+    ]
+    assert all("val_rmse" not in row for row in refit.history)
+    for name, tensor in selection.model.state_dict().items():
+        assert torch.equal(refit.model.state_dict()[name], tensor), name
+
+
+def test_a_refit_on_all_ratings_keeps_the_chosen_served_size(dataset, split):
+    prepared = prepare(dataset, split)
+    # Two members of 16 units: 32 dimensions, of which 16 keep validation RMSE within 1.0.
+    selection, model_config, train_config = _selection(prepared, 1.0, hidden_dims=[16])
+    assert selection.projection["served_dim"] < selection.projection["code_dim"]
+    refit = refit_autorec(prepare_all(dataset), model_config, train_config, selection)
+    assert refit.model.config.code_dim == selection.projection["served_dim"]
+    assert refit.projection["served_dim"] == selection.projection["served_dim"]
+    assert refit.scores == {}  # nothing is held out to score it on
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate(
+        SyntheticConfig(num_ratings=3_000, num_users=60, num_movies=150, chunk_ratings=1_000),
+        root / "synthetic-refit",
+    )
+    return root
+
+
+def _train(root, out, *extra) -> dict:
+    argv = [
+        *("--dataset", "synthetic-refit", "--data-dir", str(root), "--output", str(out)),
+        *("--preset", "fast", "--epochs", "3", "--members", "2", "--hidden-dims", "8"),
+        *("--quiet", *extra),
+    ]
+    assert train_cli.main(argv) == 0
+    return json.loads((out / artifact.METRICS).read_text())
+
+
+def test_python_m_train_saves_the_refit_by_default(synthetic_root, tmp_path):
+    metrics = _train(synthetic_root, tmp_path / "a")
+    ds = data.load("synthetic-refit", synthetic_root)
+    _, vocab, config = artifact.load(tmp_path / "a")
+    assert metrics["trained_on"]["ratings"] == "all ratings"
+    assert metrics["trained_on"]["count"] == len(ds.ratings)
+    assert config["data"]["trained_on"] == metrics["trained_on"]
+    assert rated_sets(vocab) == expected_sets(ds.ratings, vocab.user_ids)
+    selection = metrics["selection_run"]
+    assert selection["trained_on"]["ratings"] == "split train part"
+    assert set(selection["results"]) >= {"bias baseline", "movierec (item autoencoder, 2 averaged)"}
+    assert metrics["refit"]["member_epochs"] == selection["member_best_epochs"]
+    assert config["refit"] == {
+        "member_epochs": selection["member_best_epochs"],
+        "early_stopping": False,
+    }
+
+
+def test_python_m_train_keep_split_saves_the_split_model(synthetic_root, tmp_path):
+    metrics = _train(synthetic_root, tmp_path / "a", "--keep-split", "--seed", "1")
+    ds = data.load("synthetic-refit", synthetic_root)
+    split = data.random_split(ds.ratings, 0.1, 0.1, seed=1)
+    _, vocab, config = artifact.load(tmp_path / "a")
+    assert "refit" not in metrics and config["refit"] is None
+    assert metrics["trained_on"]["ratings"] == "split train part"
+    assert metrics["trained_on"]["count"] == len(split.train)
+    assert rated_sets(vocab) == expected_sets(split.train, vocab.user_ids)
