@@ -92,7 +92,7 @@ faults: $(MAR)  ## kill a worker under Locust load: recovery time and failed req
 upgrade: $(MAR)  ## bring in a new model version under Locust load, switch to it, roll back
 	$(PY) -m loadtest.upgrade --mar $(MAR) --artifact $(ARTIFACT)
 
-evaluate: $(VENV)/.installed  ## reports/DATASET.md and DATASET-newusers.md over SEEDS
+evaluate: $(VENV)/.installed  ## reports/DATASET.md, DATASET-newusers.md (fold-in RMSE, new-user ranking) over SEEDS
 	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)
 	$(PY) -m train.newusers --dataset $(DATASET) --preset fast --seeds $(SEEDS) \
 	  --json reports/$(DATASET)-newusers.json | tee reports/$(DATASET)-newusers.md

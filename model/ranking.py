@@ -128,3 +128,40 @@ def ranking_metrics(
     )
     out["users"] = len(users)
     return out
+
+
+def list_hits(lists: np.ndarray, relevant: list[np.ndarray], k: int = 10) -> dict[str, float | int]:
+    """How many of each row's listed movies are relevant to that row's user.
+
+    Parameters
+    ----------
+    lists : numpy.ndarray, shape (B, >= k)
+        Dense item indices, best first; -1 pads a short list (never a hit).
+    relevant : list of numpy.ndarray
+        Row ``b``'s relevant movies; rows with none are left out.
+    k : int
+        Cutoff.
+
+    Returns
+    -------
+    dict
+        ``hit_rate@k`` (share of rows with at least one hit), ``precision@k`` (hits / k),
+        ``recall@k`` (hits / min(k, relevant), truncated as in :func:`ranking_metrics`), each
+        a mean over rows, and ``users`` (rows counted).
+    """
+    if len(lists) != len(relevant):
+        raise ValueError(f"{len(lists)} lists for {len(relevant)} relevant sets")
+    hits, sizes = [], []
+    for row, rel in zip(np.asarray(lists)[:, :k], relevant):
+        if len(rel):
+            hits.append(int(np.isin(row[row >= 0], rel).sum()))
+            sizes.append(min(k, len(rel)))
+    hits_a, sizes_a = np.array(hits, dtype=np.float64), np.array(sizes, dtype=np.float64)
+    if not len(hits):
+        return {f"hit_rate@{k}": 0.0, f"precision@{k}": 0.0, f"recall@{k}": 0.0, "users": 0}
+    return {
+        f"hit_rate@{k}": float((hits_a > 0).mean()),
+        f"precision@{k}": float((hits_a / k).mean()),
+        f"recall@{k}": float((hits_a / sizes_a).mean()),
+        "users": len(hits),
+    }

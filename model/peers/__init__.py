@@ -7,13 +7,15 @@ item-item scores, ``similar``. :func:`tune` picks hyperparameters on validation 
 """
 
 from model.peers.base import MostPopular, RankingPeer, history_matrix, interaction_matrix
+from model.peers.cosine import CooccurrenceCosine
 from model.peers.ease import EASE, ease_weights
 from model.peers.ials import IALS
-from model.peers.tuning import Tuning, grid, ranking_on, run_peers, tune
+from model.peers.tuning import Tuning, grid, ranking_on, run_peers, tune, tune_peers
 
 __all__ = [
     "EASE",
     "IALS",
+    "CooccurrenceCosine",
     "MostPopular",
     "RankingPeer",
     "Tuning",
@@ -24,4 +26,5 @@ __all__ = [
     "ranking_on",
     "run_peers",
     "tune",
+    "tune_peers",
 ]

@@ -162,32 +162,32 @@ def _row(tuning: Tuning, data: Prepared) -> dict:
     }
 
 
-def run_peers(data: Prepared, seed: int = 0, metric: str = SELECTION_METRIC) -> dict[str, dict]:
-    """Most popular, EASE, rating-aware EASE and iALS, each tuned on validation and scored on
-    test; keyed by the model name the report shows."""
-    rows = {}
-    rows["most popular"] = _row(tune(MostPopular, [{}], data, metric), data)
-    ease = tune(EASE, grid(l2=EASE_L2), data, metric)
-    rows["EASE"] = _row(ease, data)
+def tune_peers(data: Prepared, seed: int = 0, metric: str = SELECTION_METRIC) -> dict[str, Tuning]:
+    """Most popular, EASE, rating-aware EASE and iALS, each tuned on validation (test is not
+    looked at); keyed by the model name the reports show."""
+    tuned = {"most popular": tune(MostPopular, [{}], data, metric)}
+    tuned["EASE"] = ease = tune(EASE, grid(l2=EASE_L2), data, metric)
     l2 = ease.params["l2"]
-    rows["EASE (rating-aware)"] = _row(
-        tune(EASE, grid(l2=(l2 / 2, l2, l2 * 2), low_weight=LOW_WEIGHTS), data, metric), data
+    tuned["EASE (rating-aware)"] = tune(
+        EASE, grid(l2=(l2 / 2, l2, l2 * 2), low_weight=LOW_WEIGHTS), data, metric
     )
-    del ease
 
     def ials(**params) -> IALS:
         return IALS(seed=seed, **params)
 
     first = tune(ials, grid(**IALS_FIRST), data, metric)
     chosen = {k: v for k, v in first.params.items() if k != "factors"}
-    rows["iALS"] = _row(
-        tune(
-            ials,
-            grid(factors=IALS_FACTORS, **{k: (v,) for k, v in chosen.items()}),
-            data,
-            metric,
-            previous=first,
-        ),
+    tuned["iALS"] = tune(
+        ials,
+        grid(factors=IALS_FACTORS, **{k: (v,) for k, v in chosen.items()}),
         data,
+        metric,
+        previous=first,
     )
-    return rows
+    return tuned
+
+
+def run_peers(data: Prepared, seed: int = 0, metric: str = SELECTION_METRIC) -> dict[str, dict]:
+    """:func:`tune_peers`, each then scored once on test; keyed by the model name the report
+    shows."""
+    return {name: _row(tuning, data) for name, tuning in tune_peers(data, seed, metric).items()}
