@@ -265,6 +265,7 @@ def soak(args: argparse.Namespace) -> int:
     minutes_csv.unlink(missing_ok=True)
     settings = dict(s.split("=", 1) for s in args.setting)
     started = datetime.now(UTC)
+    commit = _commit()  # the checkout when the run starts, not when an hour later it ends
     samples: list[dict] = []
     with (
         local_torchserve(mar.parent, ["movierec"], load_models=mar.name, settings=settings) as srv,
@@ -325,7 +326,7 @@ def soak(args: argparse.Namespace) -> int:
         problems.append("a worker was restarted (its pid changed)")
     run = {
         "started": started.strftime("%Y-%m-%d %H:%M"),
-        "commit": _commit(),
+        "commit": commit,
         "duration": args.duration,
         "elapsed_min": sum(float(r["seconds"]) for r in read_minutes(minutes_csv)) / 60,
         "users": args.users,
