@@ -51,14 +51,14 @@ check-java:
 
 data: $(VENV)/.installed  ## fetch the dataset (DATASET=ml-100k) into data/
 	$(PY) -c "import logging; logging.basicConfig(level=logging.INFO); \
-	  from model.data import fetch; print(fetch('$(DATASET)'))"
+	  from train.data import fetch; print(fetch('$(DATASET)'))"
 
-$(ARTIFACT)/weights.pt: $(VENV)/.installed $(wildcard model/*.py model/datasets/*.py train/*.py)
+$(ARTIFACT)/weights.pt: $(VENV)/.installed $(wildcard model/*.py train/*.py train/*/*.py)
 	$(PY) -m train --dataset $(DATASET) --output $(ARTIFACT) --quiet $(TRAIN_ARGS)
 
 train: $(ARTIFACT)/weights.pt  ## train into artifacts/DATASET/ (TRAIN_ARGS="--epochs 5" passes options)
 
-$(MAR): $(ARTIFACT)/weights.pt $(wildcard handler/*) $(wildcard model/*.py model/datasets/*.py)
+$(MAR): $(ARTIFACT)/weights.pt $(wildcard handler/*) $(wildcard model/*.py)
 	$(PY) -m train.archive --artifact $(ARTIFACT) --export-path model_store
 
 archive: $(MAR)  ## build model_store/movierec.mar from the trained artifact

@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 
-from client import ClientError, MovieRecClient
+from client import ClientError, MovieRecClient, cli
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECTION = 1, 2, 3
 
@@ -71,11 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="leave these movies out",
     )
 
-    p = argparse.ArgumentParser(
-        prog="python -m client",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m client", __doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     rec = sub.add_parser("recommend", parents=[common, filters], help="top-K for a user")
     rec.add_argument("--user", type=int, required=True, help="user id")

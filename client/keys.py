@@ -34,7 +34,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client import config_value
+from client import cli, config_value
 
 log = logging.getLogger("client.keys")
 
@@ -218,11 +218,7 @@ def stop(pid_file: str | Path, timeout: float = 10.0) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m client.keys",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m client.keys", __doc__)
     p.add_argument("--config", default="config.properties", help="TorchServe's config file")
     p.add_argument(
         "--url", default=None, help="management address (default: from --config, else :8081)"
@@ -243,9 +239,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
     args = parse_args(argv)
     pid_file = Path(args.pid_file) if args.pid_file else None
     if args.stop:

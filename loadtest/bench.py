@@ -22,7 +22,6 @@ and Locust's own reports to ``reports/loadtest/bench/``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -38,6 +37,7 @@ from pathlib import Path
 import psutil
 import yaml
 
+from client import cli
 from loadtest import micro, report
 from loadtest.run import run_locust, seconds
 from loadtest.server import REPO, Server, ServerError, local_torchserve
@@ -216,14 +216,7 @@ def median_runs(runs: list[HttpRun]) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m loadtest.bench", __doc__)
     p.add_argument("--artifact", default="artifacts/ml-100k", help="trained artifact folder")
     p.add_argument("--users", type=int, default=16, help="closed-loop Locust users per server")
     p.add_argument("--duration", default="30s", help="measured run per server and round")

@@ -13,7 +13,6 @@ run exits 1 if anything else failed or the server did not recover. Bounded in ti
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from client import cli
 from loadtest.run import failures, locust_thread, totals
 from loadtest.server import REPO, ServerError, local_torchserve
 
@@ -39,14 +39,7 @@ def ready_workers(management_url: str, token: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.faults",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m loadtest.faults", __doc__)
     p.add_argument("--mar", default=str(REPO / "model_store" / "movierec.mar"))
     p.add_argument("--users", type=int, default=8)
     p.add_argument("--duration", type=int, default=40, help="seconds of load")

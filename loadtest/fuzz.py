@@ -16,7 +16,6 @@ at the end. Prints the counts; exits 1 otherwise. Every loop is bounded.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import logging
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from client import cli
 from loadtest.server import REPO, ServerError, local_torchserve
 from model.recommender import Recommender
 
@@ -174,14 +174,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.fuzz",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m loadtest.fuzz", __doc__)
     p.add_argument("--mar", default=str(REPO / "model_store" / "movierec.mar"))
     p.add_argument("--malformed", type=int, default=2000)
     p.add_argument("--valid", type=int, default=500)

@@ -31,14 +31,15 @@ import torch
 import yaml
 from ts.context import Context, RequestProcessor
 
+from client import cli
 from handler.movierec_handler import MovieRecHandler
 from handler.protocol import Limits, decode_body, parse_request, to_json
 from loadtest.traffic import Catalogue
 from model import artifact
 from model.network import FactorModel, FactorModelConfig
 from model.ranker import Ranker, RankerConfig
-from model.ranker_training import DENSE_ITEM_ITEM_LIMIT, PRUNED_NEIGHBORS
 from model.vocab import Vocabulary
+from train.fitting.ranker_training import DENSE_ITEM_ITEM_LIMIT, PRUNED_NEIGHBORS
 
 log = logging.getLogger("loadtest.micro")
 
@@ -290,7 +291,7 @@ def top_k_latency(
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cli.setup_logging()
     artifact_dir = REPO / "artifacts" / "ml-100k"
     config = json.loads((artifact_dir / artifact.CONFIG).read_text())
     print(json.dumps(pairs_request(artifact_dir), indent=2))

@@ -14,7 +14,6 @@ someone else started on 8080 is never touched. Reports (CSV, HTML, and the knee'
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import os
@@ -24,7 +23,7 @@ import sys
 import threading
 from pathlib import Path
 
-from client import ClientError, read_token
+from client import ClientError, cli, read_token
 from loadtest.server import REPO, ServerError, answers, local_torchserve
 
 log = logging.getLogger("loadtest")
@@ -132,14 +131,7 @@ def locust_thread(server, mar: str | Path, report_prefix: str | Path, users: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.run",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m loadtest.run", __doc__)
     p.add_argument("--url", default="http://127.0.0.1:8080", help="server to load, if it answers")
     p.add_argument("--key-file", default="key_file.json", help="that server's key_file.json")
     p.add_argument("--mar", default="model_store/movierec.mar", help="archive to sample ids from")

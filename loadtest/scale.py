@@ -32,7 +32,6 @@ not quality ones. Every loop is bounded by a count.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import logging
@@ -47,6 +46,7 @@ import numpy as np
 import psutil
 import yaml
 
+from client import cli
 from loadtest import micro, report
 from loadtest.server import Server, ServerError, local_torchserve
 from model import artifact
@@ -310,14 +310,7 @@ def markdown(result: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.scale",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m loadtest.scale", __doc__)
     p.add_argument("--users", type=int, default=ML25M_USERS)
     p.add_argument("--movies", type=int, default=ML25M_MOVIES)
     p.add_argument("--code-dim", type=int, default=ML25M_CODE_DIM)

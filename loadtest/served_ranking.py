@@ -6,13 +6,13 @@
 Builds the artifact's .mar in a temporary folder, serves it with a private TorchServe on free
 ports (:mod:`loadtest.server`, always stopped), asks for the top-K of every test user with a
 relevant movie (held-out rating >= 4), and computes Recall@K and NDCG@K from the answers as
-:func:`model.ranking.ranking_metrics` does; then the offline figures of the same model on the
-same split. Two orders are checked:
+:func:`train.evaluation.ranking.ranking_metrics` does; then the offline figures of the same
+model on the same split. Two orders are checked:
 
 - the ranking model's (the default request), under the reports' protocol: the request also
   excludes the user's validation movies (``exclude_movie_ids``: a client knows what its user
   rated), so the server excludes what the report's test metric excludes, training and
-  validation movies (:func:`model.peers.tuning.ranking_on`);
+  validation movies (:func:`train.peers.tuning.ranking_on`);
 - the rating model's (``"rank_by": "rating"``), with training movies excluded only.
 
 Pass the split options the artifact was trained with (they are checked against its
@@ -23,7 +23,6 @@ holds the test ratings and is refused.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -34,14 +33,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from client import MovieRecClient
+from client import MovieRecClient, cli
 from loadtest.server import ServerError, local_torchserve
-from model import artifact, data
+from model import artifact
 from model.errors import DataError
-from model.experiment import prepare
-from model.ranking import ranking_metrics
 from model.recommender import Recommender
-from train import archive
+from train import archive, data
+from train.evaluation.ranking import ranking_metrics
+from train.fitting.experiment import prepare
 from train.train import make_split
 
 log = logging.getLogger("loadtest.served_ranking")
@@ -87,7 +86,7 @@ def offline_ranking(
 ) -> dict[str, float]:
     """:func:`ranking_metrics` of the artifact on ``split``: by predicted rating with training
     movies excluded, or (``rank_by="ranking"``) the ranking model's order under the reports'
-    protocol (:func:`model.peers.tuning.ranking_on`: training and validation movies
+    protocol (:func:`train.peers.tuning.ranking_on`: training and validation movies
     excluded). Both score users with :meth:`Recommender.score_users`, the serving code."""
     rec = Recommender.from_artifact(artifact_dir)
     prepared = prepare(dataset, split)
@@ -151,14 +150,7 @@ def compare(
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.served_ranking",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m loadtest.served_ranking", __doc__)
     p.add_argument("--artifact", required=True, help="folder written by python -m train")
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--data-dir", default="data")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from client import cli
 from loadtest.run import REPO, run_locust, seconds, totals
 from loadtest.server import Server, ServerError, key_supervisor, local_torchserve
 
@@ -353,14 +354,7 @@ def soak(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.soak",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m loadtest.soak", __doc__)
     p.add_argument("--mar", default="model_store/movierec.mar")
     p.add_argument("--duration", default=DURATION, help=f"run time (default {DURATION})")
     p.add_argument("--users", type=int, default=USERS)

@@ -24,7 +24,6 @@ unless ``--new-mar`` names another archive, which must serve the same ids.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from client import cli
 from loadtest.run import failures, locust_thread, totals
 from loadtest.server import REPO, ServerError, local_torchserve, wait_ready
 from loadtest.traffic import Catalogue, SingleRating
@@ -118,14 +118,7 @@ class Probe:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.upgrade",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m loadtest.upgrade", __doc__)
     p.add_argument("--mar", default=str(REPO / "model_store" / "movierec.mar"), help="serving now")
     p.add_argument("--new-mar", help="the new version (default: --artifact archived anew)")
     p.add_argument("--artifact", default=str(REPO / "artifacts" / "ml-100k"))

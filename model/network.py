@@ -3,10 +3,10 @@
     r_hat(u, i) = offset + b_u + b_i + <p_u, q_i>        clamped to the rating scale
 
 Two models produce it:
-- :class:`model.autorec.ItemAutoRec` (ours) computes each item's vector ``q_i`` with a
+- :class:`train.fitting.autorec.ItemAutoRec` (ours) computes each item's vector ``q_i`` with a
   kernelized autoencoder over the item's ratings and genres; ``p_u``, ``b_u`` are its decoder.
 - Plain biased matrix factorization (the baseline) learns ``p``, ``q``, ``b`` directly, trained
-  with :func:`model.training.fit`.
+  with :func:`train.fitting.training.fit`.
 
 Either way serving is the same few tensor operations: a dot product per pair, one matrix
 product for top-K over the catalogue. The checkpoint stores :class:`FactorModelConfig`, so

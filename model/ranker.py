@@ -14,7 +14,7 @@ of the liking that a good recommendation means. Three parts score every movie:
 The list score is ``z(x B) + deep_weight * z(deep) + rating_weight * r_hat``, where ``z``
 divides a user's row by its standard deviation over the catalogue, so that the two weights mean
 the same at any catalogue size. Both weights are chosen on validation ranking
-(:mod:`model.ranker_training`). Scores rank movies within one list; they are not ratings.
+(:mod:`train.fitting.ranker_training`). Scores rank movies within one list; they are not ratings.
 
 The same forward pass answers a known user (from their training history), a new user (from the
 ratings in the request) and "more like this movie" (a history of that one movie, liked).
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Ratings at or above this count as liked (the relevance threshold of model.ranking).
+# Ratings at or above this count as liked (the relevance threshold of train.evaluation.ranking).
 LIKED = 4.0
 
 

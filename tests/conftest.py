@@ -15,12 +15,12 @@ import torch
 
 from loadtest.server import Server, ServerError, local_torchserve
 from model import artifact
-from model.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
 from model.ranker import RankerConfig
-from model.ranker_training import RankerTrainConfig, refit_ranker
-from model.training import AutoRecTrainConfig, encode, fit_autorec
 from model.vocab import Vocabulary
 from train import archive
+from train.fitting.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
+from train.fitting.ranker_training import RankerTrainConfig, refit_ranker
+from train.fitting.training import AutoRecTrainConfig, encode, fit_autorec
 
 GENRES = ("Action", "Comedy", "Drama")
 

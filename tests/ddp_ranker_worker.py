@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 
 from model.ranker import Ranker, RankerConfig
-from model.ranker_training import RankerTrainConfig, history_matrix, train_deep
 from tests.conftest import synthetic_ratings
+from train.fitting.ranker_training import RankerTrainConfig, history_matrix, train_deep
 
 
 def train_decoder(batch_size: int) -> torch.Tensor:

@@ -8,9 +8,9 @@ import sys
 import torch
 import torch.distributed as dist
 
-from model.training import AutoRecTrainConfig, encode, fit_autorec
 from model.vocab import Vocabulary
 from tests.conftest import GENRES, item_ratings, synthetic_movies, synthetic_ratings, tiny_autorec
+from train.fitting.training import AutoRecTrainConfig, encode, fit_autorec
 
 
 def train_codes(batch_size: int) -> torch.Tensor:

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model import data
-from model.datasets import fetching, recbole
 from model.errors import DataError
+from train import data
+from train.data import fetching, recbole
 
 U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"
 # Two u.item lines in the official format: latin-1, 5 fields, 19 genre flags.

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model import data
-from model.datasets import cache, fetching, recbole
-from model.datasets.registry import WheelCopy
 from model.errors import DataError
+from train import data
+from train.data import cache, fetching, recbole
+from train.data.registry import WheelCopy
 
 # ml-1m: "::"-separated, whole stars, latin-1 titles.
 ML1M_RATINGS = "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n"

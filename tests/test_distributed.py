@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from model.training import AutoRecTrainConfig, encode, fit_autorec
 from tests.conftest import item_ratings, tiny_autorec
 from tests.ddp_ranker_worker import train_decoder
 from tests.ddp_worker import train_codes
+from train.fitting.training import AutoRecTrainConfig, encode, fit_autorec
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from model.artifact import provenance
-from model.data import Dataset
 from tests.conftest import GENRES, synthetic_movies, synthetic_ratings
+from train.data import Dataset
 from train.evaluate import RANKING_METRICS, aggregate, markdown, run_seed
 
 PEER_NAMES = ("most popular", "EASE", "EASE (rating-aware)", "iALS")

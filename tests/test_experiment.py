@@ -10,12 +10,19 @@ import pandas as pd
 import pytest
 import torch
 
-from model import artifact, data
-from model.datasets.synthetic import SyntheticConfig, generate
-from model.experiment import autorec_configs, prepare, prepare_all, refit_autorec, run_autorec
-from model.training import best_epoch
+from model import artifact
 from tests.conftest import GENRES
+from train import data
 from train import train as train_cli
+from train.data.synthetic import SyntheticConfig, generate
+from train.fitting.experiment import (
+    autorec_configs,
+    prepare,
+    prepare_all,
+    refit_autorec,
+    run_autorec,
+)
+from train.fitting.training import best_epoch
 
 # Small and quick: one hidden layer of 8 units, two members, a few epochs.
 TINY = {"hidden_dims": [8], "epochs": 4, "batch_size": 8, "l2": 1.0, "dropout": 0.1}

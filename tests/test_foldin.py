@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from model.foldin import UserPrior, fold_in
-from model.metrics import rmse
 from model.network import FactorModel, FactorModelConfig
 from model.recommender import Recommender
+from train.evaluation.metrics import rmse
 
 
 def _planted(num_users: int = 300, num_items: int = 60, dim: int = 4, seed: int = 0):

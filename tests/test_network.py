@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from model import artifact, autorec, network
-from model.autorec import ItemRatings
-from model.experiment import Prepared, smallest_projection
+from model import artifact, network
 from model.network import FactorModel, FactorModelConfig
-from model.training import Encoded, encode
 from tests.conftest import item_ratings, tiny_autorec
+from train.fitting import autorec
+from train.fitting.autorec import ItemRatings
+from train.fitting.experiment import Prepared, smallest_projection
+from train.fitting.training import Encoded, encode
 
 
 def _factor_model(**overrides) -> FactorModel:

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from model.data import Dataset
-from model.newuser_ranking import (
+from tests.conftest import GENRES, synthetic_movies, synthetic_ratings
+from train import newusers
+from train.data import Dataset
+from train.evaluation.newuser_ranking import (
     BY_RATING,
     OURS,
     RankingConfig,
@@ -21,11 +23,9 @@ from model.newuser_ranking import (
     list_scores,
     sample_given,
 )
-from model.peers import CooccurrenceCosine
-from model.ranker_training import RankerTrainConfig
-from model.ranking import list_hits
-from tests.conftest import GENRES, synthetic_movies, synthetic_ratings
-from train import newusers
+from train.evaluation.ranking import list_hits
+from train.fitting.ranker_training import RankerTrainConfig
+from train.peers import CooccurrenceCosine
 
 
 def test_held_out_users_are_disjoint_seeded_and_eligible(ratings):

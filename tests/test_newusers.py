@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data import Dataset
-from model.newusers import (
+from tests.conftest import GENRES
+from train.data import Dataset
+from train.evaluation.newusers import (
     NewUserConfig,
     evaluate_new_users,
     format_table,
     split_users,
     summarize,
 )
-from tests.conftest import GENRES
 
 CONFIG = NewUserConfig(given=(3, 5), test_users=0.25, min_targets=3, preset="fast", seed=0)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.peers import (
+from train.fitting.training import Encoded
+from train.peers import (
     EASE,
     IALS,
     MostPopular,
@@ -19,7 +20,6 @@ from model.peers import (
     ranking_on,
     tune,
 )
-from model.training import Encoded
 
 # Two blocks of four movies (0-3, 4-7). For every block and every movie j in it, two users
 # rated the block's other three movies (5 stars), so each user's one unseen in-block movie is

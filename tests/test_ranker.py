@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from model import artifact
-from model.peers.ease import ease_weights
 from model.ranker import Ranker, RankerConfig
-from model.ranker_training import (
+from train.fitting.ranker_training import (
     RankerTrainConfig,
     fit_item_item,
     history_matrix,
     refit_ranker,
     train_deep,
 )
+from train.peers.ease import ease_weights
 
 
 def blocks(num_users: int = 60, num_items: int = 12, seed: int = 0):
@@ -188,8 +188,8 @@ def test_large_catalogue_solves_the_item_item_part_on_its_most_rated_movies(neig
 def test_scale_measurement_runs_on_a_tiny_catalogue():
     from pathlib import Path
 
-    from model.data import Dataset
     from tests.conftest import GENRES, synthetic_movies, synthetic_ratings
+    from train.data import Dataset
     from train.ranker_scale import measure
 
     dataset = Dataset(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.ranking import popularity_percentile, ranking_metrics
+from train.evaluation.ranking import popularity_percentile, ranking_metrics
 
 
 def _metrics(scores: np.ndarray, k: int = 2, **kwargs):

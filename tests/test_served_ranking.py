@@ -5,7 +5,7 @@ evaluation ranks the same model: the ranking model's lists under the reports' pr
 the lists by predicted rating (``rank_by`` "rating", training movies excluded).
 
 The artifact's vocabulary holds the training part only, so the server excludes from a user's
-top-10 what :func:`model.ranking.ranking_metrics` excludes and the held-out movies stay
+top-10 what :func:`train.evaluation.ranking.ranking_metrics` excludes and the held-out movies stay
 candidates: Recall@10 and NDCG@10 computed from the HTTP answers equal the offline figures."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 
 from loadtest.served_ranking import compare
 from loadtest.server import ServerError
-from model import data
-from model.datasets.synthetic import SyntheticConfig, generate
+from train import data
 from train import train as train_cli
+from train.data.synthetic import SyntheticConfig, generate
 
 pytestmark = pytest.mark.integration
 

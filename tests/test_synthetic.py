@@ -11,11 +11,11 @@ import re
 import numpy as np
 import pytest
 
-from model import data
-from model.baselines import BiasBaseline, GlobalMean
-from model.datasets.synthetic import SyntheticConfig, generate, user_activity
-from model.metrics import rmse
+from train import data
 from train import generate as generate_cli
+from train.data.synthetic import SyntheticConfig, generate, user_activity
+from train.evaluation.metrics import rmse
+from train.fitting.baselines import BiasBaseline, GlobalMean
 
 # Small blocks so that several of them are written and stitched together.
 SMALL = SyntheticConfig(num_ratings=6_000, num_users=120, num_movies=400, chunk_ratings=1_000)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from model import data
-from model.baselines import BiasBaseline, GlobalMean
-from model.metrics import mae, rmse
 from model.network import FactorModel, FactorModelConfig
-from model.training import (
+from tests.conftest import item_ratings, tiny_autorec
+from train import data
+from train.evaluation.metrics import mae, rmse
+from train.fitting.baselines import BiasBaseline, GlobalMean
+from train.fitting.training import (
     AutoRecTrainConfig,
     TrainConfig,
     best_epoch,
@@ -19,7 +20,6 @@ from model.training import (
     fit,
     fit_autorec,
 )
-from tests.conftest import item_ratings, tiny_autorec
 
 
 def test_metrics_known_values():

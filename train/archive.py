@@ -9,7 +9,6 @@ packages, and handler/model-config.yaml (batching, workers, request limits).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -18,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from client import cli
 from model import __version__, artifact
 from model.errors import DataError
 
@@ -93,14 +93,7 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    p = argparse.ArgumentParser(
-        prog="python -m train.archive",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m train.archive", __doc__)
     p.add_argument("--artifact", default="artifacts/ml-100k", help="folder written by train")
     p.add_argument("--export-path", default="model_store", help="where the .mar goes")
     p.add_argument("--model-name", default="movierec")

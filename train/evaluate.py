@@ -8,7 +8,7 @@ Writes ``reports/<dataset>.md``, ``.json`` and ``-curves.png``: test RMSE/MAE (m
 standard deviation over seeds) and training time of the global mean, the bias baseline, plain
 matrix factorization and our model (fast and full presets), all trained in the same run on the
 same splits; the top-10 ranking of our model beside the ranking peers (most popular, EASE,
-rating-aware EASE, iALS: :mod:`model.peers`), with Recall@10/@20, NDCG@10, catalogue coverage
+rating-aware EASE, iALS: :mod:`train.peers`), with Recall@10/@20, NDCG@10, catalogue coverage
 and the popularity of what is recommended; learning curves; and the command, seeds, versions
 and machine. Epochs, presets and the peers' hyperparameters are chosen on validation data
 only; the test part is scored once, at the end.
@@ -16,7 +16,6 @@ only; the test part is scored once, at the end.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -28,22 +27,30 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from model import data
+from client import cli
 from model.artifact import cpu_name, provenance
 from model.errors import DataError
-from model.experiment import Prepared, autorec_configs, prepare, run_autorec, run_baselines, run_mf
-from model.peers import MostPopular, ranking_on, run_peers, tune
 from model.ranker import RankerConfig
-from model.ranker_training import RankerTrainConfig, fit_ranker, history_matrix
-from model.training import TrainConfig
+from train import data
+from train.fitting.experiment import (
+    Prepared,
+    autorec_configs,
+    prepare,
+    run_autorec,
+    run_baselines,
+    run_mf,
+)
+from train.fitting.ranker_training import RankerTrainConfig, fit_ranker, history_matrix
+from train.fitting.training import TrainConfig
+from train.peers import MostPopular, ranking_on, run_peers, tune
 
 log = logging.getLogger("evaluate")
 
-# "peers": the ranking peers of model.peers (seconds to a minute, no rating model trained);
+# "peers": the ranking peers of train.peers (seconds to a minute, no rating model trained);
 # "ranker": our ranking model (model.ranker), blended with the last rating model trained.
 MODELS = ("global", "bias", "mf", "fast", "full", "ranker", "peers")
 
-# Figures of every ranking row, aggregated over seeds (see model.ranking).
+# Figures of every ranking row, aggregated over seeds (see train.evaluation.ranking).
 RANKING_METRICS = ("recall@10", "recall@20", "ndcg@10", "coverage@10", "popularity_percentile@10")
 
 
@@ -246,7 +253,7 @@ def markdown(report: dict) -> str:
             "min(K, relevant)). Coverage: share of all movies in at least one user's top-10; "
             "popularity: mean percentile of the recommended movies by training rating count "
             "(100 = the most rated). Peers learn from the training part; their hyperparameters "
-            "are chosen on validation NDCG@10 (model.peers.tuning), fit time is the chosen "
+            "are chosen on validation NDCG@10 (train.peers.tuning), fit time is the chosen "
             "setting's.",
             "",
             "| ranking | Recall@10 | Recall@20 | NDCG@10 | coverage@10 | popularity "
@@ -286,14 +293,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    p = argparse.ArgumentParser(
-        prog="python -m train.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m train.evaluate", __doc__)
     p.add_argument("--dataset", default="ml-100k", choices=sorted(data.DATASETS))
     p.add_argument("--data-dir", default="data")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -15,19 +15,16 @@ import argparse
 import logging
 import sys
 
-from model.datasets.registry import is_synthetic
-from model.datasets.synthetic import SyntheticConfig, generate
+from client import cli
+from train.data.registry import is_synthetic
+from train.data.synthetic import SyntheticConfig, generate
 
 log = logging.getLogger("train.generate")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = SyntheticConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m train.generate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m train.generate", __doc__)
     p.add_argument("--ratings", type=int, default=defaults.num_ratings, help="total ratings")
     p.add_argument("--users", type=int, default=defaults.num_users)
     p.add_argument("--movies", type=int, default=defaults.num_movies, help="catalogue size")
@@ -48,9 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
     args = parse_args(argv)
     config = SyntheticConfig(
         num_ratings=args.ratings,

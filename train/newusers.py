@@ -7,16 +7,15 @@
 Two parts, each on its own held-out users, printed as Markdown (``make evaluate`` writes it to
 reports/<dataset>-newusers.md, and --json the figures):
 
-- ``rmse`` (:mod:`model.newusers`): takes a share of users out of training, folds each in from
-  their first 10 / 20 ratings in time order and predicts the rest; prints RMSE beside the same
-  users' RMSE when a model is trained on those same first ratings, and beside the bias
-  baseline. With about 70 test users on ML-100K the figures move by a few hundredths from seed
-  to seed: --seeds runs several (other test users, other model initialization) and reports
-  the range.
-- ``ranking`` (:mod:`model.newuser_ranking`): holds 10% of users out, trains the rating model,
-  our ranking model and the ranking peers without them, folds each in from 10 random ratings
-  and from 80% of them through the served Recommender, and scores Recall@10/@20 and NDCG@10 on
-  the rest; then "more like this movie" lists seeded with one of their liked given movies.
+- ``rmse`` (:mod:`train.evaluation.newusers`): takes a share of users out of training, folds each in
+  from their first 10 / 20 ratings in time order and predicts the rest; prints RMSE beside the same
+  users' RMSE when a model is trained on those same first ratings, and beside the bias baseline.
+  With about 70 test users on ML-100K the figures move by a few hundredths from seed to seed:
+  --seeds runs several (other test users, other model initialization) and reports the range.
+- ``ranking`` (:mod:`train.evaluation.newuser_ranking`): holds 10% of users out, trains the rating
+  model, our ranking model and the ranking peers without them, folds each in from 10 random ratings
+  and from 80% of them through the served Recommender, and scores Recall@10/@20 and NDCG@10 on the
+  rest; then "more like this movie" lists seeded with one of their liked given movies.
 """
 
 from __future__ import annotations
@@ -33,11 +32,12 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from model import data
+from client import cli
 from model.errors import DataError
-from model.experiment import PRESETS
-from model.newuser_ranking import OURS, RankingConfig, evaluate_ranking
-from model.newusers import NewUserConfig, evaluate_new_users, format_table, summarize
+from train import data
+from train.evaluation.newuser_ranking import OURS, RankingConfig, evaluate_ranking
+from train.evaluation.newusers import NewUserConfig, evaluate_new_users, format_table, summarize
+from train.fitting.experiment import PRESETS
 from train.train import _dataset_name
 
 log = logging.getLogger("train.newusers")
@@ -47,11 +47,7 @@ PARTS = ("rmse", "ranking")  # see the module docstring
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = NewUserConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m train.newusers",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m train.newusers", __doc__)
     p.add_argument("--dataset", default="ml-100k", type=_dataset_name)
     p.add_argument("--data-dir", default="data", help="one folder per dataset (default: data)")
     p.add_argument("--preset", default=defaults.preset, choices=sorted(PRESETS))
@@ -166,7 +162,7 @@ def markdown(results: list[dict]) -> str:
         f"ratings are held out of training ({first['held_out_users']} per seed). The rating "
         f"model ({c['preset']} preset), our ranking model and the peers are trained on the "
         f"other users' ratings less a random {c['validation']:.0%}, on which every choice is "
-        "made (epochs, λ, blend weights, the peers' grids of model.peers.tuning). Each held-out "
+        "made (epochs, λ, blend weights, the peers' grids of train.peers.tuning). Each held-out "
         f"user then gives a random {c['given']} of their ratings, and again a random "
         f"{c['given_share']:.0%}; what they did not give is scored: relevant = rated 4 or more, "
         "candidates = every movie but the given ones, Recall@K = hits / min(K, relevant). "
@@ -270,9 +266,6 @@ def _ranking_part(dataset: data.Dataset, args: argparse.Namespace) -> tuple[list
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

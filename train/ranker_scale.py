@@ -14,7 +14,6 @@ epoch; those costs are the closed form's and a forward pass over the validation 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import resource
@@ -25,10 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model import data
+from client import cli
 from model.errors import DataError
 from model.ranker import Ranker, RankerConfig
-from model.ranker_training import (
+from train import data
+from train.fitting.ranker_training import (
     DENSE_ITEM_ITEM_LIMIT,
     PRUNED_NEIGHBORS,
     RankerTrainConfig,
@@ -107,12 +107,7 @@ def measure(dataset: data.Dataset, batches: int, l2: float = 800.0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(
-        prog="python -m train.ranker_scale",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m train.ranker_scale", __doc__)
     p.add_argument("--dataset", default="synthetic-25m")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--batches", type=int, default=40, help="deep-part steps to time")

@@ -25,9 +25,12 @@ from pathlib import Path
 
 import torch
 
-from model import artifact, data
+from client import cli
+from model import artifact
 from model.errors import DataError
-from model.experiment import (
+from model.ranker import Ranker, RankerConfig
+from train import data
+from train.fitting.experiment import (
     PRESETS,
     SERVE_TOLERANCE,
     Prepared,
@@ -39,10 +42,14 @@ from model.experiment import (
     run_autorec,
     run_baselines,
 )
-from model.peers import MostPopular, ranking_on, tune
-from model.ranker import Ranker, RankerConfig
-from model.ranker_training import RankerTrainConfig, fit_ranker, history_matrix, refit_ranker
-from model.training import best_epoch
+from train.fitting.ranker_training import (
+    RankerTrainConfig,
+    fit_ranker,
+    history_matrix,
+    refit_ranker,
+)
+from train.fitting.training import best_epoch
+from train.peers import MostPopular, ranking_on, tune
 
 log = logging.getLogger("train")
 
@@ -57,11 +64,7 @@ def _dataset_name(value: str) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.parser("python -m train", __doc__)
     p.add_argument(
         "--dataset",
         default="ml-100k",
@@ -172,7 +175,7 @@ def run(args: argparse.Namespace) -> dict:
     """Train on the split, evaluate beside the baselines, refit on all ratings (unless
     ``--keep-split``), save the artifact; return its metrics.
 
-    Under torchrun every rank trains (see :func:`model.training.fit_autorec`); rank 0 alone
+    Under torchrun every rank trains (see :func:`train.fitting.training.fit_autorec`); rank 0 alone
     writes the artifact and prints."""
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -349,7 +352,7 @@ def refit_on_all_ratings(
     """Encode all of ``dataset``'s ratings (:func:`prepare_all`) and ``refit`` a model on
     them with the settings its selection run chose; returns the model and the data it now
     holds (whose vocabulary holds every rating). The refit itself is the model's own (e.g.
-    :func:`model.experiment.refit_autorec`)."""
+    :func:`train.fitting.experiment.refit_autorec`)."""
     started = time.perf_counter()
     everything = prepare_all(dataset)
     log.info(
@@ -437,9 +440,6 @@ def format_results(metrics: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
     args = parse_args(argv)
     try:
         run(args)

@@ -20,7 +20,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from model.datasets.registry import DatasetSpec, WheelCopy, get_spec
+from train.data.registry import DatasetSpec, WheelCopy, get_spec
 from model.errors import DataError
 
 log = logging.getLogger(__name__)

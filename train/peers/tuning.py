@@ -3,7 +3,7 @@
 The protocol of every ranking row in the report: fit on the training part; on validation the
 candidates are the movies a user did not rate in training; on test, those they rated in
 neither training nor validation (a served system never recommends what the user already
-rated). Relevant: held-out ratings >= 4. Metrics: :func:`model.ranking.ranking_metrics`.
+rated). Relevant: held-out ratings >= 4. Metrics: :func:`train.evaluation.ranking.ranking_metrics`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from model.peers.base import MostPopular, RankingPeer
-from model.peers.ease import EASE
-from model.peers.ials import IALS
-from model.ranking import ranking_metrics
+from train.evaluation.ranking import ranking_metrics
+from train.peers.base import MostPopular, RankingPeer
+from train.peers.ease import EASE
+from train.peers.ials import IALS
 
 if TYPE_CHECKING:
-    from model.experiment import Prepared
+    from train.fitting.experiment import Prepared
 
 log = logging.getLogger(__name__)
 

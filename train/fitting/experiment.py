@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
-from model.baselines import BiasBaseline, GlobalMean
-from model.data import Dataset, Split
-from model.metrics import mae, rmse
 from model.network import FactorModel, FactorModelConfig, principal_directions, project
-from model.training import (
+from model.vocab import Vocabulary
+from train.data import Dataset, Split
+from train.evaluation.metrics import mae, rmse
+from train.fitting.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
+from train.fitting.baselines import BiasBaseline, GlobalMean
+from train.fitting.training import (
     AutoRecTrainConfig,
     Encoded,
     TrainConfig,
@@ -29,7 +30,6 @@ from model.training import (
     fit_autorec,
     predict,
 )
-from model.vocab import Vocabulary
 
 # Largest increase of validation RMSE allowed when projecting the served vectors to fewer
 # dimensions (see smallest_projection): a tenth of the noise between seeds.
@@ -238,7 +238,7 @@ def run_autorec(
     ``members`` > 1 trains that many autoencoders (seeds ``seed``, ``seed + 1000``, ...) and
     serves their average, itself one factor model (:func:`average_factor_models`).
     ``checkpoint`` (one file per member) and ``device`` go to
-    :func:`model.training.fit_autorec`. The history is the first member's.
+    :func:`train.fitting.training.fit_autorec`. The history is the first member's.
 
     The served model is then made as small as the validation data allows
     (:func:`smallest_projection`, within ``serve_tolerance`` of the full model's validation

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.datasets import recbole
-from model.datasets.formats import CSV, DAT_LATIN1, DAT_UTF8, ML100K, Layout
+from train.data import recbole
+from train.data.formats import CSV, DAT_LATIN1, DAT_UTF8, ML100K, Layout
 from model.errors import DataError
 
 SYNTHETIC_PATTERN = re.compile(r"synthetic(-[A-Za-z0-9._]+)*")

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-# Ratings at or above this count as "liked": the relevance threshold of model.ranking.
+# Ratings at or above this count as "liked": the relevance threshold of train.evaluation.ranking.
 LIKED = 4.0
 
 

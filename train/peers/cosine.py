@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from model.peers.base import _fitted, interaction_matrix
+from train.peers.base import _fitted, interaction_matrix
 
 
 class CooccurrenceCosine:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.datasets.formats import CSV_RATINGS_HEADER
+from train.data.formats import CSV_RATINGS_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ Protocol (:func:`evaluate_ranking`):
    ``given + min_targets`` ratings. Nothing of theirs is trained on.
 2. The other users' ratings are cut at random into training and validation. Everything is
    trained on the training part, every choice made on validation ranking as in
-   reports/<dataset>.md: the rating model (a preset of :mod:`model.experiment`), our ranking
-   model (:func:`model.ranker_training.fit_ranker`) and the peers
-   (:func:`model.peers.tune_peers`).
+   reports/<dataset>.md: the rating model (a preset of :mod:`train.fitting.experiment`), our ranking
+   model (:func:`train.fitting.ranker_training.fit_ranker`) and the peers
+   (:func:`train.peers.tune_peers`).
 3. Each held-out user gives a seeded random sample of their ratings (:func:`sample_given`):
    ``given`` of them, and again ``given_share`` of them. What they did not give is scored:
    relevant are those rated 4 or more; candidates are all movies but the given ones
-   (:func:`model.ranking.ranking_metrics`).
+   (:func:`train.evaluation.ranking.ranking_metrics`).
 
    Ours is answered by the code that answers a ``{"ratings": ...}`` request: a
    :class:`Recommender` of the rating model, the vocabulary and the ranking model,
@@ -22,7 +22,7 @@ Protocol (:func:`evaluate_ranking`):
    of the user's vector; most popular: the chart).
 4. More like this movie: each held-out user with a given movie rated 4 or more asks for the
    10 movies most similar to one of them (a seeded choice). Hits are the listed movies among
-   the user's relevant, not given movies (:func:`model.ranking.list_hits`). Ours:
+   the user's relevant, not given movies (:func:`train.evaluation.ranking.list_hits`). Ours:
    ``Recommender.similar_indices`` (the served path); peers: rows of EASE's B, the cosine of
    iALS's item factors, the cosine of item co-occurrence, and the chart.
 """
@@ -39,14 +39,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from model.data import Dataset, Split
-from model.experiment import Prepared, autorec_configs, prepare, run_autorec
-from model.peers import CooccurrenceCosine, RankingPeer, tune_peers
-from model.peers.tuning import fit_peer
 from model.ranker import LIKED, RankerConfig
-from model.ranker_training import RankerTrainConfig, fit_ranker
-from model.ranking import RECALL_CUTOFFS, list_hits, ranking_metrics
 from model.recommender import Recommender
+from train.data import Dataset, Split
+from train.evaluation.ranking import RECALL_CUTOFFS, list_hits, ranking_metrics
+from train.fitting.experiment import Prepared, autorec_configs, prepare, run_autorec
+from train.fitting.ranker_training import RankerTrainConfig, fit_ranker
+from train.peers import CooccurrenceCosine, RankingPeer, tune_peers
+from train.peers.tuning import fit_peer
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class RankingConfig:
     min_targets: int = 10  # eligible users have at least given + min_targets ratings
     validation: float = 0.05  # share of the other users' ratings kept for choices (as ml-1m.md)
     ridge: float = 1.0  # fold-in prior weight: the served default (handler fold_in_ridge)
-    preset: str = "fast"  # rating model preset (model.experiment.PRESETS)
+    preset: str = "fast"  # rating model preset (train.fitting.experiment.PRESETS)
     seed: int = 0  # held-out users, validation, samples, initializations
     # Users scored at once: a fold-in from 80% of a heavy user's ~2,000 ratings is a
     # (users, ratings, code) float64 tensor, so batches stay small.

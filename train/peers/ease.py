@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 from scipy.linalg import lapack
 
-from model.peers.base import RankingPeer, _fitted, history_matrix, interaction_matrix
+from train.peers.base import RankingPeer, _fitted, history_matrix, interaction_matrix
 
 
 def ease_weights(x: sp.spmatrix | np.ndarray, l2: float) -> np.ndarray:

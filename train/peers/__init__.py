@@ -6,11 +6,11 @@ item-item scores, ``similar``. :func:`tune` picks hyperparameters on validation 
 :func:`run_peers` produces the report's rows.
 """
 
-from model.peers.base import MostPopular, RankingPeer, history_matrix, interaction_matrix
-from model.peers.cosine import CooccurrenceCosine
-from model.peers.ease import EASE, ease_weights
-from model.peers.ials import IALS
-from model.peers.tuning import Tuning, grid, ranking_on, run_peers, tune, tune_peers
+from train.peers.base import MostPopular, RankingPeer, history_matrix, interaction_matrix
+from train.peers.cosine import CooccurrenceCosine
+from train.peers.ease import EASE, ease_weights
+from train.peers.ials import IALS
+from train.peers.tuning import Tuning, grid, ranking_on, run_peers, tune, tune_peers
 
 __all__ = [
     "EASE",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.datasets.formats import ML100K_GENRES
+from train.data.formats import ML100K_GENRES
 from model.errors import DataError
 
 

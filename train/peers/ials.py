@@ -15,7 +15,7 @@ import torch
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
-from model.peers.base import RankingPeer, _fitted, history_matrix, interaction_matrix
+from train.peers.base import RankingPeer, _fitted, history_matrix, interaction_matrix
 
 
 class IALS(RankingPeer):

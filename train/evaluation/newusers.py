@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from model.data import Dataset, Split
-from model.experiment import autorec_configs, prepare, run_autorec, run_baselines
 from model.foldin import UserPrior, fold_in
-from model.metrics import rmse
+from train.data import Dataset, Split
+from train.evaluation.metrics import rmse
+from train.fitting.experiment import autorec_configs, prepare, run_autorec, run_baselines
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ class NewUserConfig:
     min_targets: int = 10  # a test user keeps at least this many ratings to predict
     validation: float = 0.1  # share of the other users' ratings held out for early stopping
     ridges: tuple[float, ...] = (1.0,)  # fold-in prior weights to report (serving uses 1.0)
-    preset: str = "fast"  # model preset (see model.experiment.PRESETS); "fast" keeps it short
+    preset: str = (
+        "fast"  # model preset (see train.fitting.experiment.PRESETS); "fast" keeps it short
+    )
     seed: int = 0  # test users, validation share, model initialization
 
 

