@@ -32,13 +32,15 @@ help:  ## list the targets
 
 all: install archive serve  ## set up, train on ML-100K, build the .mar, start TorchServe, call it
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet pip==26.3
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@# The project itself, editable; --no-deps because the pins above are the lock.
+	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
-install: check-java $(VENV)/.installed  ## create .venv with the pinned dependencies
+install: check-java $(VENV)/.installed  ## create .venv: pinned dependencies and dev tools, movierec editable
 	@# `source .venv/bin/activate` then makes a plain `torchserve --start` read config.properties
 	@# (TorchServe's TS_CONFIG_FILE); the old line goes first, so a moved clone stays right.
 	@sed -i '/# movierec: TS_CONFIG_FILE/d' $(VENV)/bin/activate
