@@ -120,13 +120,14 @@ scale: $(VENV)/.installed  ## ML-25M-size .mar: size, start-up, worker RSS, top-
 test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
 	$(PY) -m pytest
 
-lint: $(VENV)/.installed  ## ruff lint and format check
+lint: $(VENV)/.installed  ## ruff lint and format check, mypy type check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(VENV)/.installed  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:  ## remove build outputs (keeps data/ and .venv/)
-	rm -rf artifacts model_store logs key_file.json .pytest_cache
+	rm -rf artifacts model_store logs key_file.json .pytest_cache .mypy_cache build
