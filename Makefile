@@ -24,7 +24,7 @@ SCALE_ARGS ?=
 SOAK_ARGS ?=
 
 .PHONY: help all install check-java data train archive serve stop demo fuzz faults upgrade evaluate \
-	test lint format clean loadtest soak knee bench scale
+	test test-unit lint format clean loadtest soak knee bench scale
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -119,6 +119,9 @@ scale: $(VENV)/.installed  ## ML-25M-size .mar: size, start-up, worker RSS, top-
 
 test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
 	$(PY) -m pytest
+
+test-unit: $(VENV)/.installed  ## run the tests that need no Java and no server (not `integration`)
+	$(PY) -m pytest -m "not integration"
 
 lint: $(VENV)/.installed  ## ruff lint and format check, mypy type check
 	$(BIN)/ruff check .
