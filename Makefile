@@ -24,7 +24,7 @@ SCALE_ARGS ?=
 SOAK_ARGS ?=
 
 .PHONY: help all install check-java data train archive serve stop demo fuzz faults upgrade evaluate \
-	test lint format clean loadtest soak knee bench scale
+	test test-unit lint format clean loadtest soak knee bench scale
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -32,13 +32,15 @@ help:  ## list the targets
 
 all: install archive serve  ## set up, train on ML-100K, build the .mar, start TorchServe, call it
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet pip==26.3
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@# The project itself, editable; --no-deps because the pins above are the lock.
+	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
-install: check-java $(VENV)/.installed  ## create .venv with the pinned dependencies
+install: check-java $(VENV)/.installed  ## create .venv: pinned dependencies and dev tools, movierec editable
 	@# `source .venv/bin/activate` then makes a plain `torchserve --start` read config.properties
 	@# (TorchServe's TS_CONFIG_FILE); the old line goes first, so a moved clone stays right.
 	@sed -i '/# movierec: TS_CONFIG_FILE/d' $(VENV)/bin/activate
@@ -118,13 +120,17 @@ scale: $(VENV)/.installed  ## ML-25M-size .mar: size, start-up, worker RSS, top-
 test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
 	$(PY) -m pytest
 
-lint: $(VENV)/.installed  ## ruff lint and format check
+test-unit: $(VENV)/.installed  ## run the tests that need no Java and no server (not `integration`)
+	$(PY) -m pytest -m "not integration"
+
+lint: $(VENV)/.installed  ## ruff lint and format check, mypy type check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(VENV)/.installed  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:  ## remove build outputs (keeps data/ and .venv/)
-	rm -rf artifacts model_store logs key_file.json .pytest_cache
+	rm -rf artifacts model_store logs key_file.json .pytest_cache .mypy_cache build

@@ -208,10 +208,13 @@ class MovieRecClient:
         """POST a body to the model and return the answer; raises :class:`ClientError` with
         the server's message, its ``kind`` and the field it named."""
         status, answer = self.request("POST", f"/predictions/{self.model}", body)
-        if status == 200:
-            return answer
-        if _is_token_refusal(status, answer):
-            raise ClientError(status, str(answer.get("message", "token refused")), "token")
+        # Every answer of the handler is a JSON object; a 200 with anything else is the
+        # server's fault, reported below rather than handed to a caller that indexes it.
+        if isinstance(answer, dict):
+            if status == 200:
+                return answer
+            if _is_token_refusal(status, answer):
+                raise ClientError(status, str(answer.get("message", "token refused")), "token")
         error = answer.get("error", answer) if isinstance(answer, dict) else answer
         message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
         field = error.get("field") if isinstance(error, dict) else None

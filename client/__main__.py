@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Collection
 
 from client import ClientError, MovieRecClient, cli
 
@@ -120,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def format_table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:
+def format_table(headers: list[str], rows: list[list], right: Collection[int] = frozenset()) -> str:
     """A plain-text table; columns in ``right`` are right-aligned, long cells are cut."""
     cells = [[str(c) if len(str(c)) <= 48 else str(c)[:47] + "…" for c in row] for row in rows]
     widths = [max(len(h), *(len(r[j]) for r in cells)) for j, h in enumerate(headers)]
@@ -232,10 +233,10 @@ def run(api: MovieRecClient, args: argparse.Namespace) -> str:
             {"user_id": 99999, "k": 3, "fallback": "popular"},
             {"user_id": 99999, "k": 3},
         ):
-            status, answer = api.request("POST", f"/predictions/{api.model}", body)
+            status, reply = api.request("POST", f"/predictions/{api.model}", body)
             out.append(
                 f"POST /predictions/{api.model} {json.dumps(body)}\n  -> {status} "
-                f"{json.dumps(answer)}\n"
+                f"{json.dumps(reply)}\n"
             )
         return "\n".join(out)
     return f"model {api.model} at {api.url} is ready"

@@ -52,7 +52,7 @@ def read_keys(key_file: str | Path, timeout: float = 2.0) -> dict:
             keys = json.loads(Path(key_file).read_text())
             if all(isinstance(keys.get(k), dict) for k in (*KINDS, "API")):
                 return keys
-            problem = ValueError(f"{key_file}: missing keys")
+            problem: OSError | ValueError = ValueError(f"{key_file}: missing keys")
         except (OSError, ValueError) as exc:
             problem = exc
         if time.monotonic() > deadline:

@@ -63,11 +63,10 @@ class UserDAE(nn.Module):
     def __init__(self, num_items: int, hidden_dim: int, latent_dim: int, dropout: float):
         super().__init__()
         self.dropout = dropout
-        self.encoder = nn.Sequential(
-            nn.Linear(num_items, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, latent_dim)
-        )
+        first, last = nn.Linear(num_items, hidden_dim), nn.Linear(hidden_dim, latent_dim)
+        self.encoder = nn.Sequential(first, nn.Tanh(), last)
         self.decoder = nn.Linear(latent_dim, num_items)
-        for layer in (self.encoder[0], self.encoder[2], self.decoder):
+        for layer in (first, last, self.decoder):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.normal_(layer.bias, std=1e-3)
 
@@ -103,6 +102,10 @@ class Ranker(nn.Module):
         movie. Pruned (``config.neighbors`` > 0) it is kept sparse.
     """
 
+    # Buffers (registered in __init__), declared so that they read as tensors, not Modules.
+    neighbor_weights: torch.Tensor
+    neighbor_items: torch.Tensor
+
     def __init__(self, config: RankerConfig, item_item: torch.Tensor | None = None):
         super().__init__()
         self.config = config
@@ -127,21 +130,20 @@ class Ranker(nn.Module):
         closed form was solved on part of a large catalogue: the other movies' rows and
         columns are then zero."""
         weights = weights.float()
-        if items is not None:
-            items = torch.as_tensor(np.asarray(items, dtype=np.int64))
+        movies = None if items is None else torch.as_tensor(np.asarray(items, dtype=np.int64))
         if self.dense:
-            if items is None:
+            if movies is None:
                 self.neighbor_weights.copy_(weights)
             else:
                 self.neighbor_weights.zero_()
-                self.neighbor_weights[items[:, None], items[None, :]] = weights
+                self.neighbor_weights[movies[:, None], movies[None, :]] = weights
             return
         width = min(self.neighbor_items.shape[1], weights.shape[1])
         top = torch.topk(weights.abs(), width, dim=1).indices  # (M, width), within `weights`
-        rows = slice(None) if items is None else items
+        rows = slice(None) if movies is None else movies
         self.neighbor_items.zero_()
         self.neighbor_weights.zero_()
-        self.neighbor_items[rows, :width] = (top if items is None else items[top]).int()
+        self.neighbor_items[rows, :width] = (top if movies is None else movies[top]).int()
         self.neighbor_weights[rows, :width] = torch.gather(weights, 1, top)
 
     # ------------------------------------------------------------------ histories
@@ -165,8 +167,12 @@ class Ranker(nn.Module):
         """Rating-aware history rows (B, N) of users given by the movies they rated."""
         lengths = [len(i) for i in item_idx]
         rows = np.repeat(np.arange(len(lengths)), lengths)
-        items = np.concatenate([np.asarray(i, np.int64) for i in item_idx] or [np.zeros(0)])
-        stars = np.concatenate([np.asarray(r, np.float32) for r in ratings] or [np.zeros(0)])
+        items = np.concatenate(
+            [np.asarray(i, np.int64) for i in item_idx] or [np.zeros(0, np.int64)]
+        )
+        stars = np.concatenate(
+            [np.asarray(r, np.float32) for r in ratings] or [np.zeros(0, np.float32)]
+        )
         return self.history_rows(rows, items, stars, len(lengths))
 
     # ------------------------------------------------------------------ scoring

@@ -196,6 +196,7 @@ class Vocabulary:
         """Write every field to one ``.npz`` of plain arrays."""
         np.savez_compressed(
             path,
+            allow_pickle=False,  # an object array would fail :meth:`load`: refuse it here
             user_ids=self.user_ids,
             movie_ids=self.movie_ids,
             titles=self.titles,

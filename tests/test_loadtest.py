@@ -159,6 +159,7 @@ def test_locustfile_smoke_run(server, served_mar, tmp_path):
         assert int(rows[endpoint.name]["Failure Count"]) == 0, endpoint.name
 
 
+@pytest.mark.integration  # loadtest.upgrade starts its own TorchServe (Java)
 @pytest.mark.parametrize("procedure", ["runtime", "staged"])
 def test_model_upgrade_and_rollback_under_load(
     procedure, artifact_dir, served_mar, tmp_path, capsys
