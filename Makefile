@@ -14,7 +14,7 @@ TRAIN_ARGS ?=
 MAR     := model_store/movierec.mar
 KEYS_PID := logs/keys.pid
 URL     ?= http://127.0.0.1:8080
-# make loadtest: closed-loop Locust users, users started per second, run time (see README).
+# make loadtest: closed-loop Locust users, users started per second, run time (see docs/loadtesting.md).
 USERS      ?= 16
 SPAWN_RATE ?= 8
 DURATION   ?= 30s
@@ -69,12 +69,12 @@ serve: check-java $(MAR)  ## start TorchServe with config.properties, its key su
 	@mkdir -p logs
 	$(BIN)/torchserve --start --ts-config config.properties --ncs >> logs/torchserve.out 2>&1 \
 	  || { tail -n 5 logs/torchserve.out; exit 1; }
-	@# Renews the inference and management keys before they expire (README: Keys).
+	@# Renews the inference and management keys before they expire (docs/operations.md: "The key supervisor").
 	@$(PY) -m client.keys --stop --pid-file $(KEYS_PID)
 	nohup $(PY) -m client.keys --config config.properties --pid-file $(KEYS_PID) \
 	  >> logs/keys.log 2>&1 < /dev/null &
 	$(PY) -m client demo --url $(URL)
-	@echo "Your own calls (see README): token() { python3 -c 'import json;"\
+	@echo "Your own calls (see README and docs/api.md): token() { python3 -c 'import json;"\
 	  "print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])'; }"
 
 stop:  ## stop TorchServe and its key supervisor
