@@ -11,8 +11,10 @@ Kinds (told apart by their main field) and the fields each may carry:
     filters:    "genres": [names] (any of), "exclude_genres": [names], "exclude_movie_ids": [ids]
     rank_by:    "ranking" (default: the ranking model) or "rating" (highest predicted rating)
 
-Everything wrong raises :class:`~model.errors.BadRequestError` naming the field; nothing here
-looks ids up (unknown ids are the answering side's business) or imports TorchServe.
+Everything wrong raises :class:`~model.errors.BadRequestError` naming the field. The typed
+requests carry raw ids and the model's own :class:`~model.filtering.MovieFilter`, which
+:mod:`handler.answering` hands to the Recommender as they are; nothing here looks ids up
+(unknown ids are the answering side's business) or imports TorchServe.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from model.errors import BadRequestError
+from model.filtering import NO_FILTER, MovieFilter
+from model.results import FALLBACKS, RANK_BY
 
 
 @dataclass(frozen=True)
@@ -47,15 +51,6 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Filters:
-    """A top-K request's filters: genre indices to keep (any of) or drop, raw movie ids to drop."""
-
-    genres: tuple[int, ...] = ()
-    exclude_genres: tuple[int, ...] = ()
-    exclude_movie_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-
-@dataclass(frozen=True)
 class RatingRequest:
     """One or many (user_id, movie_id) pairs; ``single`` answers with one rating."""
 
@@ -70,7 +65,7 @@ class TopKRequest:
 
     user_id: int
     k: int
-    filters: Filters = Filters()
+    filters: MovieFilter = NO_FILTER
     fallback: str | None = None
     rank_by: str = "ranking"
 
@@ -82,7 +77,7 @@ class NewUserRequest:
     movie_ids: np.ndarray
     ratings: np.ndarray
     k: int
-    filters: Filters = Filters()
+    filters: MovieFilter = NO_FILTER
     predict_movie_ids: np.ndarray | None = None  # movies whose rating to predict, if asked
     rank_by: str = "ranking"
 
@@ -93,13 +88,11 @@ class SimilarRequest:
 
     movie_id: int
     k: int
-    filters: Filters = Filters()
+    filters: MovieFilter = NO_FILTER
 
 
 Request = RatingRequest | TopKRequest | NewUserRequest | SimilarRequest
 
-FALLBACKS = ("popular",)
-RANK_BY = ("ranking", "rating")
 _FILTERS = frozenset({"genres", "exclude_genres", "exclude_movie_ids"})
 # Each kind's main field, which tells the kinds apart, and every field the kind accepts.
 _MAIN = ("pairs", "ratings", "similar_to", "user_id")
@@ -201,28 +194,27 @@ def _rank_by(body: dict) -> str:
     return value
 
 
-def _genres(body: dict, name: str, genre_names: tuple[str, ...]) -> tuple[int, ...]:
+def _genres(body: dict, name: str, genre_names: tuple[str, ...]) -> tuple[str, ...]:
     value = body.get(name, [])
     if not isinstance(value, list):
         raise BadRequestError(name, f"must be a list of genre names, got {_shown(value)}")
-    index = {g: j for j, g in enumerate(genre_names)}
-    out = []
     for j, genre in enumerate(value):
-        if not isinstance(genre, str) or genre not in index:
+        if not isinstance(genre, str) or genre not in genre_names:
             raise BadRequestError(
                 f"{name}[{j}]", f"unknown genre {_shown(genre)}; known: {', '.join(genre_names)}"
             )
-        out.append(index[genre])
-    return tuple(sorted(set(out)))
+    return tuple(dict.fromkeys(value))  # each genre once, in the order sent
 
 
-def _filters(body: dict, limits: Limits, genre_names: tuple[str, ...]) -> Filters:
+def _filters(body: dict, limits: Limits, genre_names: tuple[str, ...]) -> MovieFilter:
     excluded = body.get("exclude_movie_ids", [])
     limit = limits.max_ratings
-    return Filters(
+    return MovieFilter(
         genres=_genres(body, "genres", genre_names),
         exclude_genres=_genres(body, "exclude_genres", genre_names),
-        exclude_movie_ids=_id_list(excluded, "exclude_movie_ids", limit, "max_ratings"),
+        exclude_movie_ids=tuple(
+            _id_list(excluded, "exclude_movie_ids", limit, "max_ratings").tolist()
+        ),
     )
 
 
