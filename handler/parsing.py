@@ -264,6 +264,44 @@ def _kind(body: dict) -> str:
     return kind
 
 
+def _pairs(value: object, limits: Limits) -> RatingRequest:
+    if not isinstance(value, list) or not value:
+        raise BadRequestError("pairs", "must be a non-empty list of [user_id, movie_id]")
+    if len(value) > limits.max_pairs:
+        raise BadRequestError("pairs", f"{len(value)} pairs exceed max_pairs={limits.max_pairs}")
+    fast = _pair_array(value)
+    if fast is not None:
+        return RatingRequest(fast[:, 0], fast[:, 1], single=False)
+    users, movies = np.empty(len(value), np.int64), np.empty(len(value), np.int64)
+    for n, pair in enumerate(value):  # the slow path names the first bad pair
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise BadRequestError(f"pairs[{n}]", "must be a list [user_id, movie_id]")
+        users[n] = _as_id(pair[0], f"pairs[{n}][0]")
+        movies[n] = _as_id(pair[1], f"pairs[{n}][1]")
+    return RatingRequest(users, movies, single=False)
+
+
+def _new_user(
+    body: dict, limits: Limits, k: int, filters: MovieFilter, scale: tuple[float, float]
+) -> NewUserRequest:
+    movie_ids, stars = _ratings(body["ratings"], limits, scale)
+    predict = None
+    if "movie_ids" in body:
+        predict = _id_list(body["movie_ids"], "movie_ids", limits.max_pairs, "max_pairs")
+        if not len(predict):
+            raise BadRequestError("movie_ids", "must list at least one movie id")
+    return NewUserRequest(movie_ids, stars, k, filters, predict, _rank_by(body))
+
+
+def _fallback(body: dict) -> str | None:
+    fallback = body.get("fallback")
+    if fallback is not None and fallback not in FALLBACKS:
+        raise BadRequestError(
+            "fallback", f"must be one of {', '.join(FALLBACKS)}, got {_shown(fallback)}"
+        )
+    return fallback
+
+
 def parse_request(
     body: object,
     limits: Limits,
@@ -282,38 +320,12 @@ def parse_request(
         user_id, movie_id = _as_id(body["user_id"], "user_id"), _as_id(body["movie_id"], "movie_id")
         return RatingRequest(np.array([user_id]), np.array([movie_id]), single=True)
     if kind == "pairs":
-        pairs = body["pairs"]
-        if not isinstance(pairs, list) or not pairs:
-            raise BadRequestError("pairs", "must be a non-empty list of [user_id, movie_id]")
-        if len(pairs) > limits.max_pairs:
-            raise BadRequestError(
-                "pairs", f"{len(pairs)} pairs exceed max_pairs={limits.max_pairs}"
-            )
-        fast = _pair_array(pairs)
-        if fast is not None:
-            return RatingRequest(fast[:, 0], fast[:, 1], single=False)
-        users, movies = np.empty(len(pairs), np.int64), np.empty(len(pairs), np.int64)
-        for n, pair in enumerate(pairs):  # the slow path names the first bad pair
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise BadRequestError(f"pairs[{n}]", "must be a list [user_id, movie_id]")
-            users[n] = _as_id(pair[0], f"pairs[{n}][0]")
-            movies[n] = _as_id(pair[1], f"pairs[{n}][1]")
-        return RatingRequest(users, movies, single=False)
+        return _pairs(body["pairs"], limits)
     k = _k(body, limits)
     filters = _filters(body, limits, genre_names)
     if kind == "similar":
         return SimilarRequest(_as_id(body["similar_to"], "similar_to"), k, filters)
     if kind == "new_user":
-        movie_ids, stars = _ratings(body["ratings"], limits, rating_scale)
-        predict = None
-        if "movie_ids" in body:
-            predict = _id_list(body["movie_ids"], "movie_ids", limits.max_pairs, "max_pairs")
-            if not len(predict):
-                raise BadRequestError("movie_ids", "must list at least one movie id")
-        return NewUserRequest(movie_ids, stars, k, filters, predict, _rank_by(body))
-    fallback = body.get("fallback")
-    if fallback is not None and fallback not in FALLBACKS:
-        raise BadRequestError(
-            "fallback", f"must be one of {', '.join(FALLBACKS)}, got {_shown(fallback)}"
-        )
+        return _new_user(body, limits, k, filters, rating_scale)
+    fallback = _fallback(body)
     return TopKRequest(_as_id(body["user_id"], "user_id"), k, filters, fallback, _rank_by(body))
