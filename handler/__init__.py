@@ -1,1 +1,2 @@
-"""The TorchServe adapter: request protocol (:mod:`handler.protocol`) and the handler class."""
+"""The TorchServe adapter: requests parsed (:mod:`handler.parsing`), answered through the
+Recommender (:mod:`handler.answering`), counted (:mod:`handler.metrics`), and the handler class."""

@@ -1,7 +1,7 @@
 """movierec's own metrics, sent through TorchServe's metrics API (``context.metrics``).
 
 Per batch, the handler answers each kind of work with its own call of
-:func:`handler.protocol.answer_batch` and times it (:func:`answer_by_kind`), then
+:func:`handler.answering.answer_batch` and times it (:func:`answer_by_kind`), then
 :func:`record` adds to three counters, declared in ``metrics.yaml`` (TorchServe 0.12 shows
 undeclared ones nowhere):
 
@@ -22,15 +22,17 @@ import logging
 import re
 import time
 from collections import Counter
+from typing import Any, cast
 
-from handler.protocol import Answer, Limits, answer_batch
-from handler.requests import decode_body
+from handler.answering import Answer, answer_batch
+from handler.parsing import Limits, decode_body
 from model.errors import BadRequestError
+from model.recommender import Recommender
 
 log = logging.getLogger(__name__)
 
 KINDS = ("rating", "pairs", "top_k", "new_user", "similar", "fallback", "invalid")
-# Every field a request kind has (handler/requests.py), and "body"; any other is "other".
+# Every field a request kind has (handler/parsing.py), and "body"; any other is "other".
 FIELDS = frozenset(
     {
         "body",
@@ -55,7 +57,7 @@ _MAIN = {"pairs": "pairs", "ratings": "new_user", "similar_to": "similar"}
 
 
 def request_kind(body: object) -> str:
-    """The kind of a decoded body, by its main field alone (as handler/requests.py tells them
+    """The kind of a decoded body, by its main field alone (as handler/parsing.py tells them
     apart, without validating the rest): ``invalid`` when it has none, or two."""
     if not isinstance(body, dict):
         return "invalid"
@@ -72,14 +74,16 @@ def error_field(field: object) -> str:
 
 
 def answer_by_kind(
-    recommender, rows: list, limits: Limits
+    recommender: Recommender, rows: list, limits: Limits
 ) -> tuple[list[Answer], list[str], dict[str, float]]:
     """Answer a batch as :func:`answer_batch` does, one call per kind of work, timed.
 
     Returns the answers in row order, each row's kind, and the milliseconds each kind of work
     took. A body sent as text is decoded once here and handed on decoded.
     """
-    kinds, groups, decoded = [], {}, []
+    kinds: list[str] = []
+    groups: dict[str, list[int]] = {}
+    decoded: list = []
     for n, row in enumerate(rows):
         try:
             body = decode_body(row)
@@ -89,23 +93,24 @@ def answer_by_kind(
         kinds.append(kind)
         decoded.append({"body": body} if isinstance(body, dict) else row)
         groups.setdefault(_WORK[kind], []).append(n)
-    answers: list[Answer | None] = [None] * len(rows)
-    work_ms = {}
+    slots: list[Answer | None] = [None] * len(rows)
+    work_ms: dict[str, float] = {}
     for work, indices in groups.items():
         start = time.perf_counter()
         for n, answer in zip(
             indices, answer_batch(recommender, [decoded[n] for n in indices], limits)
         ):
-            answers[n] = answer
+            slots[n] = answer
         work_ms[work] = (time.perf_counter() - start) * 1e3
+    answers = cast(list[Answer], slots)  # every row is in one group, so every slot is filled
     for n, (status, body) in enumerate(answers):
         if kinds[n] == "top_k" and status == 200 and body.get("fallback"):
             kinds[n] = "fallback"
     ms = {kind: work_ms[_WORK.get(kind, "top_k")] for kind in set(kinds)}
-    return answers, kinds, ms  # type: ignore[return-value]
+    return answers, kinds, ms
 
 
-def record(metrics, answers: list[Answer], kinds: list[str], ms: dict[str, float]) -> None:
+def record(metrics: Any, answers: list[Answer], kinds: list[str], ms: dict[str, float]) -> None:
     """Add one batch to the counters of ``metrics`` (TorchServe's ``context.metrics``; None
     outside a server)."""
     if metrics is None:

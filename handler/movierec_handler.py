@@ -4,8 +4,8 @@ Packaged by ``make archive`` with the folders ``model/`` and ``handler/`` and th
 (config.json, weights.pt, vocab.npz, metrics.json) as extra files; TorchServe puts the model
 directory on ``sys.path``, so the packages import as they do in the repository.
 
-What each request may be is documented in :mod:`handler.requests`, the answers in
-:mod:`handler.protocol`. Every answer also carries ``"model": {"name", "version"}``.
+What each request may be is documented in :mod:`handler.parsing`, the answers in
+:mod:`handler.answering`. Every answer also carries ``"model": {"name", "version"}``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import logging
 import os
 
 import torch
+from ts.context import Context
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler import metrics
+from handler.answering import to_json
 from handler.metrics import answer_by_kind
-from handler.protocol import Limits, to_json
+from handler.parsing import Limits
 from model.recommender import Recommender
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ _LIMITS = ("max_k", "max_pairs", "max_ratings", "default_k")
 class MovieRecHandler(BaseHandler):
     """Ratings, top-K, new users, similar movies and a popularity fallback over one artifact."""
 
-    def initialize(self, context) -> None:
+    def initialize(self, context: Context) -> None:
         """Load the artifact from the model directory and apply ``handler:`` settings."""
         self.context = context
         model_dir = context.system_properties["model_dir"]
@@ -48,7 +50,6 @@ class MovieRecHandler(BaseHandler):
             "name": manifest.get("modelName", context.model_name),
             "version": manifest.get("modelVersion"),
         }
-        vocab = self.recommender.vocab
         if self.recommender.popularity is None:
             log.warning("vocab.npz has no rating statistics: the popular fallback answers 400")
         log.info(
@@ -56,20 +57,20 @@ class MovieRecHandler(BaseHandler):
             "fold-in ridge %g, %s",
             self.model_info["version"],
             model_dir,
-            vocab.num_users,
-            vocab.num_items,
+            self.recommender.num_users,
+            self.recommender.num_movies,
             threads,
             ridge,
             self.limits,
         )
         self.initialized = True
 
-    def handle(self, data: list, context) -> list[str]:
+    def handle(self, data: list, context: Context) -> list[str]:
         """Answer a batch: one JSON string per request; errors get their own status. Counts
         and times each kind of request in movierec's metrics (handler/metrics.py)."""
         answers, kinds, ms = answer_by_kind(self.recommender, data, self.limits)
         metrics.record(getattr(context, "metrics", None), answers, kinds, ms)
-        out = []
+        out: list[str] = []
         for idx, (status, body) in enumerate(answers):
             if status != 200:
                 context.set_response_status(status, _PHRASES.get(status, ""), idx)

@@ -32,8 +32,9 @@ import yaml
 from ts.context import Context, RequestProcessor
 
 from client import cli
+from handler.answering import to_json
 from handler.movierec_handler import MovieRecHandler
-from handler.protocol import Limits, decode_body, parse_request, to_json
+from handler.parsing import Limits, decode_body, parse_request
 from loadtest.traffic import Catalogue
 from model import artifact
 from model.network import FactorModel, FactorModelConfig

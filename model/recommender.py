@@ -1,321 +1,219 @@
-"""Recommendation logic over a trained model and its vocabulary, vectorized over batches.
+"""The Recommender: raw MovieLens ids and one filter in, everything an answer needs out.
 
-Everything takes arrays of raw ids or dense indices for many requests at once, so a serving
-batch costs one tensor call per kind of work, not one per request:
+This is the seam between serving and the model. The handler hands it raw ids (users, movies),
+:class:`~model.filtering.MovieFilter` and the list options of many requests at once, and gets
+back the records of :mod:`model.results` (ids, titles, genres, scores, predicted ratings, the
+ids it did not know, whether a fallback stood in); it never sees a dense index, the vocabulary
+or the network. The shape follows spotlight's ``predict(user_ids, item_ids)`` and implicit's
+``recommend(userid, user_items, N, filter_items=...)``, batched:
 
-- ratings of known users (:meth:`Recommender.predict_indices`),
-- top-K for known users (:meth:`Recommender.top_k_indices`),
-- new users from their ratings (:meth:`Recommender.fold_in`, then
-  :meth:`Recommender.top_k_vectors` and :meth:`Recommender.predict_vectors`),
-- movies similar to a movie (:meth:`Recommender.similar_indices`),
-- a popularity ranking for users the model does not know (:meth:`Recommender.popular_indices`).
+- :meth:`Recommender.predict`: ratings of (user, movie) pairs;
+- :meth:`Recommender.recommend`: top-K lists of users, with the popularity chart standing in
+  for unknown users when asked;
+- :meth:`Recommender.recommend_new_users`: top-K lists (and asked ratings) of users given by
+  their ratings, folded in without retraining;
+- :meth:`Recommender.similar`: the movies most like a movie.
 
-Every top-K kind takes one :class:`ItemFilter` per row (genres to keep or drop, movies to drop).
-
-When the artifact has a ranking model (:mod:`model.ranker`), top-K lists of known and new users
-are ordered by it (``rank_by="ranking"``, the default) and similar movies come from it; the
-predicted rating of every listed movie comes from the rating model either way.
-``rank_by="rating"`` orders by predicted rating instead, as every list was before the ranker.
+Per-row options (``k``, ``filters``, ``rank_by``, ``fallback``) take one value for every row,
+or a list or tuple with one per row. Each call costs one tensor pass per kind of work for the
+whole batch (:mod:`model.scoring`, whose dense-index methods offline code calls directly).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
-import torch
 
-from model import artifact
-from model.foldin import UserPrior, fold_in
-from model.network import FactorModel
-from model.popularity import bayesian_average
-from model.ranker import Ranker
-from model.vocab import Vocabulary
+from model import newusers
+from model.errors import UnknownIdError
+from model.filtering import NO_FILTER, MovieFilter
+from model.listing import IdArray, each, listed, movies_at
+from model.results import (
+    FALLBACKS,
+    RANK_BY,
+    Movie,
+    NewUserRecommendation,
+    RatingPrediction,
+    Recommendation,
+    SimilarMovies,
+)
+from model.scoring import NO_POPULARITY, Scorer
 
-RANK_BY = ("ranking", "rating")  # what a top-K list may be ordered by
 
+class Recommender(Scorer):
+    """Ratings, top-K lists, new users and similar movies in raw MovieLens ids.
 
-@dataclass(frozen=True)
-class ItemFilter:
-    """Which movies one top-K list may hold.
-
-    Attributes
-    ----------
-    genres : tuple of int
-        Genre indices (into ``Vocabulary.genre_names``): keep movies with *any* of them;
-        empty keeps every genre.
-    exclude_genres : tuple of int
-        Drop movies with any of these genres.
-    exclude_items : tuple of int
-        Dense item indices to drop.
+    Build it with :meth:`from_artifact`; the constructor is :class:`~model.scoring.Scorer`'s.
     """
 
-    genres: tuple[int, ...] = ()
-    exclude_genres: tuple[int, ...] = ()
-    exclude_items: tuple[int, ...] = ()
+    @property
+    def genre_names(self) -> tuple[str, ...]:
+        """Every genre a filter may name, in the catalogue's order."""
+        return self.vocab.genre_names
 
+    @property
+    def rating_scale(self) -> tuple[float, float]:
+        """The lowest and highest rating (what new users' ratings must lie within)."""
+        return self.model.config.min_rating, self.model.config.max_rating
 
-NO_FILTER = ItemFilter()
+    @property
+    def num_users(self) -> int:
+        """How many users the model knows."""
+        return self.vocab.num_users
 
+    @property
+    def num_movies(self) -> int:
+        """How many movies the catalogue holds."""
+        return self.vocab.num_items
 
-class Recommender:
-    """Rating prediction and top-K lists with a :class:`FactorModel` and its vocabulary.
+    def movie(self, movie_id: int) -> Movie:
+        """Title and genres of one movie; raises :class:`~model.errors.UnknownIdError`."""
+        idx, found = self.vocab.lookup_items(np.array([movie_id], dtype=np.int64))
+        if not found[0]:
+            raise UnknownIdError("movie_id", movie_id)
+        return movies_at(self.vocab, idx)[0]
 
-    Parameters
-    ----------
-    model : FactorModel
-    vocab : Vocabulary
-    config : dict, optional
-        The artifact's config.json.
-    ridge : float
-        Weight of the prior when folding in new users (see :mod:`model.foldin`).
-    ranker : Ranker, optional
-        The ranking model; without one every list is ordered by predicted rating.
-    """
+    # ------------------------------------------------------------------ ratings
 
-    def __init__(
-        self,
-        model: FactorModel,
-        vocab: Vocabulary,
-        config: dict | None = None,
-        ridge: float = 1.0,
-        ranker: Ranker | None = None,
-    ):
-        if ridge <= 0:
-            raise ValueError(f"ridge must be > 0, got {ridge}")
-        if ranker is not None and ranker.config.num_items != vocab.num_items:
-            raise ValueError(
-                f"the ranking model has {ranker.config.num_items} movies, the vocabulary "
-                f"{vocab.num_items}"
-            )
-        self.model = model.eval()
-        self.ranker = ranker.eval() if ranker is not None else None
-        self.vocab = vocab
-        self.config = config or {}
-        self.ridge = ridge
-        self._genre_names = np.array(vocab.genre_names, dtype=object)
-        self._genres = torch.from_numpy(vocab.genres.astype(np.float32))  # (N, G)
-        self.prior = UserPrior.from_model(model)
-        # Numpy views of the weights (shared memory): rating a few pairs costs a few numpy
-        # calls instead of a torch forward pass (~90 µs of dispatch for a lone pair).
-        self._p, self._q, self._bu, self._bi = (
-            t.detach().numpy()
-            for t in (model.user_vectors, model.item_codes, model.user_bias, model.item_bias)
-        )
-        self._offset = float(model.offset.detach())
-        with torch.no_grad():
-            # The codes are sigmoid outputs, all positive: raw cosines are all near 1. Centred
-            # on the catalogue's mean code they spread over [-1, 1]. Only the mean and the
-            # centred norms are kept, not a centred copy of the codes (N x k).
-            self._code_mean = model.item_codes.mean(0)  # (k,)
-            self._code_norms = (model.item_codes - self._code_mean).norm(dim=1)  # (N,)
-        self.popularity: torch.Tensor | None = None
-        if vocab.rating_count is not None and vocab.rating_mean is not None:
-            scores = bayesian_average(vocab.rating_count, vocab.rating_mean)
-            self.popularity = torch.from_numpy(scores)  # (N,)
-
-    @classmethod
-    def from_artifact(cls, directory: str | Path, ridge: float = 1.0) -> Recommender:
-        """Load an artifact folder (see :mod:`model.artifact`), with its ranking model."""
-        model, vocab, config = artifact.load(directory)
-        return cls(model, vocab, config, ridge, artifact.load_ranker(directory, config))
-
-    def _rank_by(self, rank_by: str) -> bool:
-        """Whether a list asked to be ordered by ``rank_by`` uses the ranking model."""
-        if rank_by not in RANK_BY:
-            raise ValueError(f"rank_by must be one of {RANK_BY}, got {rank_by!r}")
-        return rank_by == "ranking" and self.ranker is not None
+    def predict(self, user_ids: IdArray, movie_ids: IdArray) -> RatingPrediction:
+        """Predicted ratings of the pairs ``(user_ids[p], movie_ids[p])``, in one pass."""
+        users = np.asarray(user_ids, dtype=np.int64)
+        movies = np.asarray(movie_ids, dtype=np.int64)
+        if users.shape != movies.shape:
+            raise ValueError(f"{len(users)} user ids but {len(movies)} movie ids")
+        user_idx, user_known = self.vocab.lookup_users(users)
+        item_idx, movie_known = self.vocab.lookup_items(movies)
+        ok = user_known & movie_known
+        ratings = np.full(len(users), np.nan, dtype=np.float32)
+        ratings[ok] = self.predict_indices(user_idx[ok], item_idx[ok])
+        return RatingPrediction(ratings, user_known, movie_known)
 
     # ------------------------------------------------------------------ known users
 
-    def predict_indices(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """Ratings for dense index pairs, :meth:`FactorModel.forward` in numpy: (P,), (P,) ->
-        (P,) float32, clamped to the rating scale."""
-        users = np.asarray(user_idx, dtype=np.int64)
-        items = np.asarray(item_idx, dtype=np.int64)
-        raw = np.einsum("pk,pk->p", self._p[users], self._q[items])
-        raw += self._bu[users] + self._bi[items] + np.float32(self._offset)
-        cfg = self.model.config
-        return np.clip(raw, cfg.min_rating, cfg.max_rating).astype(np.float32, copy=False)
+    def recommend(
+        self,
+        user_ids: IdArray,
+        k: int | Sequence[int],
+        filters: MovieFilter | Sequence[MovieFilter] = NO_FILTER,
+        rank_by: str | Sequence[str] = "ranking",
+        fallback: str | Sequence[str | None] | None = None,
+    ) -> list[Recommendation]:
+        """The best ``k`` movies each user has not rated, one list per user, in order.
 
-    def _rated(self, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every rated item of the users at once, CSR rows flattened: (rows into
-        ``user_idx``, item indices, positions in ``vocab.rated_items``)."""
-        starts, stops = self.vocab.rated_indptr[user_idx], self.vocab.rated_indptr[user_idx + 1]
-        counts = stops - starts
-        flat = np.repeat(starts, counts) + (
-            np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        )
-        return np.repeat(np.arange(len(user_idx)), counts), self.vocab.rated_items[flat], flat
+        ``rank_by`` (see :data:`~model.results.RANK_BY`) orders each list; ``fallback``
+        ``"popular"`` lets the popularity chart stand in for a user the model does not know
+        (else that user gets ``user_known=False`` and no list). One scoring pass per way of
+        ordering, one chart for every fallback.
+        """
+        users = np.asarray(user_ids, dtype=np.int64)
+        n = len(users)
+        ks, fs = each(k, n, "k"), each(filters, n, "filters")
+        orders: list[str] = each(rank_by, n, "rank_by")
+        falls: list[str | None] = each(fallback, n, "fallback")
+        for value in {f for f in falls if f is not None} - set(FALLBACKS):
+            raise ValueError(f"fallback must be one of {FALLBACKS}, got {value!r}")
+        for order in set(orders):
+            self.ranked_by(order)  # refuses an unknown way of ordering
+        user_idx, known = self.vocab.lookup_users(users)
+        out = [Recommendation(user_known=False) for _ in range(n)]
+        for order in RANK_BY:  # one scoring pass per way of ordering
+            rows = [r for r in range(n) if known[r] and orders[r] == order]
+            for r, recommendation in zip(rows, self._user_lists(user_idx, rows, ks, fs, order)):
+                out[r] = recommendation
+        popular = [r for r in range(n) if not known[r] and falls[r] is not None]
+        for r, recommendation in zip(popular, self._chart(popular, ks, fs)):
+            out[r] = recommendation
+        return out
 
-    @torch.no_grad()
-    def score_users(self, user_idx: np.ndarray, rank_by: str = "ranking") -> torch.Tensor:
-        """What known users' lists are ordered by, for every movie: (B,) -> (B, N). The
-        ranking model's scores (``rank_by="ranking"`` and a ranker) or predicted ratings."""
-        user_idx = np.asarray(user_idx, dtype=np.int64)
-        scores = self.model.score_all(torch.from_numpy(user_idx))  # (B, N)
-        if self._rank_by(rank_by):
-            rows, rated, flat = self._rated(user_idx)
-            stars = self.vocab.rated_stars(flat)
-            history = self.ranker.history_rows(rows, rated, stars, len(user_idx))
-            scores = self.ranker.scores(history, scores)
-        return scores
-
-    @torch.no_grad()
-    def top_k_indices(
+    def _user_lists(
         self,
         user_idx: np.ndarray,
-        k: int,
-        filters: list[ItemFilter] | None = None,
-        rank_by: str = "ranking",
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Best ``k`` unrated items per known user, in one scoring pass over the catalogue.
+        rows: list[int],
+        ks: list[int],
+        fs: list[MovieFilter],
+        order: str,
+    ) -> list[Recommendation]:
+        """Lists of the known users at ``rows`` of the batch (dense ``user_idx[rows]``), all
+        ordered one way, with the users' predicted ratings."""
+        if not rows:
+            return []
+        users = user_idx[rows]
+        items, scores = self.top_k_indices(
+            users, max(ks[r] for r in rows), [fs[r] for r in rows], order
+        )
+        ratings = self.predict_indices(
+            np.repeat(users, items.shape[1]), np.maximum(items, 0).reshape(-1)
+        ).reshape(items.shape)
+        ranked_by = self.ranked_by(order)
+        return [
+            Recommendation(listed(self.vocab, items[j], scores[j], ks[r], ratings[j]), ranked_by)
+            for j, r in enumerate(rows)
+        ]
 
-        Returns ``(items, scores)``, both (B, k'), k' = min(k, num_items), best first; where a
-        user has fewer than k' eligible items the tail is padded with item -1 and score NaN.
-        Scores are :meth:`score_users`'; :meth:`predict_indices` gives the listed movies'
-        ratings.
-        """
-        user_idx = np.asarray(user_idx, dtype=np.int64)
-        rows, rated, _ = self._rated(user_idx)
-        return self._top_k(self.score_users(user_idx, rank_by), rows, rated, k, filters)
+    def _chart(self, rows: list[int], ks: list[int], fs: list[MovieFilter]) -> list[Recommendation]:
+        """The popularity chart standing in for the unknown users at ``rows`` of the batch."""
+        if not rows:
+            return []
+        if self.popularity is None:
+            return [Recommendation(user_known=False, fallback_error=NO_POPULARITY) for _ in rows]
+        items, scores = self._popular_indices(
+            len(rows), max(ks[r] for r in rows), [fs[r] for r in rows]
+        )
+        return [
+            Recommendation(
+                listed(self.vocab, items[j], scores[j], ks[r]),
+                ranked_by="popularity",
+                user_known=False,
+                fallback="popular",
+            )
+            for j, r in enumerate(rows)
+        ]
 
     # ------------------------------------------------------------------ new users
 
-    def fold_in(
-        self, item_idx: list[np.ndarray], ratings: list[np.ndarray]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Vectors (B, k) and biases (B,) of new users from their ratings, in one solve."""
-        return fold_in(self.model, self.prior, item_idx, ratings, self.ridge)
-
-    @torch.no_grad()
-    def predict_vectors(
-        self, vectors: torch.Tensor, biases: torch.Tensor, rows: np.ndarray, item_idx: np.ndarray
-    ) -> np.ndarray:
-        """Ratings of (user row, item) pairs for users given by vectors: (P,), (P,) -> (P,)."""
-        if len(rows) == 0:
-            return np.zeros(0, dtype=np.float32)
-        rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-        items_t = torch.from_numpy(np.asarray(item_idx, dtype=np.int64))
-        return self.model.predict_vectors(vectors, biases, rows_t, items_t).numpy()
-
-    @torch.no_grad()
-    def top_k_vectors(
+    def recommend_new_users(
         self,
-        vectors: torch.Tensor,
-        biases: torch.Tensor,
-        rated: list[np.ndarray],
-        k: int,
-        filters: list[ItemFilter] | None = None,
-        stars: list[np.ndarray] | None = None,
-        rank_by: str = "ranking",
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Best ``k`` items per user given by a vector and bias, skipping ``rated[b]`` (dense
-        item indices) for row ``b``, which the user gave ``stars[b]``; returns like
-        :meth:`top_k_indices`. The ranking model (when there is one, and ``stars`` is given)
-        scores the user from their ratings at request time, without retraining."""
-        scores = self.model.score_vectors(vectors, biases)  # (B, N)
-        rows = np.repeat(np.arange(len(rated)), [len(r) for r in rated])
-        cols = np.concatenate([np.asarray(r, np.int64) for r in rated]) if rated else rows
-        if stars is not None and self._rank_by(rank_by):
-            history = self.ranker.history_rows(rows, cols, np.concatenate(stars), len(rated))
-            scores = self.ranker.scores(history, scores)
-        return self._top_k(scores, rows, cols, k, filters)
+        movie_ids: Sequence[IdArray],
+        ratings: Sequence[Sequence[float] | np.ndarray],
+        k: int | Sequence[int],
+        filters: MovieFilter | Sequence[MovieFilter] = NO_FILTER,
+        rank_by: str | Sequence[str] = "ranking",
+        predict_movie_ids: Sequence[IdArray | None] | None = None,
+    ) -> list[NewUserRecommendation]:
+        """Top-K lists of users the model has not seen, given by the movies they rated
+        (``movie_ids[b]``) and how (``ratings[b]``), folded in with one solve for the batch
+        (:mod:`model.foldin`); with the ratings of ``predict_movie_ids[b]`` if not None.
+
+        Rated movies the model does not know are left out, and reported. A user who asks for
+        the rating of a movie the model does not know is refused whole: no list, and no part
+        in the solve. Each list is ordered as for :meth:`recommend`.
+        """
+        return newusers.recommend_new_users(
+            self, movie_ids, ratings, k, filters, rank_by, predict_movie_ids
+        )
 
     # ------------------------------------------------------------------ movies
 
-    @torch.no_grad()
-    def similar_indices(
-        self, item_idx: np.ndarray, k: int, filters: list[ItemFilter] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` items most like each of ``item_idx``, the item itself excluded; returns
-        like :meth:`top_k_indices`. With a ranking model: the list of a user who liked only that
-        movie (scores rank, they are not ratings); without: the closest item codes (cosine of
-        centred codes, in [-1, 1])."""
-        item_idx = np.asarray(item_idx, dtype=np.int64)
-        if self.ranker is not None:
-            scores = self.ranker.similar(item_idx)
-            return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters)
-        items = torch.from_numpy(item_idx)
-        centred = self.model.item_codes[items] - self._code_mean  # (B, k)
-        # (c_b . (q_j - m)) = c_b . q_j - c_b . m, so the catalogue is used as it is.
-        dots = centred @ self.model.item_codes.T - (centred @ self._code_mean)[:, None]  # (B, N)
-        norms = self._code_norms[items][:, None] * self._code_norms[None, :]  # (B, N)
-        scores = dots / norms.clamp_min(1e-12)
-        return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters)
-
-    @torch.no_grad()
-    def popular_indices(
-        self, batch: int, k: int, filters: list[ItemFilter] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` items of highest Bayesian-average rating, for ``batch`` rows (each with
-        its own filter); returns like :meth:`top_k_indices`.
-
-        Raises ``LookupError`` when the vocabulary has no rating statistics (an older file).
-        """
-        if self.popularity is None:
-            raise LookupError(
-                "this model's vocabulary has no per-movie rating statistics (it was built "
-                "before they were added): retrain it to serve popularity rankings"
-            )
-        scores = self.popularity[None, :].repeat(batch, 1)  # (B, N)
-        empty = np.zeros(0, dtype=np.int64)
-        return self._top_k(scores, empty, empty, k, filters)
-
-    def movie(self, item_idx: int) -> dict:
-        """Raw id, title and genres of one item."""
-        return {
-            "movie_id": int(self.vocab.movie_ids[item_idx]),
-            "title": str(self.vocab.titles[item_idx]),
-            "genres": list(self._genre_names[self.vocab.genres[item_idx].astype(bool)]),
-        }
-
-    # ------------------------------------------------------------------ shared
-
-    def _allowed(self, filters: list[ItemFilter]) -> torch.Tensor | None:
-        """(B, N) mask of the items each row's genre filter keeps; None when none filters."""
-        if not any(f.genres or f.exclude_genres for f in filters):
-            return None
-        num_genres = len(self.vocab.genre_names)
-        include = torch.zeros(len(filters), num_genres)
-        exclude = torch.zeros(len(filters), num_genres)
-        for row, f in enumerate(filters):
-            include[row, list(f.genres)] = 1.0
-            exclude[row, list(f.exclude_genres)] = 1.0
-        keep = (include @ self._genres.T) > 0  # (B, N): has any wanted genre
-        keep |= (include.sum(1) == 0)[:, None]  # rows without a genre list keep everything
-        keep &= (exclude @ self._genres.T) == 0  # and none of the unwanted ones
-        return keep
-
-    def _top_k(
+    def similar(
         self,
-        scores: torch.Tensor,
-        rows: np.ndarray,
-        cols: np.ndarray,
-        k: int,
-        filters: list[ItemFilter] | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` of ``scores`` (B, N) after removing entries ``(rows, cols)`` and what
-        ``filters`` rule out; pads with item -1 / score NaN where too few remain."""
-        if filters:
-            if len(filters) != scores.shape[0]:
-                raise ValueError(f"{len(filters)} filters for {scores.shape[0]} rows")
-            dropped = [
-                (row, np.asarray(f.exclude_items, np.int64))
-                for row, f in enumerate(filters)
-                if f.exclude_items
-            ]
-            if dropped:
-                rows = np.concatenate([rows, *(np.full(len(c), r) for r, c in dropped)])
-                cols = np.concatenate([cols, *(c for _, c in dropped)])
-            allowed = self._allowed(filters)
-            if allowed is not None:
-                scores = scores.masked_fill(~allowed, -torch.inf)
-        rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-        scores[rows_t, torch.from_numpy(np.asarray(cols, dtype=np.int64))] = -torch.inf
-        k = min(k, scores.shape[1])
-        top_scores, top_items = torch.topk(scores, k, dim=1)  # (B, k), sorted
-        top_scores, top_items = top_scores.numpy(), top_items.numpy()
-        kept = np.isfinite(top_scores)
-        return np.where(kept, top_items, -1), np.where(kept, top_scores, np.nan)
+        movie_ids: IdArray,
+        k: int | Sequence[int],
+        filters: MovieFilter | Sequence[MovieFilter] = NO_FILTER,
+    ) -> list[SimilarMovies]:
+        """The ``k`` movies most like each of ``movie_ids``, in one pass (see
+        :meth:`~model.scoring.Scorer.similar_indices` for what the scores are)."""
+        movies = np.asarray(movie_ids, dtype=np.int64)
+        ks, fs = each(k, len(movies), "k"), each(filters, len(movies), "filters")
+        item_idx, found = self.vocab.lookup_items(movies)
+        out = [SimilarMovies(None) for _ in range(len(movies))]
+        rows = np.flatnonzero(found).tolist()
+        if not rows:
+            return out
+        items, scores = self.similar_indices(
+            item_idx[rows], max(ks[r] for r in rows), [fs[r] for r in rows]
+        )
+        seeds = movies_at(self.vocab, item_idx[rows])
+        for j, r in enumerate(rows):
+            out[r] = SimilarMovies(seeds[j], listed(self.vocab, items[j], scores[j], ks[r]))
+        return out

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from handler.protocol import Limits, answer_batch
+from handler.answering import answer_batch
+from handler.parsing import Limits
 from loadtest import slo, traffic, upgrade
 from loadtest.run import run_locust, seconds
 from model.recommender import Recommender

@@ -18,8 +18,8 @@ from ts.context import RequestProcessor
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from client import MovieRecClient
+from handler.answering import answer_batch, to_json
 from handler.metrics import KINDS, error_field, request_kind
-from handler.protocol import answer_batch, to_json
 from tests.test_handler import handler, make_context  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -192,7 +192,7 @@ def _post_raw(api: MovieRecClient, body: bytes) -> tuple[int, str]:
 
 
 def test_every_request_field_is_a_known_error_label():
-    from handler import metrics, requests
+    from handler import metrics, parsing
 
-    fields = set().union(*requests._ALLOWED.values())
+    fields = set().union(*parsing._ALLOWED.values())
     assert fields <= metrics.FIELDS, fields - metrics.FIELDS

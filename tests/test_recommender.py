@@ -1,5 +1,6 @@
 """Recommender: top-K over the catalogue excluding what the user rated, new users' vectors,
-similar movies, popularity, filters."""
+similar movies, popularity, filters; the dense-index layer (model.scoring) and the raw-id
+seam the handler calls (tests/test_seam.py has more of the latter)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 import torch
 
 from model import artifact
+from model.filtering import NO_FILTER, MovieFilter
 from model.popularity import bayesian_average
-from model.recommender import NO_FILTER, ItemFilter, Recommender
+from model.recommender import Recommender
 from model.vocab import Vocabulary
 
 
@@ -122,24 +124,29 @@ def test_bayesian_average_prefers_many_good_ratings_over_one_perfect_one():
 
 def test_popular_ranks_by_bayesian_average(artifact_dir):
     rec = Recommender.from_artifact(artifact_dir)
-    items, scores = rec.popular_indices(2, 5)
+    first, second = rec.recommend([10**9, 10**9 + 1], 5, fallback="popular")
     expected = bayesian_average(rec.vocab.rating_count, rec.vocab.rating_mean)
+    scores = np.array([m.score for m in first.movies])
+    items = rec.vocab.item_index(np.array([m.movie_id for m in first.movies]))
     # Scores, not items: movies with equal counts and means tie.
-    assert np.allclose(scores[0], np.sort(expected)[::-1][:5])
-    assert np.allclose(expected[items[0]], scores[0])
-    assert np.array_equal(items[0], items[1])
+    assert np.allclose(scores, np.sort(expected)[::-1][:5])
+    assert np.allclose(expected[items], scores)
+    assert first == second and first.fallback == "popular" and not first.user_known
+    assert all(m.rating is None for m in first.movies)  # a chart has no user to rate for
     rec.popularity = None  # as with a vocabulary saved before rating statistics
-    with pytest.raises(LookupError, match="retrain"):
-        rec.popular_indices(1, 5)
+    (refused,) = rec.recommend([10**9], 5, fallback="popular")
+    assert refused.movies == () and refused.fallback is None and "retrain" in refused.fallback_error
 
 
 def test_filters_keep_and_drop_genres_and_movies(artifact_dir):
     rec = Recommender.from_artifact(artifact_dir)
     genres = rec.vocab.genres.astype(bool)  # (N, 3): Action, Comedy, Drama
+    ids = rec.vocab.movie_ids
     filters = [
-        ItemFilter(genres=(0, 2)),  # Action or Drama
-        ItemFilter(exclude_genres=(1,)),  # no Comedy
-        ItemFilter(genres=(0,), exclude_genres=(2,), exclude_items=(1, 3)),
+        MovieFilter(genres=("Action", "Drama")),
+        MovieFilter(exclude_genres=("Comedy",)),
+        # Raw ids; one the model does not know excludes nothing.
+        MovieFilter(("Action",), ("Drama",), (int(ids[1]), int(ids[3]), 99999)),
         NO_FILTER,
     ]
     keep = [
@@ -156,5 +163,8 @@ def test_filters_keep_and_drop_genres_and_movies(artifact_dir):
         got = items[row][items[row] >= 0]
         assert set(got.tolist()) == set(np.flatnonzero(eligible).tolist())
         assert np.allclose(scores[row][: len(got)], all_scores[u, got])
-    popular, _ = rec.popular_indices(1, 30, [ItemFilter(genres=(1,))])
-    assert set(popular[0][popular[0] >= 0].tolist()) == set(np.flatnonzero(genres[:, 1]).tolist())
+    (popular,) = rec.recommend([10**9], 30, MovieFilter(genres=("Comedy",)), fallback="popular")
+    got = rec.vocab.item_index(np.array([m.movie_id for m in popular.movies]))
+    assert set(got.tolist()) == set(np.flatnonzero(genres[:, 1]).tolist())
+    with pytest.raises(ValueError, match="Western"):
+        rec.top_k_indices(users[:1], 5, [MovieFilter(genres=("Western",))])

@@ -11,8 +11,10 @@ Kinds (told apart by their main field) and the fields each may carry:
     filters:    "genres": [names] (any of), "exclude_genres": [names], "exclude_movie_ids": [ids]
     rank_by:    "ranking" (default: the ranking model) or "rating" (highest predicted rating)
 
-Everything wrong raises :class:`~model.errors.BadRequestError` naming the field; nothing here
-looks ids up (unknown ids are the answering side's business) or imports TorchServe.
+Everything wrong raises :class:`~model.errors.BadRequestError` naming the field. The typed
+requests carry raw ids and the model's own :class:`~model.filtering.MovieFilter`, which
+:mod:`handler.answering` hands to the Recommender as they are; nothing here looks ids up
+(unknown ids are the answering side's business) or imports TorchServe.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from model.errors import BadRequestError
+from model.filtering import NO_FILTER, MovieFilter
+from model.results import FALLBACKS, RANK_BY
 
 
 @dataclass(frozen=True)
@@ -47,15 +51,6 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Filters:
-    """A top-K request's filters: genre indices to keep (any of) or drop, raw movie ids to drop."""
-
-    genres: tuple[int, ...] = ()
-    exclude_genres: tuple[int, ...] = ()
-    exclude_movie_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-
-@dataclass(frozen=True)
 class RatingRequest:
     """One or many (user_id, movie_id) pairs; ``single`` answers with one rating."""
 
@@ -70,7 +65,7 @@ class TopKRequest:
 
     user_id: int
     k: int
-    filters: Filters = Filters()
+    filters: MovieFilter = NO_FILTER
     fallback: str | None = None
     rank_by: str = "ranking"
 
@@ -82,7 +77,7 @@ class NewUserRequest:
     movie_ids: np.ndarray
     ratings: np.ndarray
     k: int
-    filters: Filters = Filters()
+    filters: MovieFilter = NO_FILTER
     predict_movie_ids: np.ndarray | None = None  # movies whose rating to predict, if asked
     rank_by: str = "ranking"
 
@@ -93,13 +88,11 @@ class SimilarRequest:
 
     movie_id: int
     k: int
-    filters: Filters = Filters()
+    filters: MovieFilter = NO_FILTER
 
 
 Request = RatingRequest | TopKRequest | NewUserRequest | SimilarRequest
 
-FALLBACKS = ("popular",)
-RANK_BY = ("ranking", "rating")
 _FILTERS = frozenset({"genres", "exclude_genres", "exclude_movie_ids"})
 # Each kind's main field, which tells the kinds apart, and every field the kind accepts.
 _MAIN = ("pairs", "ratings", "similar_to", "user_id")
@@ -201,28 +194,27 @@ def _rank_by(body: dict) -> str:
     return value
 
 
-def _genres(body: dict, name: str, genre_names: tuple[str, ...]) -> tuple[int, ...]:
+def _genres(body: dict, name: str, genre_names: tuple[str, ...]) -> tuple[str, ...]:
     value = body.get(name, [])
     if not isinstance(value, list):
         raise BadRequestError(name, f"must be a list of genre names, got {_shown(value)}")
-    index = {g: j for j, g in enumerate(genre_names)}
-    out = []
     for j, genre in enumerate(value):
-        if not isinstance(genre, str) or genre not in index:
+        if not isinstance(genre, str) or genre not in genre_names:
             raise BadRequestError(
                 f"{name}[{j}]", f"unknown genre {_shown(genre)}; known: {', '.join(genre_names)}"
             )
-        out.append(index[genre])
-    return tuple(sorted(set(out)))
+    return tuple(dict.fromkeys(value))  # each genre once, in the order sent
 
 
-def _filters(body: dict, limits: Limits, genre_names: tuple[str, ...]) -> Filters:
+def _filters(body: dict, limits: Limits, genre_names: tuple[str, ...]) -> MovieFilter:
     excluded = body.get("exclude_movie_ids", [])
     limit = limits.max_ratings
-    return Filters(
+    return MovieFilter(
         genres=_genres(body, "genres", genre_names),
         exclude_genres=_genres(body, "exclude_genres", genre_names),
-        exclude_movie_ids=_id_list(excluded, "exclude_movie_ids", limit, "max_ratings"),
+        exclude_movie_ids=tuple(
+            _id_list(excluded, "exclude_movie_ids", limit, "max_ratings").tolist()
+        ),
     )
 
 
@@ -272,6 +264,44 @@ def _kind(body: dict) -> str:
     return kind
 
 
+def _pairs(value: object, limits: Limits) -> RatingRequest:
+    if not isinstance(value, list) or not value:
+        raise BadRequestError("pairs", "must be a non-empty list of [user_id, movie_id]")
+    if len(value) > limits.max_pairs:
+        raise BadRequestError("pairs", f"{len(value)} pairs exceed max_pairs={limits.max_pairs}")
+    fast = _pair_array(value)
+    if fast is not None:
+        return RatingRequest(fast[:, 0], fast[:, 1], single=False)
+    users, movies = np.empty(len(value), np.int64), np.empty(len(value), np.int64)
+    for n, pair in enumerate(value):  # the slow path names the first bad pair
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise BadRequestError(f"pairs[{n}]", "must be a list [user_id, movie_id]")
+        users[n] = _as_id(pair[0], f"pairs[{n}][0]")
+        movies[n] = _as_id(pair[1], f"pairs[{n}][1]")
+    return RatingRequest(users, movies, single=False)
+
+
+def _new_user(
+    body: dict, limits: Limits, k: int, filters: MovieFilter, scale: tuple[float, float]
+) -> NewUserRequest:
+    movie_ids, stars = _ratings(body["ratings"], limits, scale)
+    predict = None
+    if "movie_ids" in body:
+        predict = _id_list(body["movie_ids"], "movie_ids", limits.max_pairs, "max_pairs")
+        if not len(predict):
+            raise BadRequestError("movie_ids", "must list at least one movie id")
+    return NewUserRequest(movie_ids, stars, k, filters, predict, _rank_by(body))
+
+
+def _fallback(body: dict) -> str | None:
+    fallback = body.get("fallback")
+    if fallback is not None and fallback not in FALLBACKS:
+        raise BadRequestError(
+            "fallback", f"must be one of {', '.join(FALLBACKS)}, got {_shown(fallback)}"
+        )
+    return fallback
+
+
 def parse_request(
     body: object,
     limits: Limits,
@@ -290,38 +320,12 @@ def parse_request(
         user_id, movie_id = _as_id(body["user_id"], "user_id"), _as_id(body["movie_id"], "movie_id")
         return RatingRequest(np.array([user_id]), np.array([movie_id]), single=True)
     if kind == "pairs":
-        pairs = body["pairs"]
-        if not isinstance(pairs, list) or not pairs:
-            raise BadRequestError("pairs", "must be a non-empty list of [user_id, movie_id]")
-        if len(pairs) > limits.max_pairs:
-            raise BadRequestError(
-                "pairs", f"{len(pairs)} pairs exceed max_pairs={limits.max_pairs}"
-            )
-        fast = _pair_array(pairs)
-        if fast is not None:
-            return RatingRequest(fast[:, 0], fast[:, 1], single=False)
-        users, movies = np.empty(len(pairs), np.int64), np.empty(len(pairs), np.int64)
-        for n, pair in enumerate(pairs):  # the slow path names the first bad pair
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise BadRequestError(f"pairs[{n}]", "must be a list [user_id, movie_id]")
-            users[n] = _as_id(pair[0], f"pairs[{n}][0]")
-            movies[n] = _as_id(pair[1], f"pairs[{n}][1]")
-        return RatingRequest(users, movies, single=False)
+        return _pairs(body["pairs"], limits)
     k = _k(body, limits)
     filters = _filters(body, limits, genre_names)
     if kind == "similar":
         return SimilarRequest(_as_id(body["similar_to"], "similar_to"), k, filters)
     if kind == "new_user":
-        movie_ids, stars = _ratings(body["ratings"], limits, rating_scale)
-        predict = None
-        if "movie_ids" in body:
-            predict = _id_list(body["movie_ids"], "movie_ids", limits.max_pairs, "max_pairs")
-            if not len(predict):
-                raise BadRequestError("movie_ids", "must list at least one movie id")
-        return NewUserRequest(movie_ids, stars, k, filters, predict, _rank_by(body))
-    fallback = body.get("fallback")
-    if fallback is not None and fallback not in FALLBACKS:
-        raise BadRequestError(
-            "fallback", f"must be one of {', '.join(FALLBACKS)}, got {_shown(fallback)}"
-        )
+        return _new_user(body, limits, k, filters, rating_scale)
+    fallback = _fallback(body)
     return TopKRequest(_as_id(body["user_id"], "user_id"), k, filters, fallback, _rank_by(body))

@@ -1,0 +1,216 @@
+"""The HTTP API: answer a whole TorchServe batch with one Recommender call per kind of work.
+
+Request kinds and their fields are in :mod:`handler.parsing`; the answers:
+
+    rating     {"user_id", "movie_id", "title", "genres", "rating"}
+    pairs      {"ratings": [r, ...]}                                   in request order
+    top_k      {"user_id", "ranked_by", "recommendations": [...]}     + "fallback": "popular"
+                                                                       when it was used
+    new_user   {"ranked_by", "recommendations": [...], "unknown_movie_ids": [...]}
+                                    + "predictions": [{"movie_id", "title", "genres", "rating"}]
+                                    if asked
+    similar    {"movie": {"movie_id", "title", "genres"}, "recommendations": [...]}
+
+A recommendation is ``{"movie_id", "title", "genres", "score"}``, plus ``"rating"`` (the
+predicted rating of the user for that movie) in top_k and new_user lists. ``ranked_by`` says
+what ordered the list: ``"ranking"`` (the ranking model; its score ranks movies within the list
+and is not a rating) or ``"rating"`` (the score is the predicted rating), as the request's
+``rank_by`` asked. In similar lists the score is the ranking model's (or, for a model without
+one, a cosine similarity); in the popular fallback, a Bayesian-average rating. A top_k answered
+by the popular fallback has ``"fallback"`` in place of ``"ranked_by"``.
+
+Errors answer ``{"error": {"status", "field", "message"}}`` with 400 (malformed, out of range,
+over a limit) or 404 (unknown user or movie), per request: one bad request never affects the
+others of its batch. Everything here is JSON shaping: the Recommender takes the typed requests'
+raw ids and filters as they are and returns the records of :mod:`model.results`. Nothing here
+imports TorchServe.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import cast
+
+import numpy as np
+
+from handler.parsing import (
+    Limits,
+    NewUserRequest,
+    RatingRequest,
+    SimilarRequest,
+    TopKRequest,
+    decode_body,
+    parse_request,
+)
+from model.errors import BadRequestError, UnknownIdError
+from model.recommender import Recommender
+from model.results import Movie, MovieRating, RecommendedMovie
+
+Answer = tuple[int, dict]  # (HTTP status, JSON body)
+Slots = list[Answer | None]  # one per row of the batch, filled in by kind
+
+
+def error_answer(exc: BadRequestError | UnknownIdError) -> Answer:
+    """The status and JSON body for an error raised while parsing or answering."""
+    return exc.status, {"error": {"status": exc.status, "field": exc.field, "message": exc.message}}
+
+
+def to_json(body: dict) -> str:
+    """Compact JSON; NaN can never reach a client (scores are finite by construction)."""
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+def _movie(movie: Movie | MovieRating | RecommendedMovie) -> dict:
+    return {"movie_id": movie.movie_id, "title": movie.title, "genres": list(movie.genres)}
+
+
+def _recommendations(movies: tuple[RecommendedMovie, ...]) -> list[dict]:
+    out = []
+    for movie in movies:
+        entry = {**_movie(movie), "score": round(movie.score, 4)}
+        if movie.rating is not None:
+            entry["rating"] = round(movie.rating, 4)
+        out.append(entry)
+    return out
+
+
+def answer_batch(recommender: Recommender, rows: list, limits: Limits) -> list[Answer]:
+    """Answer every row of a TorchServe batch. Returns one ``(status, body)`` per row, in order.
+
+    Costs one Recommender call per kind of request (ratings and pairs share one), whatever the
+    batch size: one forward pass for all rating pairs, one catalogue-scoring pass per way of
+    ordering for all known users' top-K, one solve for all new users, one similarity pass, and
+    one popularity ranking.
+    """
+    answers: Slots = [None] * len(rows)
+    ratings: list[tuple[int, RatingRequest]] = []
+    top_k: list[tuple[int, TopKRequest]] = []
+    new_users: list[tuple[int, NewUserRequest]] = []
+    similar: list[tuple[int, SimilarRequest]] = []
+    genre_names, scale = recommender.genre_names, recommender.rating_scale
+    for n, row in enumerate(rows):
+        try:
+            request = parse_request(decode_body(row), limits, genre_names, scale)
+        except BadRequestError as exc:
+            answers[n] = error_answer(exc)
+            continue
+        if isinstance(request, RatingRequest):
+            ratings.append((n, request))
+        elif isinstance(request, TopKRequest):
+            top_k.append((n, request))
+        elif isinstance(request, NewUserRequest):
+            new_users.append((n, request))
+        else:
+            similar.append((n, request))
+    _answer_ratings(recommender, ratings, answers)
+    _answer_top_k(recommender, top_k, answers)
+    _answer_new_users(recommender, new_users, answers)
+    _answer_similar(recommender, similar, answers)
+    return cast(list[Answer], answers)  # every slot is filled: each kind answers all its rows
+
+
+def _answer_ratings(
+    recommender: Recommender, ratings: list[tuple[int, RatingRequest]], answers: Slots
+) -> None:
+    if not ratings:
+        return
+    users = np.concatenate([r.user_ids for _, r in ratings])
+    movies = np.concatenate([r.movie_ids for _, r in ratings])
+    predicted = recommender.predict(users, movies)
+    known = predicted.known
+    start = 0
+    for n, request in ratings:
+        stop = start + len(request.user_ids)
+        bad = np.flatnonzero(~known[start:stop])
+        if len(bad):
+            j = int(bad[0])
+            column = 0 if not predicted.user_known[start + j] else 1
+            field = ("user_id", "movie_id")[column] if request.single else f"pairs[{j}][{column}]"
+            value = (users if column == 0 else movies)[start + j]
+            answers[n] = error_answer(UnknownIdError(field, int(value)))
+        elif request.single:
+            rating = round(float(predicted.ratings[start]), 4)
+            movie = _movie(recommender.movie(int(movies[start])))
+            answers[n] = (200, {"user_id": int(users[start]), **movie, "rating": rating})
+        else:
+            # np.round gives the same doubles as round(s, 4), without a Python call per pair.
+            rounded = np.round(predicted.ratings[start:stop].astype(np.float64), 4)
+            answers[n] = (200, {"ratings": rounded.tolist()})
+        start = stop
+
+
+def _answer_top_k(
+    recommender: Recommender, top_k: list[tuple[int, TopKRequest]], answers: Slots
+) -> None:
+    if not top_k:
+        return
+    requests = [r for _, r in top_k]
+    lists = recommender.recommend(
+        [r.user_id for r in requests],
+        [r.k for r in requests],
+        [r.filters for r in requests],
+        [r.rank_by for r in requests],
+        [r.fallback for r in requests],
+    )
+    for (n, request), found in zip(top_k, lists):
+        body: dict = {"user_id": request.user_id}
+        if found.fallback is not None:
+            body["fallback"] = found.fallback
+        elif found.user_known:
+            body["ranked_by"] = found.ranked_by
+        elif found.fallback_error is not None:
+            answers[n] = error_answer(BadRequestError("fallback", found.fallback_error))
+            continue
+        else:
+            answers[n] = error_answer(UnknownIdError("user_id", request.user_id))
+            continue
+        answers[n] = (200, {**body, "recommendations": _recommendations(found.movies)})
+
+
+def _answer_new_users(
+    recommender: Recommender, new_users: list[tuple[int, NewUserRequest]], answers: Slots
+) -> None:
+    if not new_users:
+        return
+    requests = [r for _, r in new_users]
+    lists = recommender.recommend_new_users(
+        [r.movie_ids for r in requests],
+        [r.ratings for r in requests],
+        [r.k for r in requests],
+        [r.filters for r in requests],
+        [r.rank_by for r in requests],
+        [r.predict_movie_ids for r in requests],
+    )
+    for (n, request), found in zip(new_users, lists):
+        if found.unknown_predicted_ids:
+            value = found.unknown_predicted_ids[0]  # the first unknown, in the order asked
+            j = int(np.flatnonzero(np.asarray(request.predict_movie_ids) == value)[0])
+            answers[n] = error_answer(UnknownIdError(f"movie_ids[{j}]", value))
+            continue
+        body = {
+            "ranked_by": found.ranked_by,
+            "recommendations": _recommendations(found.movies),
+            "unknown_movie_ids": list(found.unknown_movie_ids),
+        }
+        if found.predictions is not None:
+            body["predictions"] = [
+                {**_movie(p), "rating": round(p.rating, 4)} for p in found.predictions
+            ]
+        answers[n] = (200, body)
+
+
+def _answer_similar(
+    recommender: Recommender, similar: list[tuple[int, SimilarRequest]], answers: Slots
+) -> None:
+    if not similar:
+        return
+    requests = [r for _, r in similar]
+    lists = recommender.similar(
+        [r.movie_id for r in requests], [r.k for r in requests], [r.filters for r in requests]
+    )
+    for (n, request), found in zip(similar, lists):
+        if found.movie is None:
+            answers[n] = error_answer(UnknownIdError("similar_to", request.movie_id))
+        else:
+            body = {"movie": _movie(found.movie), "recommendations": _recommendations(found.movies)}
+            answers[n] = (200, body)
