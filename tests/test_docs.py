@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from handler.requests import Limits, decode_body, parse_request
+from handler.parsing import Limits, decode_body, parse_request
 from model.errors import BadRequestError
 from train.data.formats import ML100K_GENRES
 
