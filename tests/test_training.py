@@ -11,9 +11,8 @@ from tests.conftest import item_ratings, tiny_autorec
 from train import data
 from train.evaluation.metrics import mae, rmse
 from train.fitting.baselines import BiasBaseline, GlobalMean
+from train.fitting.settings import AutoRecTrainConfig, TrainConfig
 from train.fitting.training import (
-    AutoRecTrainConfig,
-    TrainConfig,
     best_epoch,
     encode,
     evaluate,
@@ -55,7 +54,13 @@ def test_autoencoder_training_beats_the_bias_baseline(ratings, vocab):
     net, items = tiny_autorec(vocab, train), item_ratings(train, vocab)
     before = evaluate(net.export(items), val)["rmse"]
     config = AutoRecTrainConfig(
-        epochs=80, batch_size=8, learning_rate=1e-2, l2=0.1, kernel_l2=0.001, patience=15
+        epochs=80,
+        batch_size=8,
+        learning_rate=1e-2,
+        l2=0.1,
+        kernel_l2=0.001,
+        dropout=0.0,
+        patience=15,
     )
     history = fit_autorec(net, items, val, config, progress=False)
     after = evaluate(net.export(items), val)["rmse"]
@@ -82,7 +87,7 @@ def test_training_is_deterministic_for_a_seed(ratings, vocab):
     weights = []
     for _ in range(2):
         net, items = tiny_autorec(vocab, train, kernel_dim=2), item_ratings(train, vocab)
-        config = AutoRecTrainConfig(epochs=2, batch_size=8, dropout=0.2, seed=5)
+        config = AutoRecTrainConfig(epochs=2, batch_size=8, l2=70.0, dropout=0.2, seed=5)
         fit_autorec(net, items, val, config, progress=False)
         weights.append(net.export(items).item_codes.detach().clone())
     assert torch.equal(weights[0], weights[1])
@@ -100,7 +105,7 @@ def test_diverging_training_is_refused(ratings, vocab):
 def test_without_validation_training_runs_every_epoch_and_keeps_the_last(ratings, vocab):
     train, _ = _split(ratings, vocab)
     net, items = tiny_autorec(vocab, train), item_ratings(train, vocab)
-    config = AutoRecTrainConfig(epochs=3, batch_size=8, patience=1)
+    config = AutoRecTrainConfig(epochs=3, batch_size=8, l2=70.0, dropout=0.0, patience=1)
     history = fit_autorec(net, items, None, config, progress=False)
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert all("val_rmse" not in row for row in history)

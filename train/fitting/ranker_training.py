@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from tqdm import tqdm
 
 from model.network import FactorModel
 from model.ranker import LIKED, Ranker, RankerConfig, _z
+from train.fitting.settings import RankerTrainConfig
 from train.fitting.training import EarlyStopping, _save_atomic, _step, _world
 from train.peers.ease import ease_weights
 
@@ -39,24 +39,6 @@ SELECTION_METRIC = "ndcg@10"
 # 20k); above it each movie keeps its PRUNED_NEIGHBORS strongest weights (62k movies: 127 MB).
 DENSE_ITEM_ITEM_LIMIT = 20_000
 PRUNED_NEIGHBORS = 256
-
-
-@dataclass
-class RankerTrainConfig:
-    """How the ranking model is trained; the grids are searched on validation."""
-
-    epochs: int = 60  # upper bound on the deep part's epochs; early stopping picks the best
-    patience: int = 4  # epochs without a validation gain before stopping
-    batch_size: int = 256  # users per step
-    learning_rate: float = 1e-3  # Adam, as in Liang et al. 2018
-    seed: int = 0
-    l2_grid: tuple[float, ...] = (200.0, 400.0, 800.0, 1600.0)  # λ of the item-item part
-    deep_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
-    # The predicted rating's weight: z-scores spread over ~10 units per list, stars over 1-4.
-    rating_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def history_matrix(

@@ -11,7 +11,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +20,9 @@ import torch
 from model.network import FactorModel
 from train.evaluation.metrics import mae, rmse
 from train.fitting.autorec import ItemAutoRec, ItemRatings
+from train.fitting.settings import AutoRecTrainConfig, TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Optimization of the matrix-factorization baseline (pairs, Adam, per-sample L2)."""
-
-    epochs: int = 40  # upper bound; early stopping usually ends sooner
-    batch_size: int = 1024  # large batches keep 2 CPU cores busy; 256-4096 give similar RMSE
-    learning_rate: float = 3e-3  # Adam
-    l2: float = 0.05  # weight of the per-sample L2 on vectors and biases
-    patience: int = 3  # epochs without validation improvement before stopping
-    seed: int = 0  # drives initialization and shuffling: same seed, same model
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -204,23 +190,6 @@ def encode(frame, vocab) -> Encoded:
         item_idx=torch.from_numpy(vocab.item_index(frame["movie_id"].to_numpy())),
         rating=torch.from_numpy(frame["rating"].to_numpy(dtype=np.float32, copy=True)),
     )
-
-
-@dataclass
-class AutoRecTrainConfig:
-    """Optimization of :class:`~train.fitting.autorec.ItemAutoRec` (item batches, Adam)."""
-
-    epochs: int = 60  # upper bound; early stopping on validation RMSE ends sooner
-    batch_size: int = 64  # items per step; small batches = many steps per epoch
-    learning_rate: float = 1e-3  # Adam
-    l2: float = 70.0  # L2 on the kernel-masked weights (as Sparse FC / GLocal-K use)
-    kernel_l2: float = 0.013  # L2 on the kernel values: pushes them towards sparsity
-    dropout: float = 0.0  # share of input ratings hidden in each step (denoising)
-    patience: int = 5  # epochs without validation improvement before stopping
-    seed: int = 0  # drives initialization and shuffling: same seed, same model
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _world() -> tuple[int, int]:
