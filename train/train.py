@@ -11,6 +11,13 @@ again on all ratings with the settings chosen (each member for its best number o
 same served size) and saves that: the model to serve. ``--keep-split`` saves the model trained
 on the training part instead, whose vocabulary holds only those ratings, so that it can be
 evaluated over HTTP against the held-out parts.
+
+Settings: --preset picks one of the rating model's presets, and each option of "rating model
+settings" below overrides one of its fields; those of "ranking model settings" override the
+ranking model's. Presets, defaults and this help are all defined once, in
+train/fitting/settings.py. The path of a run: train/fitting/experiment.py (the run on the split,
+then the refit) -> train/fitting/training.py (fit_autorec; ranker_training.py for the ranking
+model), both trainers on the epoch loop of train/fitting/loop.py -> the exported factor model.
 """
 
 from __future__ import annotations

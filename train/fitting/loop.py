@@ -187,12 +187,13 @@ class EpochLoop(ABC):
 
     def batches(self, starts: range, epoch: int) -> Iterable[int]:
         """``starts`` (of an epoch's steps) with a progress bar on rank 0 unless it is off."""
-        return tqdm(
+        bar: Iterable[int] = tqdm(
             starts,
             desc=f"{self.label}epoch {epoch}",
             leave=False,
             disable=not self.progress or self.rank > 0,
         )
+        return bar
 
     def log_epoch(self, row: dict[str, float], improved: bool) -> None:
         """One line per epoch: its figures, time, throughput when known, a star on a gain."""
