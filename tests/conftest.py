@@ -19,8 +19,9 @@ from model.ranker import RankerConfig
 from model.vocab import Vocabulary
 from train import archive
 from train.fitting.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
-from train.fitting.ranker_training import RankerTrainConfig, refit_ranker
-from train.fitting.training import AutoRecTrainConfig, encode, fit_autorec
+from train.fitting.ranker_training import refit_ranker
+from train.fitting.settings import AutoRecTrainConfig, RankerTrainConfig
+from train.fitting.training import encode, fit_autorec
 
 GENRES = ("Action", "Comedy", "Drama")
 
@@ -97,9 +98,8 @@ def artifact_dir(tmp_path_factory, ratings, vocab) -> Path:
     data = encode(ratings, vocab)
     net = tiny_autorec(vocab, data)
     train = item_ratings(data, vocab)
-    fit_autorec(
-        net, train, data, AutoRecTrainConfig(epochs=3, batch_size=8, l2=1.0), progress=False
-    )
+    config = AutoRecTrainConfig(epochs=3, batch_size=8, l2=1.0, dropout=0.0)
+    fit_autorec(net, train, data, config, progress=False)
     ranker = tiny_ranker(vocab, data)
     out = tmp_path_factory.mktemp("artifact") / "tiny"
     artifact.save(

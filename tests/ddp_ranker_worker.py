@@ -10,7 +10,8 @@ import torch.distributed as dist
 
 from model.ranker import Ranker, RankerConfig
 from tests.conftest import synthetic_ratings
-from train.fitting.ranker_training import RankerTrainConfig, history_matrix, train_deep
+from train.fitting.ranker_training import history_matrix, train_deep
+from train.fitting.settings import RankerTrainConfig
 
 
 def train_decoder(batch_size: int) -> torch.Tensor:

@@ -10,7 +10,8 @@ import torch.distributed as dist
 
 from model.vocab import Vocabulary
 from tests.conftest import GENRES, item_ratings, synthetic_movies, synthetic_ratings, tiny_autorec
-from train.fitting.training import AutoRecTrainConfig, encode, fit_autorec
+from train.fitting.settings import AutoRecTrainConfig
+from train.fitting.training import encode, fit_autorec
 
 
 def train_codes(batch_size: int) -> torch.Tensor:
@@ -19,7 +20,7 @@ def train_codes(batch_size: int) -> torch.Tensor:
     vocab = Vocabulary.build(ratings, synthetic_movies(), GENRES)
     data = encode(ratings, vocab)
     net, items = tiny_autorec(vocab, data), item_ratings(data, vocab)
-    config = AutoRecTrainConfig(epochs=2, batch_size=batch_size, dropout=0.2, patience=5)
+    config = AutoRecTrainConfig(epochs=2, batch_size=batch_size, l2=70.0, dropout=0.2, patience=5)
     fit_autorec(net, items, data, config, progress=False)
     return net.export(items).item_codes.detach()
 

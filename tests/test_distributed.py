@@ -12,14 +12,15 @@ import torch
 from tests.conftest import item_ratings, tiny_autorec
 from tests.ddp_ranker_worker import train_decoder
 from tests.ddp_worker import train_codes
-from train.fitting.training import AutoRecTrainConfig, encode, fit_autorec
+from train.fitting.settings import AutoRecTrainConfig
+from train.fitting.training import encode, fit_autorec
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_resumed_training_ends_where_an_uninterrupted_run_does(ratings, vocab, tmp_path):
     data = encode(ratings, vocab)
-    config = AutoRecTrainConfig(epochs=4, batch_size=8, dropout=0.2, patience=10)
+    config = AutoRecTrainConfig(epochs=4, batch_size=8, l2=70.0, dropout=0.2, patience=10)
 
     def run(epochs: int, checkpoint=None):
         net, items = tiny_autorec(vocab, data), item_ratings(data, vocab)

@@ -24,7 +24,7 @@ from train.evaluation.newuser_ranking import (
     sample_given,
 )
 from train.evaluation.ranking import list_hits
-from train.fitting.ranker_training import RankerTrainConfig
+from train.fitting.settings import RankerTrainConfig
 from train.peers import CooccurrenceCosine
 
 

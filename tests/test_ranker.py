@@ -10,12 +10,12 @@ import torch
 from model import artifact
 from model.ranker import Ranker, RankerConfig
 from train.fitting.ranker_training import (
-    RankerTrainConfig,
     fit_item_item,
     history_matrix,
     refit_ranker,
     train_deep,
 )
+from train.fitting.settings import RankerTrainConfig
 from train.peers.ease import ease_weights
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -11,9 +13,8 @@ from tests.conftest import item_ratings, tiny_autorec
 from train import data
 from train.evaluation.metrics import mae, rmse
 from train.fitting.baselines import BiasBaseline, GlobalMean
+from train.fitting.settings import AutoRecTrainConfig, TrainConfig
 from train.fitting.training import (
-    AutoRecTrainConfig,
-    TrainConfig,
     best_epoch,
     encode,
     evaluate,
@@ -55,7 +56,13 @@ def test_autoencoder_training_beats_the_bias_baseline(ratings, vocab):
     net, items = tiny_autorec(vocab, train), item_ratings(train, vocab)
     before = evaluate(net.export(items), val)["rmse"]
     config = AutoRecTrainConfig(
-        epochs=80, batch_size=8, learning_rate=1e-2, l2=0.1, kernel_l2=0.001, patience=15
+        epochs=80,
+        batch_size=8,
+        learning_rate=1e-2,
+        l2=0.1,
+        kernel_l2=0.001,
+        dropout=0.0,
+        patience=15,
     )
     history = fit_autorec(net, items, val, config, progress=False)
     after = evaluate(net.export(items), val)["rmse"]
@@ -82,7 +89,7 @@ def test_training_is_deterministic_for_a_seed(ratings, vocab):
     weights = []
     for _ in range(2):
         net, items = tiny_autorec(vocab, train, kernel_dim=2), item_ratings(train, vocab)
-        config = AutoRecTrainConfig(epochs=2, batch_size=8, dropout=0.2, seed=5)
+        config = AutoRecTrainConfig(epochs=2, batch_size=8, l2=70.0, dropout=0.2, seed=5)
         fit_autorec(net, items, val, config, progress=False)
         weights.append(net.export(items).item_codes.detach().clone())
     assert torch.equal(weights[0], weights[1])
@@ -100,7 +107,7 @@ def test_diverging_training_is_refused(ratings, vocab):
 def test_without_validation_training_runs_every_epoch_and_keeps_the_last(ratings, vocab):
     train, _ = _split(ratings, vocab)
     net, items = tiny_autorec(vocab, train), item_ratings(train, vocab)
-    config = AutoRecTrainConfig(epochs=3, batch_size=8, patience=1)
+    config = AutoRecTrainConfig(epochs=3, batch_size=8, l2=70.0, dropout=0.0, patience=1)
     history = fit_autorec(net, items, None, config, progress=False)
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert all("val_rmse" not in row for row in history)
@@ -111,3 +118,34 @@ def test_best_epoch_is_the_one_early_stopping_restores():
     history = [{"epoch": e, "val_rmse": v} for e, v in enumerate(rows, 1)]
     assert best_epoch(history) == 5
     assert best_epoch(history[:4]) == 2
+
+
+def _trained_mf(vocab, train, val, config, checkpoint=None):
+    torch.manual_seed(0)
+    model = FactorModel(FactorModelConfig(vocab.num_users, vocab.num_items, code_dim=4))
+    history = fit(model, train, val, config, progress=False, checkpoint=checkpoint)
+    return model, history
+
+
+def test_matrix_factorization_resumes_from_its_checkpoint_bit_for_bit(ratings, vocab, tmp_path):
+    """fit runs the same epoch loop as fit_autorec, checkpoints included."""
+    train, val = _split(ratings, vocab)
+    config = TrainConfig(epochs=4, batch_size=64, learning_rate=2e-2, l2=0.01, patience=10)
+    straight, history = _trained_mf(vocab, train, val, config)
+    _trained_mf(vocab, train, val, dataclasses.replace(config, epochs=2), tmp_path / "mf.pt")
+    resumed, resumed_history = _trained_mf(vocab, train, val, config, tmp_path / "mf.pt")
+    assert [r["val_rmse"] for r in resumed_history] == [r["val_rmse"] for r in history]
+    for name, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+
+
+def test_a_run_that_stopped_early_resumes_to_the_same_end(ratings, vocab, tmp_path):
+    train, val = _split(ratings, vocab)
+    config = TrainConfig(epochs=60, batch_size=64, learning_rate=5e-2, l2=0.0, patience=1)
+    stopped, history = _trained_mf(vocab, train, val, config, tmp_path / "mf.pt")
+    assert len(history) < config.epochs  # it did stop early
+    again, again_history = _trained_mf(vocab, train, val, config, tmp_path / "mf.pt")
+    assert again_history == history  # no epoch trained after the stop
+    assert len(history) - best_epoch(history) == config.patience
+    for name, value in stopped.state_dict().items():  # the best weights, restored again
+        assert torch.equal(value, again.state_dict()[name]), name

@@ -40,15 +40,16 @@ from train.fitting.experiment import (
     run_baselines,
     run_mf,
 )
-from train.fitting.ranker_training import RankerTrainConfig, fit_ranker, history_matrix
-from train.fitting.training import TrainConfig
+from train.fitting.ranker_training import fit_ranker, history_matrix
+from train.fitting.settings import PRESETS, RankerTrainConfig, TrainConfig
 from train.peers import MostPopular, ranking_on, run_peers, tune
 
 log = logging.getLogger("evaluate")
 
+# Each preset of train.fitting.settings.PRESETS is one model of the report;
 # "peers": the ranking peers of train.peers (seconds to a minute, no rating model trained);
 # "ranker": our ranking model (model.ranker), blended with the last rating model trained.
-MODELS = ("global", "bias", "mf", "fast", "full", "ranker", "peers")
+MODELS = ("global", "bias", "mf", *PRESETS, "ranker", "peers")
 
 # Figures of every ranking row, aggregated over seeds (see train.evaluation.ranking).
 RANKING_METRICS = ("recall@10", "recall@20", "ndcg@10", "coverage@10", "popularity_percentile@10")
@@ -137,7 +138,7 @@ def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
     if "mf" in models:
         runs.append(run_mf(prepared, TrainConfig(seed=seed)))
     ranked = None
-    for preset in ("fast", "full"):
+    for preset in PRESETS:
         if preset in models:
             model_config, train_config, members = autorec_configs(prepared, preset, seed)
             run = run_autorec(prepared, model_config, train_config, members=members)

@@ -37,7 +37,7 @@ from model.errors import DataError
 from train import data
 from train.evaluation.newuser_ranking import OURS, RankingConfig, evaluate_ranking
 from train.evaluation.newusers import NewUserConfig, evaluate_new_users, format_table, summarize
-from train.fitting.experiment import PRESETS
+from train.fitting import settings
 from train.train import _dataset_name
 
 log = logging.getLogger("train.newusers")
@@ -50,8 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = cli.parser("python -m train.newusers", __doc__)
     p.add_argument("--dataset", default="ml-100k", type=_dataset_name)
     p.add_argument("--data-dir", default="data", help="one folder per dataset (default: data)")
-    p.add_argument("--preset", default=defaults.preset, choices=sorted(PRESETS))
-    p.add_argument("--epochs", type=int, help="override the preset's epoch bound")
+    settings.add_preset_options(p, defaults.preset, only=("epochs",))
     p.add_argument(
         "--given",
         type=int,
@@ -84,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=[defaults.seed],
-        help="one run per seed: test users and initialization (default: 0)",
+        help="one run per seed: test users and initialization (default: %(default)s)",
     )
     p.add_argument(
         "--parts",

@@ -31,11 +31,11 @@ from train import data
 from train.fitting.ranker_training import (
     DENSE_ITEM_ITEM_LIMIT,
     PRUNED_NEIGHBORS,
-    RankerTrainConfig,
     _dense,
     fit_item_item,
     history_matrix,
 )
+from train.fitting.settings import RankerTrainConfig
 
 log = logging.getLogger("train.ranker_scale")
 

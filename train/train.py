@@ -11,6 +11,13 @@ again on all ratings with the settings chosen (each member for its best number o
 same served size) and saves that: the model to serve. ``--keep-split`` saves the model trained
 on the training part instead, whose vocabulary holds only those ratings, so that it can be
 evaluated over HTTP against the held-out parts.
+
+Settings: --preset picks one of the rating model's presets, and each option of "rating model
+settings" below overrides one of its fields; those of "ranking model settings" override the
+ranking model's. Presets, defaults and this help are all defined once, in
+train/fitting/settings.py. The path of a run: train/fitting/experiment.py (the run on the split,
+then the refit) -> train/fitting/training.py (fit_autorec; ranker_training.py for the ranking
+model), both trainers on the epoch loop of train/fitting/loop.py -> the exported factor model.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ from model import artifact
 from model.errors import DataError
 from model.ranker import Ranker, RankerConfig
 from train import data
+from train.fitting import settings
 from train.fitting.experiment import (
-    PRESETS,
     SERVE_TOLERANCE,
     Prepared,
     RunResult,
@@ -43,11 +50,11 @@ from train.fitting.experiment import (
     run_baselines,
 )
 from train.fitting.ranker_training import (
-    RankerTrainConfig,
     fit_ranker,
     history_matrix,
     refit_ranker,
 )
+from train.fitting.settings import AutoRecTrainConfig, RankerTrainConfig
 from train.fitting.training import best_epoch
 from train.peers import MostPopular, ranking_on, tune
 
@@ -83,25 +90,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test", type=float, default=0.1, help="test fraction of a random split")
     p.add_argument("--validation", type=float, default=0.1, help="validation fraction")
     p.add_argument("--output", default=None, help="artifact folder (default artifacts/DATASET)")
-    p.add_argument(
-        "--preset",
-        default="full",
-        choices=sorted(PRESETS),
-        help=f"full: {PRESETS['full']['members']} autoencoders trained to convergence, averaged; "
-        f"fast: 1, {PRESETS['fast']['epochs']} epochs",
+    settings.add_preset_options(p, settings.DEFAULT_PRESET)
+    ranker = p.add_argument_group("ranking model settings")
+    settings.add_options(
+        ranker, RankerTrainConfig, {"default": RankerTrainConfig()}, prefix="ranker-"
     )
-    # Every option below overrides the preset when given.
-    p.add_argument("--epochs", type=int, help="upper bound; early stopping on validation")
-    p.add_argument("--batch-size", type=int, help="items per step")
-    p.add_argument("--lr", type=float, dest="learning_rate", help="Adam learning rate")
-    p.add_argument("--l2", type=float, help="L2 on the (kernel-masked) weights")
-    p.add_argument("--kernel-l2", type=float, help="L2 on the local-kernel values")
-    p.add_argument("--dropout", type=float, help="share of input ratings hidden per step")
-    p.add_argument("--patience", type=int, help="epochs without validation gain before stop")
-    p.add_argument("--hidden-dims", type=int, nargs="+", help="encoder widths; last = code size")
-    p.add_argument("--kernel-dim", type=int, help="local-kernel dimension; 0 = dense weights")
-    p.add_argument("--members", type=int, help="autoencoders trained and averaged (full: 8)")
-    p.add_argument("--seed", type=int, default=0, help="split, init and shuffling")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=AutoRecTrainConfig.seed,
+        help="split, initialization, shuffling and dropout (default: %(default)s)",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument(
         "--checkpoint",
@@ -113,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--full-vectors",
         action="store_true",
         help="serve the full vectors instead of the smallest projection that keeps the "
-        "validation RMSE within 1e-4",
+        f"validation RMSE within {SERVE_TOLERANCE:g}",
     )
     p.add_argument(
         "--keep-split",
@@ -128,27 +127,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--quiet", action="store_true", help="no per-batch progress bar")
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "patience"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.split == "u1" and args.dataset != "ml-100k":
         p.error("--split u1 exists only for --dataset ml-100k")
     return args
-
-
-OVERRIDES = (
-    "members",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "l2",
-    "kernel_l2",
-    "dropout",
-    "patience",
-    "hidden_dims",
-    "kernel_dim",
-)
 
 
 def make_split(dataset: data.Dataset, args: argparse.Namespace) -> data.Split:
@@ -202,7 +183,7 @@ def run(args: argparse.Namespace) -> dict:
     prepared = prepare(dataset, split)
     log.info("split, vocabulary and encoding in %.1f s", time.perf_counter() - started)
     model_config, train_config, members = autorec_configs(
-        prepared, args.preset, args.seed, **{k: getattr(args, k) for k in OVERRIDES}
+        prepared, args.preset, args.seed, **settings.preset_overrides(args)
     )
     device = args.device
     if device.startswith("cuda") and torch.distributed.is_initialized():
@@ -218,7 +199,9 @@ def run(args: argparse.Namespace) -> dict:
         serve_tolerance=None if args.full_vectors else SERVE_TOLERANCE,
     )
     ranker = ranking = None
-    ranker_config = RankerTrainConfig(seed=args.seed)
+    ranker_config = RankerTrainConfig(
+        seed=args.seed, **settings.given(args, RankerTrainConfig, prefix="ranker-")
+    )
     if not args.no_ranker:
         ranker, ranking = train_ranker(prepared, ours.model, ranker_config, args)
     served, served_data = ours, prepared

@@ -44,7 +44,8 @@ from model.recommender import Recommender
 from train.data import Dataset, Split
 from train.evaluation.ranking import RECALL_CUTOFFS, list_hits, ranking_metrics
 from train.fitting.experiment import Prepared, autorec_configs, prepare, run_autorec
-from train.fitting.ranker_training import RankerTrainConfig, fit_ranker
+from train.fitting.ranker_training import fit_ranker
+from train.fitting.settings import RankerTrainConfig
 from train.peers import CooccurrenceCosine, RankingPeer, tune_peers
 from train.peers.tuning import fit_peer
 
@@ -65,7 +66,7 @@ class RankingConfig:
     min_targets: int = 10  # eligible users have at least given + min_targets ratings
     validation: float = 0.05  # share of the other users' ratings kept for choices (as ml-1m.md)
     ridge: float = 1.0  # fold-in prior weight: the served default (handler fold_in_ridge)
-    preset: str = "fast"  # rating model preset (train.fitting.experiment.PRESETS)
+    preset: str = "fast"  # rating model preset (train.fitting.settings.PRESETS)
     seed: int = 0  # held-out users, validation, samples, initializations
     # Users scored at once: a fold-in from 80% of a heavy user's ~2,000 ratings is a
     # (users, ratings, code) float64 tensor, so batches stay small.

@@ -44,9 +44,7 @@ class NewUserConfig:
     min_targets: int = 10  # a test user keeps at least this many ratings to predict
     validation: float = 0.1  # share of the other users' ratings held out for early stopping
     ridges: tuple[float, ...] = (1.0,)  # fold-in prior weights to report (serving uses 1.0)
-    preset: str = (
-        "fast"  # model preset (see train.fitting.experiment.PRESETS); "fast" keeps it short
-    )
+    preset: str = "fast"  # model preset (see train.fitting.settings.PRESETS); "fast" keeps it short
     seed: int = 0  # test users, validation share, model initialization
 
 

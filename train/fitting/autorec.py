@@ -24,7 +24,7 @@ only at observed entries, so an epoch costs O(ratings x code size), not O(items 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -35,13 +35,15 @@ from model.network import FactorModel, FactorModelConfig
 
 @dataclass
 class AutoRecConfig:
-    """Sizes of :class:`ItemAutoRec`; stored in the training checkpoint."""
+    """Sizes of :class:`ItemAutoRec`. ``hidden_dims`` (the last is the code size) and
+    ``kernel_dim`` (of the local-kernel vectors; 0 = plain dense weights) come from a preset
+    (:data:`train.fitting.settings.PRESETS`)."""
 
     num_users: int
     num_items: int
     num_genres: int
-    hidden_dims: list[int] = field(default_factory=lambda: [500, 500])  # last = code size
-    kernel_dim: int = 5  # dimension of the local-kernel vectors; 0 = plain dense weights
+    hidden_dims: list[int]
+    kernel_dim: int
     min_rating: float = 1.0
     max_rating: float = 5.0
     global_mean: float = 3.5  # initial user bias

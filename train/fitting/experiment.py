@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,10 +21,14 @@ from train.data import Dataset, Split
 from train.evaluation.metrics import mae, rmse
 from train.fitting.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
 from train.fitting.baselines import BiasBaseline, GlobalMean
-from train.fitting.training import (
+from train.fitting.settings import (
+    DEFAULT_PRESET,
     AutoRecTrainConfig,
-    Encoded,
     TrainConfig,
+    preset_with,
+)
+from train.fitting.training import (
+    Encoded,
     best_epoch,
     encode,
     fit,
@@ -34,35 +39,6 @@ from train.fitting.training import (
 # Largest increase of validation RMSE allowed when projecting the served vectors to fewer
 # dimensions (see smallest_projection): a tenth of the noise between seeds.
 SERVE_TOLERANCE = 1e-4
-
-# Presets of our model; command-line options override single fields. Local kernels
-# (kernel_dim > 0, two layers as in Sparse FC / GLocal-K) are available but cost several times
-# more per epoch on 2 cores for no gain we could measure in the time we had.
-PRESETS: dict[str, dict] = {
-    # One dense layer (I-AutoRec) with denoising input dropout: ~0.845 on ML-1M in 10 epochs.
-    "fast": {
-        "hidden_dims": [500],
-        "kernel_dim": 0,
-        "epochs": 12,
-        "learning_rate": 1e-3,
-        "batch_size": 256,
-        "l2": 256.0,
-        "dropout": 0.2,
-    },
-    # The same network trained to convergence, eight times: the served model averages them.
-    # Chosen on ML-1M validation RMSE (seed 0) of the average of the first M members:
-    # 1: 0.8359, 2: 0.8318, 3: 0.8308, 4: 0.8300, 6: 0.8297, 8: 0.8294 (366 s in all).
-    "full": {
-        "hidden_dims": [500],
-        "kernel_dim": 0,
-        "epochs": 60,
-        "learning_rate": 1e-3,
-        "batch_size": 256,
-        "l2": 256.0,
-        "dropout": 0.2,
-        "members": 8,
-    },
-}
 
 
 @dataclass
@@ -198,29 +174,25 @@ def run_mf(
 
 
 def autorec_configs(
-    data: Prepared, preset: str = "full", seed: int = 0, **overrides
+    data: Prepared, preset: str = DEFAULT_PRESET, seed: int | None = None, **overrides: Any
 ) -> tuple[AutoRecConfig, AutoRecTrainConfig, int]:
-    """Model config, training config and number of averaged members of ``preset``, with
-    ``overrides`` (None = keep the preset's value)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    """Model config, training config and number of averaged members of ``preset`` (see
+    :data:`train.fitting.settings.PRESETS`) for ``data``, with ``overrides`` (fields by name;
+    None keeps the preset's value) and ``seed`` (None keeps the preset's)."""
+    chosen = preset_with(preset, **overrides)
     lo, hi = data.rating_scale
-    model_fields = {"hidden_dims", "kernel_dim"}
-    members = int(values.pop("members", 1))
     model_config = AutoRecConfig(
         num_users=data.vocab.num_users,
         num_items=data.vocab.num_items,
         num_genres=len(data.vocab.genre_names),
+        hidden_dims=list(chosen.hidden_dims),
+        kernel_dim=chosen.kernel_dim,
         min_rating=lo,
         max_rating=hi,
         global_mean=float(data.train.rating.mean()),
-        **{k: v for k, v in values.items() if k in model_fields},
     )
-    train_config = AutoRecTrainConfig(
-        seed=seed, **{k: v for k, v in values.items() if k not in model_fields}
-    )
-    return model_config, train_config, members
+    training = chosen.training if seed is None else dataclasses.replace(chosen.training, seed=seed)
+    return model_config, training, chosen.members
 
 
 def run_autorec(

@@ -17,21 +17,27 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from model.network import FactorModel
 from model.ranker import LIKED, Ranker, RankerConfig, _z
-from train.fitting.training import EarlyStopping, _save_atomic, _step, _world
+from train.fitting.loop import EpochLoop, optimizer_step
+from train.fitting.settings import RankerTrainConfig
 from train.peers.ease import ease_weights
 
+if TYPE_CHECKING:
+    from train.fitting.experiment import Prepared
+
 log = logging.getLogger(__name__)
+
+# Validation figures (SELECTION_METRIC among them) of a function scoring users' rows.
+Validate = Callable[[Callable[[np.ndarray], torch.Tensor]], dict[str, float]]
 
 # The validation measure every choice is made on (it rewards order inside the top-10).
 SELECTION_METRIC = "ndcg@10"
@@ -39,24 +45,6 @@ SELECTION_METRIC = "ndcg@10"
 # 20k); above it each movie keeps its PRUNED_NEIGHBORS strongest weights (62k movies: 127 MB).
 DENSE_ITEM_ITEM_LIMIT = 20_000
 PRUNED_NEIGHBORS = 256
-
-
-@dataclass
-class RankerTrainConfig:
-    """How the ranking model is trained; the grids are searched on validation."""
-
-    epochs: int = 60  # upper bound on the deep part's epochs; early stopping picks the best
-    patience: int = 4  # epochs without a validation gain before stopping
-    batch_size: int = 256  # users per step
-    learning_rate: float = 1e-3  # Adam, as in Liang et al. 2018
-    seed: int = 0
-    l2_grid: tuple[float, ...] = (200.0, 400.0, 800.0, 1600.0)  # λ of the item-item part
-    deep_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
-    # The predicted rating's weight: z-scores spread over ~10 units per list, stars over 1-4.
-    rating_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def history_matrix(
@@ -73,6 +61,22 @@ def history_matrix(
     x.sum_duplicates()
     x.data = np.minimum(x.data, 1.0)  # a pair given twice counts once
     return x
+
+
+def inputs_and_targets(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    num_users: int,
+    model_config: RankerConfig,
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The history rows the deep part reads (low ratings weighing ``low_weight``) and those it
+    learns to predict (``target_low_weight``), of every user."""
+    args = (users, items, ratings, num_users, model_config.num_items)
+    return (
+        history_matrix(*args, model_config.low_weight),
+        history_matrix(*args, model_config.target_low_weight),
+    )
 
 
 def _dense(x: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
@@ -101,192 +105,218 @@ def train_deep(
     epochs: int | None = None,
     progress: bool = False,
     checkpoint: str | Path | None = None,
-) -> list[dict]:
+) -> list[dict[str, float]]:
     """Train ``ranker.dae`` on the users of ``x`` with a multinomial likelihood.
 
     With ``validate`` (a validation score, higher is better) it stops after
     ``config.patience`` epochs without a gain and keeps the best epoch's weights; without it,
     it runs ``epochs`` epochs and keeps the last. Returns one row per epoch.
 
-    It shares the rating model's machinery (:mod:`train.fitting.training`): early stopping,
-    the refusal of a non-finite loss, a ``checkpoint`` written after every epoch and resumed
+    It runs the rating models' epoch loop (:mod:`train.fitting.loop`): early stopping, the
+    refusal of a non-finite loss, a ``checkpoint`` written after every epoch and resumed
     from when it exists, and, under ``torchrun``, DistributedDataParallel with each rank
     encoding its share of every step of ``world x batch_size`` users."""
-    rank, world = _world()
-    dae = ranker.dae
-    net = torch.nn.parallel.DistributedDataParallel(dae) if world > 1 else dae
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(dae.parameters(), lr=config.learning_rate)
-    active = np.flatnonzero(np.diff(x.indptr) > 0)  # users with a history
-    # EarlyStopping keeps the lowest figure: it is given the negated validation score.
-    stopping, history, first_epoch = EarlyStopping(dae, config.patience), [], 1
-    checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        dae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        history, stopping.best_state = state["history"], state["best_state"]
-        stopping.best_rmse, stopping.stale = state["best"], state["stale"]
-        first_epoch = len(history) + 1
-        log.info("ranker: resuming from %s after epoch %d", checkpoint, len(history))
-        if validate is not None and stopping.should_stop:
-            first_epoch = (epochs or config.epochs) + 1  # it had already stopped early
-    step = config.batch_size * world
-    for epoch in range(first_epoch, (epochs or config.epochs) + 1):
-        started = time.perf_counter()
-        dae.train()
-        order = active[torch.randperm(len(active), generator=generator).numpy()]
-        total = 0.0
-        batches = range(0, len(order), step)
-        for start in tqdm(
-            batches, desc=f"ranker epoch {epoch}", disable=not progress or rank > 0, leave=False
-        ):
-            # Every rank draws the step's dropout mask from the same generator, then keeps its
-            # rows: the step matches one process stepping on all of them.
-            step_rows = order[start : start + step]
-            keep = torch.rand(len(step_rows), x.shape[1], generator=generator) >= dae.dropout
-            rows, keep = step_rows[rank::world], keep[rank::world]
-            logits = net(_dense(x, rows), keep)
-            loss = -(F.log_softmax(logits, 1) * _dense(targets, rows)).sum(1).sum()
-            # Scaled so that averaged gradients match one process stepping on all users.
-            _step(optimizer, loss * world / len(order[start : start + step]), f"ranker {epoch}")
-            total += loss.item()
-        row = {"epoch": epoch, "loss": total * world / len(order)}
-        improved = False
-        if validate is not None:
-            row[f"val_{SELECTION_METRIC}"] = score = validate()
-            improved = stopping.update(dae, -score)
-        row["seconds"] = time.perf_counter() - started
-        history.append(row)
-        measured = f"  val {SELECTION_METRIC} {score:.4f}" if validate is not None else ""
-        log.info(
-            "ranker epoch %2d  loss %.2f%s  %.1fs%s",
-            epoch,
-            row["loss"],
-            measured,
-            row["seconds"],
-            "  *" if improved else "",
+    training = DeepPartTraining(ranker, x, targets, config, validate, progress, checkpoint)
+    return training.run(epochs or config.epochs)
+
+
+class DeepPartTraining(EpochLoop):
+    """:func:`train_deep`'s stages: shuffled batches of users with a history, input dropout
+    drawn for the whole step, validation by the caller's score."""
+
+    label = "ranker "
+
+    def __init__(
+        self,
+        ranker: Ranker,
+        x: sp.csr_matrix,
+        targets: sp.csr_matrix,
+        config: RankerTrainConfig,
+        score: Callable[[], float] | None,
+        progress: bool,
+        checkpoint: str | Path | None,
+    ) -> None:
+        super().__init__(
+            ranker.dae,
+            config.learning_rate,
+            config.seed,
+            config.patience,
+            checkpoint,
+            "cpu",
+            progress,
+            distributed=True,
         )
-        if checkpoint is not None and rank == 0:
-            _save_atomic(
-                {
-                    "model": dae.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "history": history,
-                    "best_state": stopping.best_state,
-                    "best": stopping.best_rmse,
-                    "stale": stopping.stale,
-                },
-                checkpoint,
-            )
-        if validate is not None and stopping.should_stop:
-            log.info("ranker: early stop, no validation gain for %d epochs", config.patience)
-            break
-    if validate is not None:
-        dae.load_state_dict(stopping.best_state)
-    dae.eval()
-    return history
+        self.dae, self.config, self.score = ranker.dae, config, score
+        self.x, self.targets = x, targets  # (num_users, num_items) history rows and targets
+        self.active = np.flatnonzero(np.diff(x.indptr) > 0)  # users with a history
+
+    @property
+    def validates(self) -> bool:
+        return self.score is not None
+
+    def objective(self, row: dict[str, float]) -> float:
+        return -row[f"val_{SELECTION_METRIC}"]  # early stopping keeps the lowest figure
+
+    def step_epoch(self, epoch: int) -> dict[str, float]:
+        order = self.active[torch.randperm(len(self.active), generator=self.generator).numpy()]
+        step = self.config.batch_size * self.world
+        total = 0.0
+        for start in self.batches(range(0, len(order), step), epoch):
+            total += self.step_users(order[start : start + step], epoch)
+        return {"loss": total * self.world / len(order)}
+
+    def step_users(self, step_rows: np.ndarray, epoch: int) -> float:
+        """One optimizer step on this rank's share of the users ``step_rows``; returns the
+        share's summed negative log-likelihood."""
+        # Every rank draws the step's dropout mask from the same generator, then keeps its
+        # rows: the step matches one process stepping on all of them.
+        shape = (len(step_rows), self.x.shape[1])
+        keep = torch.rand(*shape, generator=self.generator) >= self.dae.dropout
+        rows, keep = step_rows[self.rank :: self.world], keep[self.rank :: self.world]
+        logits = self.net(_dense(self.x, rows), keep)
+        loss = -(F.log_softmax(logits, 1) * _dense(self.targets, rows)).sum(1).sum()
+        # Scaled so that averaged gradients match one process stepping on all users.
+        optimizer_step(self.optimizer, loss * self.world / len(step_rows), f"ranker {epoch}")
+        return loss.item()
+
+    def validate(self) -> dict[str, float] | None:
+        return None if self.score is None else {f"val_{SELECTION_METRIC}": self.score()}
 
 
 def _all_user_scores(
     score: Callable[[np.ndarray], torch.Tensor], num_users: int, chunk: int = 1024
 ) -> torch.Tensor:
+    """``score`` of every user, (num_users, num_items), computed ``chunk`` users at a time."""
     return torch.cat(
         [score(np.arange(s, min(s + chunk, num_users))) for s in range(0, num_users, chunk)]
     )
 
 
 def fit_ranker(
-    data,
+    data: Prepared,
     rating_model: FactorModel | None,
     model_config: RankerConfig,
     config: RankerTrainConfig,
     progress: bool = False,
     checkpoint: str | Path | None = None,
-) -> tuple[Ranker, dict]:
-    """Train the ranking model on ``data.train`` (a :class:`train.fitting.experiment.Prepared`),
-    choosing λ, the deep part's epochs and the blend weights on ``data.validation``.
+) -> tuple[Ranker, dict[str, Any]]:
+    """Train the ranking model on ``data.train``, choosing λ, the deep part's epochs and the
+    blend weights on ``data.validation``: the three stages of the module docstring.
 
     Returns the ranker and what was chosen (with every grid's validation figures)."""
     from train.peers.tuning import ranking_on  # offline-only import (evaluation code)
 
     t = data.train
-    n_users, n_items = data.vocab.num_users, data.vocab.num_items
-    args = (t.user_idx.numpy(), t.item_idx.numpy(), t.rating.numpy(), n_users, n_items)
-    x = history_matrix(*args, model_config.low_weight)
-    targets = history_matrix(*args, model_config.target_low_weight)
-    validate = lambda score: ranking_on(score, data, "validation")
-    info: dict = {"l2_grid": [], "weight_grid": []}
+    x, targets = inputs_and_targets(
+        t.user_idx.numpy(), t.item_idx.numpy(), t.rating.numpy(), data.vocab.num_users, model_config
+    )
+    validate: Validate = lambda score: ranking_on(score, data, "validation")
+    info: dict[str, Any] = {"l2_grid": [], "weight_grid": []}
 
-    started = time.perf_counter()
+    started = time.perf_counter()  # stage 1, the item-item part
+    ranker = choose_item_item(x, model_config, config, validate, info["l2_grid"])
+    info["item_item_seconds"] = time.perf_counter() - started
+
+    started = time.perf_counter()  # stage 2, the deep part
+    score = lambda: validate(lambda u: ranker.deep_scores(_dense(x, u)))[SELECTION_METRIC]
+    history = train_deep(
+        ranker, x, targets, config, score, progress=progress, checkpoint=checkpoint
+    )
+    info["history"] = history
+    info["deep_seconds"] = time.perf_counter() - started
+    scores = [row[f"val_{SELECTION_METRIC}"] for row in history]
+    info["best_epoch"] = int(np.argmax(scores)) + 1  # the first of equals, as EarlyStopping
+
+    best = choose_blend(ranker, x, rating_model, config, validate, info["weight_grid"])
+    info["chosen"] = {
+        "l2": ranker.config.l2,
+        "deep_weight": ranker.config.deep_weight,
+        "rating_weight": ranker.config.rating_weight,
+        "epochs": info["best_epoch"],
+    }
+    log.info("ranker chosen on validation: %s (%s %.4f)", info["chosen"], SELECTION_METRIC, best)
+    return ranker.eval(), info
+
+
+def choose_item_item(
+    x: sp.csr_matrix,
+    model_config: RankerConfig,
+    config: RankerTrainConfig,
+    validate: Validate,
+    grid: list[dict[str, float]],
+) -> Ranker:
+    """Stage 1: a new ranker (seeded by ``config.seed``) whose item-item part has the λ of
+    ``config.l2_grid`` best on validation, scored as it will be served, its blend weights 0.
+    Each λ's validation figures are appended to ``grid``."""
     neighbors = model_config.neighbors or (
-        0 if n_items <= DENSE_ITEM_ITEM_LIMIT else PRUNED_NEIGHBORS
+        0 if x.shape[1] <= DENSE_ITEM_ITEM_LIMIT else PRUNED_NEIGHBORS
     )
     model_config = dataclasses.replace(
         model_config, deep_weight=0.0, rating_weight=0.0, neighbors=neighbors
     )
     torch.manual_seed(config.seed)
-    ranker, best = Ranker(model_config), None
+    ranker, tried = Ranker(model_config), []
     for l2 in config.l2_grid:
-        ranker.set_item_item(*fit_item_item(x, l2))  # scored as it will be served
+        ranker.set_item_item(*fit_item_item(x, l2))
         figures = validate(lambda u: ranker.item_item_scores(_dense(x, u)))
-        info["l2_grid"].append({"l2": l2, **figures})
+        grid.append({"l2": l2, **figures})
         log.info("ranker item-item λ=%g: %s %.4f", l2, SELECTION_METRIC, figures[SELECTION_METRIC])
-        if best is None or figures[SELECTION_METRIC] > best[0]:
-            best = (figures[SELECTION_METRIC], l2)
-    if best[1] != config.l2_grid[-1]:
-        ranker.set_item_item(*fit_item_item(x, best[1]))
-    ranker.config = dataclasses.replace(ranker.config, l2=best[1])
-    info["item_item_seconds"] = time.perf_counter() - started
+        tried.append((figures[SELECTION_METRIC], l2))
+    best_l2 = max(tried, key=lambda t: t[0])[1]  # the first of equals
+    if best_l2 != config.l2_grid[-1]:
+        ranker.set_item_item(*fit_item_item(x, best_l2))
+    ranker.config = dataclasses.replace(ranker.config, l2=best_l2)
+    return ranker
 
-    started = time.perf_counter()
-    deep = lambda u: ranker.deep_scores(_dense(x, u))
-    info["history"] = train_deep(
-        ranker,
-        x,
-        targets,
-        config,
-        lambda: validate(deep)[SELECTION_METRIC],
-        progress=progress,
-        checkpoint=checkpoint,
-    )
-    info["deep_seconds"] = time.perf_counter() - started
-    scores = [row[f"val_{SELECTION_METRIC}"] for row in info["history"]]
-    info["best_epoch"] = int(np.argmax(scores)) + 1  # the first of equals, as EarlyStopping
 
-    # The parts once for every user, then every blend of them (elementwise work only).
-    item_item = _all_user_scores(lambda u: _z(ranker.item_item_scores(_dense(x, u))), n_users)
-    deep_part = _all_user_scores(lambda u: _z(deep(u)), n_users)
+def choose_blend(
+    ranker: Ranker,
+    x: sp.csr_matrix,
+    rating_model: FactorModel | None,
+    config: RankerTrainConfig,
+    validate: Validate,
+    grid: list[dict[str, float]],
+) -> float:
+    """Stage 3: set ``ranker``'s blend weights to the pair of ``config.deep_weights`` x
+    ``config.rating_weights`` best on validation (no rating part without ``rating_model``);
+    each pair's figures are appended to ``grid``. Returns the best validation figure.
+
+    The parts are scored once for every user, then blended (elementwise work only)."""
+    num_users = x.shape[0]
+    item_item = _all_user_scores(lambda u: _z(ranker.item_item_scores(_dense(x, u))), num_users)
+    deep_part = _all_user_scores(lambda u: _z(ranker.deep_scores(_dense(x, u))), num_users)
     stars = None
     if rating_model is not None:
-        stars = _all_user_scores(lambda u: rating_model.score_all(torch.from_numpy(u)), n_users)
-    best = None
-    rating_weights = config.rating_weights if stars is not None else (0.0,)
+        stars = _all_user_scores(lambda u: rating_model.score_all(torch.from_numpy(u)), num_users)
+    tried = []
     for deep_weight in config.deep_weights:
-        for rating_weight in rating_weights:
-
-            def blend(u, a=deep_weight, b=rating_weight):
-                out = item_item[u] + a * deep_part[u]
-                return out + b * stars[u] if b else out
-
+        for rating_weight in config.rating_weights if stars is not None else (0.0,):
+            blend = _blend(item_item, deep_part, stars, deep_weight, rating_weight)
             figures = validate(blend)
-            info["weight_grid"].append(
-                {"deep_weight": deep_weight, "rating_weight": rating_weight, **figures}
-            )
-            if best is None or figures[SELECTION_METRIC] > best[0]:
-                best = (figures[SELECTION_METRIC], deep_weight, rating_weight)
-    ranker.config = dataclasses.replace(ranker.config, deep_weight=best[1], rating_weight=best[2])
-    info["chosen"] = {
-        "l2": ranker.config.l2,
-        "deep_weight": best[1],
-        "rating_weight": best[2],
-        "epochs": info["best_epoch"],
-    }
-    log.info("ranker chosen on validation: %s (%s %.4f)", info["chosen"], SELECTION_METRIC, best[0])
-    return ranker.eval(), info
+            grid.append({"deep_weight": deep_weight, "rating_weight": rating_weight, **figures})
+            tried.append((figures[SELECTION_METRIC], deep_weight, rating_weight))
+    best, deep_weight, rating_weight = max(tried, key=lambda t: t[0])  # the first of equals
+    ranker.config = dataclasses.replace(
+        ranker.config, deep_weight=deep_weight, rating_weight=rating_weight
+    )
+    return best
+
+
+def _blend(
+    item_item: torch.Tensor,
+    deep_part: torch.Tensor,
+    stars: torch.Tensor | None,
+    deep_weight: float,
+    rating_weight: float,
+) -> Callable[[np.ndarray], torch.Tensor]:
+    """Scores of users ``u``: ``item_item + deep_weight x deep_part (+ rating_weight x
+    stars)``, rows of the all-user (num_users, num_items) parts."""
+
+    def blend(u: np.ndarray) -> torch.Tensor:
+        out = item_item[u] + deep_weight * deep_part[u]
+        return out + rating_weight * stars[u] if rating_weight and stars is not None else out
+
+    return blend
 
 
 def refit_ranker(
@@ -302,9 +332,7 @@ def refit_ranker(
 ) -> Ranker:
     """Train ``model_config`` (λ and weights already chosen) on these ratings for ``epochs``
     epochs of the deep part, with no validation: the refit of the served archive."""
-    args = (users, items, ratings, num_users, model_config.num_items)
-    x = history_matrix(*args, model_config.low_weight)
-    targets = history_matrix(*args, model_config.target_low_weight)
+    x, targets = inputs_and_targets(users, items, ratings, num_users, model_config)
     torch.manual_seed(config.seed)
     ranker = Ranker(model_config)
     ranker.set_item_item(*fit_item_item(x, model_config.l2))

@@ -1,42 +1,34 @@
-"""Training loops with early stopping on validation RMSE.
+"""The rating models' training, with early stopping on validation RMSE.
 
-- :func:`fit_autorec` trains our :class:`~train.fitting.autorec.ItemAutoRec` on item batches.
+- :func:`fit_autorec` trains our :class:`~train.fitting.autorec.ItemAutoRec` on item batches
+  (:class:`AutoRecTraining`).
 - :func:`fit` trains a :class:`~model.network.FactorModel` directly on rating pairs: the plain
-  matrix-factorization baseline.
+  matrix-factorization baseline (:class:`FactorModelTraining`).
+
+Both run the shared epoch loop of :mod:`train.fitting.loop` (early stopping, refusal of a
+non-finite loss, checkpoints with the random generator's state, DistributedDataParallel); what
+is here is what differs: the data each prepares, the optimizer steps of an epoch, validation.
+Their settings are in :mod:`train.fitting.settings`.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from model.network import FactorModel
+from model.vocab import Vocabulary
 from train.evaluation.metrics import mae, rmse
 from train.fitting.autorec import ItemAutoRec, ItemRatings
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Optimization of the matrix-factorization baseline (pairs, Adam, per-sample L2)."""
-
-    epochs: int = 40  # upper bound; early stopping usually ends sooner
-    batch_size: int = 1024  # large batches keep 2 CPU cores busy; 256-4096 give similar RMSE
-    learning_rate: float = 3e-3  # Adam
-    l2: float = 0.05  # weight of the per-sample L2 on vectors and biases
-    patience: int = 3  # epochs without validation improvement before stopping
-    seed: int = 0  # drives initialization and shuffling: same seed, same model
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from train.fitting.loop import MIN_IMPROVEMENT, EpochLoop, optimizer_step
+from train.fitting.settings import AutoRecTrainConfig, TrainConfig
 
 
 @dataclass
@@ -51,42 +43,18 @@ class Encoded:
         return len(self.rating)
 
 
-# Smallest fall of validation RMSE that counts as an improvement (early stopping).
-MIN_IMPROVEMENT = 1e-5
+def encode(frame: pd.DataFrame, vocab: Vocabulary) -> Encoded:
+    """Turn a ratings frame with raw ids into dense tensors using ``vocab``."""
+    return Encoded(
+        user_idx=torch.from_numpy(vocab.user_index(frame["user_id"].to_numpy())),
+        item_idx=torch.from_numpy(vocab.item_index(frame["movie_id"].to_numpy())),
+        rating=torch.from_numpy(frame["rating"].to_numpy(dtype=np.float32, copy=True)),
+    )
 
 
-class EarlyStopping:
-    """Keeps the best-on-validation weights and says when ``patience`` epochs brought none.
-
-    Its fields (``best_rmse``, ``best_state``, ``stale``) are part of a training checkpoint.
-    """
-
-    def __init__(self, model: torch.nn.Module, patience: int):
-        self.patience = patience
-        self.best_rmse = math.inf
-        self.best_state = copy.deepcopy(model.state_dict())
-        self.stale = 0
-
-    def update(self, model: torch.nn.Module, val_rmse: float) -> bool:
-        """Record an epoch's validation RMSE; returns whether it improved on the best."""
-        if val_rmse < self.best_rmse - MIN_IMPROVEMENT:
-            self.best_rmse, self.best_state, self.stale = (
-                val_rmse,
-                copy.deepcopy(model.state_dict()),
-                0,
-            )
-            return True
-        self.stale += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return self.stale >= self.patience
-
-
-def best_epoch(history: list[dict]) -> int:
+def best_epoch(history: list[dict[str, Any]]) -> int:
     """The epoch (1-based) whose weights early stopping restored: the last one that improved
-    validation RMSE by more than :data:`MIN_IMPROVEMENT`."""
+    validation RMSE by more than :data:`~train.fitting.loop.MIN_IMPROVEMENT`."""
     best, best_rmse = 0, math.inf
     for row in history:
         if row["val_rmse"] < best_rmse - MIN_IMPROVEMENT:
@@ -94,34 +62,6 @@ def best_epoch(history: list[dict]) -> int:
     if best == 0:
         raise ValueError("the history has no epoch with a finite validation RMSE")
     return best
-
-
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, where: str) -> None:
-    """One optimizer step; refuses a non-finite loss instead of training a broken model."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss.item()} at {where}; lower --lr or raise --l2")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-
-
-def _log_epoch(row: dict, improved: bool) -> None:
-    """One line per epoch: errors, time, throughput when known, a star on improvement."""
-    speed = f" ({row['samples_per_second']:.0f} ratings/s)" if "samples_per_second" in row else ""
-    val = (
-        f"  val rmse {row['val_rmse']:.4f}  val mae {row['val_mae']:.4f}"
-        if "val_rmse" in row
-        else ""
-    )
-    log.info(
-        "epoch %2d  train rmse %.4f%s  %.1fs%s%s",
-        row["epoch"],
-        row["train_rmse"],
-        val,
-        row["seconds"],
-        speed,
-        "  *" if improved else "",
-    )
 
 
 def predict(
@@ -150,92 +90,61 @@ def fit(
     validation: Encoded,
     config: TrainConfig,
     progress: bool = True,
-) -> list[dict]:
+    checkpoint: str | Path | None = None,
+) -> list[dict[str, float]]:
     """Train ``model`` in place and restore its best-on-validation weights.
 
     Returns the history: one dict per epoch with ``train_rmse`` (on the epoch's batches, in
     training mode), ``val_rmse``, ``val_mae`` and ``seconds``. Raises ``FloatingPointError``
     when the loss stops being finite, instead of carrying on with a broken model.
-    """
-    from tqdm import tqdm
-
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    history: list[dict] = []
-    stopping = EarlyStopping(model, config.patience)
-    n_batches = math.ceil(len(train) / config.batch_size)
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train), generator=generator)
-        squared_error = 0.0
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch}", leave=False, disable=not progress)
-        for b in bar:
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            u, i, r = train.user_idx[idx], train.item_idx[idx], train.rating[idx]
-            pred = model(u, i)
-            mse = torch.mean((pred - r) ** 2)
-            loss = mse + config.l2 * model.regularization(u, i)
-            _step(optimizer, loss, f"epoch {epoch}, batch {b}")
-            squared_error += mse.item() * len(idx)
-        scores = evaluate(model, validation)
-        row = {
-            "epoch": epoch,
-            "train_rmse": math.sqrt(squared_error / len(train)),
-            "val_rmse": scores["rmse"],
-            "val_mae": scores["mae"],
-            "seconds": time.perf_counter() - started,
-        }
-        history.append(row)
-        _log_epoch(row, stopping.update(model, row["val_rmse"]))
-        if stopping.should_stop:
-            log.info("early stop: no validation gain for %d epochs", config.patience)
-            break
-    model.load_state_dict(stopping.best_state)
-    model.eval()
-    return history
-
-
-def encode(frame, vocab) -> Encoded:
-    """Turn a ratings frame with raw ids into dense tensors using ``vocab``."""
-    return Encoded(
-        user_idx=torch.from_numpy(vocab.user_index(frame["user_id"].to_numpy())),
-        item_idx=torch.from_numpy(vocab.item_index(frame["movie_id"].to_numpy())),
-        rating=torch.from_numpy(frame["rating"].to_numpy(dtype=np.float32, copy=True)),
+    ``checkpoint``: as :func:`fit_autorec`'s."""
+    return FactorModelTraining(model, train, validation, config, progress, checkpoint).run(
+        config.epochs
     )
 
 
-@dataclass
-class AutoRecTrainConfig:
-    """Optimization of :class:`~train.fitting.autorec.ItemAutoRec` (item batches, Adam)."""
+class FactorModelTraining(EpochLoop):
+    """:func:`fit`'s stages: rating pairs in shuffled batches, MSE plus per-sample L2."""
 
-    epochs: int = 60  # upper bound; early stopping on validation RMSE ends sooner
-    batch_size: int = 64  # items per step; small batches = many steps per epoch
-    learning_rate: float = 1e-3  # Adam
-    l2: float = 70.0  # L2 on the kernel-masked weights (as Sparse FC / GLocal-K use)
-    kernel_l2: float = 0.013  # L2 on the kernel values: pushes them towards sparsity
-    dropout: float = 0.0  # share of input ratings hidden in each step (denoising)
-    patience: int = 5  # epochs without validation improvement before stopping
-    seed: int = 0  # drives initialization and shuffling: same seed, same model
+    def __init__(
+        self,
+        model: FactorModel,
+        train: Encoded,
+        validation: Encoded,
+        config: TrainConfig,
+        progress: bool,
+        checkpoint: str | Path | None,
+    ) -> None:
+        super().__init__(
+            model, config.learning_rate, config.seed, config.patience, checkpoint, "cpu", progress
+        )
+        self.factors, self.train, self.validation, self.config = model, train, validation, config
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def validates(self) -> bool:
+        return True
 
+    def step_epoch(self, epoch: int) -> dict[str, float]:
+        size = self.config.batch_size
+        order = torch.randperm(len(self.train), generator=self.generator)
+        squared_error = 0.0
+        for b in self.batches(range(math.ceil(len(self.train) / size)), epoch):
+            idx = order[b * size : (b + 1) * size]
+            squared_error += self.step_pairs(idx, f"epoch {epoch}, batch {b}") * len(idx)
+        return {"train_rmse": math.sqrt(squared_error / len(self.train))}
 
-def _world() -> tuple[int, int]:
-    """(rank, world size) of a torchrun/DistributedDataParallel run, (0, 1) otherwise."""
-    import torch.distributed as dist
+    def step_pairs(self, idx: torch.Tensor, where: str) -> float:
+        """One optimizer step on the training pairs ``idx``; returns their mean squared error."""
+        u, i, r = self.train.user_idx[idx], self.train.item_idx[idx], self.train.rating[idx]
+        mse = torch.mean((self.factors(u, i) - r) ** 2)
+        optimizer_step(
+            self.optimizer, mse + self.config.l2 * self.factors.regularization(u, i), where
+        )
+        return mse.item()
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _save_atomic(state: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # a crash mid-write leaves the previous checkpoint intact
+    def validate(self) -> dict[str, float]:
+        scores = evaluate(self.factors, self.validation)
+        return {"val_rmse": scores["rmse"], "val_mae": scores["mae"]}
 
 
 def fit_autorec(
@@ -246,13 +155,13 @@ def fit_autorec(
     progress: bool = True,
     checkpoint: str | Path | None = None,
     device: str = "cpu",
-) -> list[dict]:
+) -> list[dict[str, float]]:
     """Train ``model`` in place on item batches and restore its best-on-validation weights.
 
     The objective is the full-data one, ``sum of squared errors + l2/2 (|W'|^2 + |G|^2) +
     kernel_l2/2 |K|^2``, with the penalty spread over the batches of an epoch. Returns the
-    per-epoch history (``train_rmse`` on the epoch's batches, ``val_rmse``, ``val_mae``,
-    ``seconds``).
+    per-epoch history (``train_rmse`` on the epoch's batches, ``samples_per_second``,
+    ``val_rmse``, ``val_mae``, ``seconds``).
 
     ``validation`` None (a refit on all ratings, with nothing held out): exactly
     ``config.epochs`` epochs, no early stopping, the last epoch's weights kept, and no
@@ -267,101 +176,114 @@ def fit_autorec(
     gradients; the loss is scaled by the world size so the result matches one process with
     ``world x batch_size`` items per step.
     """
-    from tqdm import tqdm
+    training = AutoRecTraining(model, train, validation, config, progress, checkpoint, device)
+    return training.run(config.epochs)
 
-    rank, world = _world()
-    model.to(device)
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    num_items = model.config.num_items
-    weights = torch.tensor([config.l2 / 2, config.kernel_l2 / 2, config.l2 / 2], device=device)
-    history: list[dict] = []
-    stopping, first_epoch = EarlyStopping(model, config.patience), 1
-    checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        history, stopping.best_state = state["history"], state["best_state"]
-        stopping.best_rmse, stopping.stale = state["best_rmse"], state["stale"]
-        first_epoch = len(history) + 1
-        log.info("resuming from %s after epoch %d", checkpoint, len(history))
-        if stopping.should_stop:
-            first_epoch = config.epochs + 1  # it had already stopped early
-    step = config.batch_size * world
-    for epoch in range(first_epoch, config.epochs + 1):
+
+class AutoRecTraining(EpochLoop):
+    """:func:`fit_autorec`'s stages: shuffled item batches, each rank encoding its share of
+    every step, denoising dropout of input ratings, validation of the exported model."""
+
+    def __init__(
+        self,
+        model: ItemAutoRec,
+        train: ItemRatings,
+        validation: Encoded | None,
+        config: AutoRecTrainConfig,
+        progress: bool,
+        checkpoint: str | Path | None,
+        device: str,
+    ) -> None:
+        model.to(device)
+        super().__init__(
+            model,
+            config.learning_rate,
+            config.seed,
+            config.patience,
+            checkpoint,
+            device,
+            progress,
+            distributed=True,
+        )
+        self.autorec, self.train, self.validation, self.config = model, train, validation, config
+        # Weights of the penalty terms (|W'|^2, |K|^2, |G|^2) in the objective.
+        weights = [config.l2 / 2, config.kernel_l2 / 2, config.l2 / 2]
+        self.penalty_weights = torch.tensor(weights, device=device)
+
+    @property
+    def validates(self) -> bool:
+        return self.validation is not None
+
+    def step_epoch(self, epoch: int) -> dict[str, float]:
         started = time.perf_counter()
-        model.train()
-        order = torch.randperm(num_items, generator=generator).numpy()
+        num_items = self.autorec.config.num_items
+        order = torch.randperm(num_items, generator=self.generator).numpy()
+        step = self.config.batch_size * self.world
         squared_error, count = 0.0, 0
-        batches = range(0, num_items, step)
-        for start in tqdm(
-            batches, desc=f"epoch {epoch}", leave=False, disable=not progress or rank > 0
-        ):
-            # Every rank draws the same random numbers, then keeps its share of the step.
-            idx = order[start : start + step]
-            if config.dropout > 0:
-                n_entries = int(train.indptr[idx + 1].sum() - train.indptr[idx].sum())
-                keep_all = torch.rand(n_entries, generator=generator) >= config.dropout
-            mine = np.arange(len(idx)) % world == rank
-            inputs, rows, users, values = train.batch(idx[mine])
-            if config.dropout > 0:
-                # Entries come item by item, so this rank's are a subsequence of the step's.
-                entries = np.repeat(mine, train.indptr[idx + 1] - train.indptr[idx])
-                keep = keep_all[torch.from_numpy(entries)]
-                inputs = torch.sparse_coo_tensor(
-                    inputs.indices()[:, keep],
-                    values[keep] / (1 - config.dropout),
-                    inputs.shape,
-                    is_coalesced=True,
-                    check_invariants=False,
-                )
-            pred, penalty = net(
-                inputs.to(device),
-                torch.from_numpy(idx[mine]).to(device),
-                rows.to(device),
-                users.to(device),
-            )
-            sse = ((pred - values.to(device)) ** 2).sum()
-            loss = (sse + (penalty * weights).sum() * len(idx) / num_items / world) * world
-            _step(optimizer, loss, f"epoch {epoch}")
-            squared_error += sse.item()
-            count += len(values)
-        train_seconds = time.perf_counter() - started
-        row = {"epoch": epoch, "train_rmse": math.sqrt(squared_error / max(count, 1))}
-        if validation is not None:
-            scores = evaluate(model.export(train), validation)
-            row |= {"val_rmse": scores["rmse"], "val_mae": scores["mae"]}
-        row |= {
-            "seconds": time.perf_counter() - started,
+        for start in self.batches(range(0, num_items, step), epoch):
+            sse, ratings = self.step_items(order[start : start + step], epoch)
+            squared_error += sse
+            count += ratings
+        return {
+            "train_rmse": math.sqrt(squared_error / max(count, 1)),
             # Ratings seen per second of this process's optimization steps (no evaluation).
-            "samples_per_second": count / train_seconds,
+            "samples_per_second": count / (time.perf_counter() - started),
         }
-        history.append(row)
-        improved = validation is not None and stopping.update(model, row["val_rmse"])
-        _log_epoch(row, improved)
-        if checkpoint is not None and rank == 0:
-            _save_atomic(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "history": history,
-                    "best_state": stopping.best_state,
-                    "best_rmse": stopping.best_rmse,
-                    "stale": stopping.stale,
-                },
-                checkpoint,
-            )
-        if stopping.should_stop:
-            log.info("early stop: no validation gain for %d epochs", config.patience)
-            break
-    if validation is not None:
-        model.load_state_dict(stopping.best_state)
-    model.eval()
-    return history
+
+    def step_items(self, idx: np.ndarray, epoch: int) -> tuple[float, int]:
+        """One optimizer step on the step's items ``idx``, this rank's share of them; returns
+        the share's sum of squared errors and number of ratings."""
+        inputs, mine, rows, users, values = self.share_of_step(idx)
+        device = self.device
+        pred, penalty = self.net(
+            inputs.to(device), torch.from_numpy(mine).to(device), rows.to(device), users.to(device)
+        )
+        sse = ((pred - values.to(device)) ** 2).sum()
+        # The penalty is the whole network's: each step carries its items' share of it. Scaled
+        # by the world size, the averaged gradients are those of one process on all the items.
+        num_items, world = self.autorec.config.num_items, self.world
+        loss = (sse + (penalty * self.penalty_weights).sum() * len(idx) / num_items / world) * world
+        optimizer_step(self.optimizer, loss, f"epoch {epoch}")
+        return sse.item(), len(values)
+
+    def share_of_step(
+        self, idx: np.ndarray
+    ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank's items of the step ``idx`` and their batch (see
+        :meth:`~train.fitting.autorec.ItemRatings.batch`), input dropout applied.
+
+        Every rank draws the step's dropout mask from the same generator, then keeps its
+        share: together the ranks take the step that one process would."""
+        dropout, train = self.config.dropout, self.train
+        keep_all = None
+        if dropout > 0:
+            n_entries = int(train.indptr[idx + 1].sum() - train.indptr[idx].sum())
+            keep_all = torch.rand(n_entries, generator=self.generator) >= dropout
+        mine = np.arange(len(idx)) % self.world == self.rank
+        inputs, rows, users, values = train.batch(idx[mine])
+        if keep_all is not None:
+            # Entries come item by item, so this rank's are a subsequence of the step's.
+            entries = np.repeat(mine, train.indptr[idx + 1] - train.indptr[idx])
+            inputs = hide_ratings(inputs, values, keep_all[torch.from_numpy(entries)], dropout)
+        return inputs, idx[mine], rows, users, values
+
+    def validate(self) -> dict[str, float] | None:
+        if self.validation is None:
+            return None
+        scores = evaluate(self.autorec.export(self.train), self.validation)
+        return {"val_rmse": scores["rmse"], "val_mae": scores["mae"]}
+
+
+def hide_ratings(
+    inputs: torch.Tensor, values: torch.Tensor, keep: torch.Tensor, dropout: float
+) -> torch.Tensor:
+    """Denoising input: the sparse (B, num_users) ``inputs`` with only the entries in ``keep``
+    (E,), whose ratings ``values`` (E,) are scaled by ``1 / (1 - dropout)`` to keep the
+    expected input."""
+    return torch.sparse_coo_tensor(
+        inputs.indices()[:, keep],
+        values[keep] / (1 - dropout),
+        inputs.shape,
+        is_coalesced=True,
+        check_invariants=False,
+    )
