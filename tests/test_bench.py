@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
-from loadtest import bench, micro, report
-from loadtest.bench import HttpRun
+from loadtest import report
+from loadtest.scenarios import bench, micro
+from loadtest.scenarios.bench import HttpRun
 
 
 def test_micro_benchmarks_run_on_tiny_models(artifact_dir):
@@ -59,7 +60,7 @@ def test_medians_over_rounds_and_the_report():
 
     context = report.machine() | {"load_before": "1 / 1 / 1", "load_after": "1 / 1 / 1"}
     text = report.bench_markdown(
-        command="python -m loadtest.bench --rounds 3",
+        command="python -m loadtest.scenarios.bench --rounds 3",
         settings={
             "users": 16,
             "duration": "30s",

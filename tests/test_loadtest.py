@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from handler.protocol import Limits, answer_batch
-from loadtest import slo, traffic, upgrade
+from loadtest import slo, traffic
 from loadtest.run import run_locust, seconds
+from loadtest.scenarios import upgrade
 from model.recommender import Recommender
 from model.vocab import Vocabulary
 

@@ -1,7 +1,7 @@
 """make soak: the Locust mix for longer than TorchServe's keys live, watching memory.
 
     make soak                                   # 75 minutes, 10 users at 10 req/s each
-    python -m loadtest.soak --duration 2m --interval 10 --setting token_expiration_min=1
+    python -m loadtest.scenarios.soak --duration 2m --interval 10 --setting token_expiration_min=1
 
 Starts a private TorchServe with the shipped settings (``config.properties`` and the archive's
 own model-config.yaml; only the addresses change, see :mod:`loadtest.server`) and the key
@@ -35,7 +35,7 @@ from client import cli
 from loadtest.run import REPO, run_locust, seconds, totals
 from loadtest.server import Server, ServerError, key_supervisor, local_torchserve
 
-log = logging.getLogger("loadtest.soak")
+log = logging.getLogger("loadtest.scenarios.soak")
 
 MINUTES = REPO / "loadtest" / "minutes.py"
 MIB = 2**20
@@ -354,7 +354,7 @@ def soak(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.soak", __doc__)
+    p = cli.parser("python -m loadtest.scenarios.soak", __doc__)
     p.add_argument("--mar", default="model_store/movierec.mar")
     p.add_argument("--duration", default=DURATION, help=f"run time (default {DURATION})")
     p.add_argument("--users", type=int, default=USERS)
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--locust-dir", default="reports/loadtest", help="Locust's own CSV and HTML")
     args = p.parse_args(argv)
     args.command = " ".join(
-        ["python -m loadtest.soak", *(argv if argv is not None else sys.argv[1:])]
+        ["python -m loadtest.scenarios.soak", *(argv if argv is not None else sys.argv[1:])]
     )
     try:
         seconds(args.duration)

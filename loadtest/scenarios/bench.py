@@ -1,23 +1,23 @@
 """Serving benchmark: movierec's handler against TorchServe's own floor and a naive handler.
 
-    make bench                                     # = python -m loadtest.bench
-    python -m loadtest.bench --duration 60s --rounds 3
+    make bench                             # = python -m loadtest.scenarios.bench
+    python -m loadtest.scenarios.bench --duration 60s --rounds 3
 
 In one run, on one machine, with the same config.properties, the same workers and the same
 Locust settings (``--users`` closed-loop users sending single-rating requests, no pauses):
 
 1. echo  - the floor: a handler that returns the request body, no model
-   (loadtest/handlers/echo_handler.py, our model-config.yaml);
+   (loadtest/scenarios/handlers/echo_handler.py, our model-config.yaml);
 2. naive - the same model served the textbook way: batchSize 1, BaseHandler's
    preprocess/inference/postprocess, default torch threads, TorchServe's json.dumps(indent=2)
-   (loadtest/handlers/naive_handler.py);
+   (loadtest/scenarios/handlers/naive_handler.py);
 3. ours  - handler/movierec_handler.py with handler/model-config.yaml.
 
 The three archives are built from the same artifact in a temporary folder; each server is
 started on free ports, warmed up, measured and stopped in turn (``--rounds`` alternates them,
 and the median of the rounds is reported, because the machine may be shared and noisy). Then
-the handler micro-benchmarks of :mod:`loadtest.micro`. Everything goes to ``reports/bench.md``,
-and Locust's own reports to ``reports/loadtest/bench/``.
+the handler micro-benchmarks of :mod:`loadtest.scenarios.micro`. Everything goes to
+``reports/bench.md``, and Locust's own reports to ``reports/loadtest/bench/``.
 """
 
 from __future__ import annotations
@@ -38,15 +38,16 @@ import psutil
 import yaml
 
 from client import cli
-from loadtest import micro, report
+from loadtest import report
 from loadtest.run import run_locust, seconds
+from loadtest.scenarios import micro
 from loadtest.server import REPO, Server, ServerError, local_torchserve
 from model import artifact
 from train import archive
 
-log = logging.getLogger("loadtest.bench")
+log = logging.getLogger("loadtest.scenarios.bench")
 
-HANDLERS = REPO / "loadtest" / "handlers"
+HANDLERS = Path(__file__).resolve().parent / "handlers"  # the baselines, beside this file
 SERVERS = ("echo", "naive", "ours")
 
 
@@ -216,7 +217,7 @@ def median_runs(runs: list[HttpRun]) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.bench", __doc__)
+    p = cli.parser("python -m loadtest.scenarios.bench", __doc__)
     p.add_argument("--artifact", default="artifacts/ml-100k", help="trained artifact folder")
     p.add_argument("--users", type=int, default=16, help="closed-loop Locust users per server")
     p.add_argument("--duration", default="30s", help="measured run per server and round")
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         context["micro_others_cores"] = max(0.0, others) / (time.perf_counter() - wall)
     context["load_after"] = report.load_average()
     context["minutes"] = (time.time() - started) / 60
-    command = "python -m loadtest.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m loadtest.scenarios.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     text = report.bench_markdown(
         command=command.strip(),
         settings=vars(args),

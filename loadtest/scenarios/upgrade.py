@@ -1,7 +1,7 @@
 """Model upgrade under load: bring in a new version, make it the default, roll back.
 
-    python -m loadtest.upgrade            # make upgrade: register at run time (8 users, 60 s)
-    python -m loadtest.upgrade --staged   # both versions loaded at start, model API off
+    python -m loadtest.scenarios.upgrade           # make upgrade: registered live; 8 users, 60 s
+    python -m loadtest.scenarios.upgrade --staged  # both versions loaded at start, model API off
 
 While the Locust mix runs against a private TorchServe (free loopback ports, token on, see
 :mod:`loadtest.server`), a probe thread sends one rating request every 20 ms and records
@@ -45,7 +45,7 @@ from loadtest.server import REPO, ServerError, local_torchserve, wait_ready
 from loadtest.traffic import Catalogue, SingleRating
 from train.archive import build
 
-log = logging.getLogger("loadtest.upgrade")
+log = logging.getLogger("loadtest.scenarios.upgrade")
 
 NEXT = "movierec-next.mar"
 
@@ -118,7 +118,7 @@ class Probe:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.upgrade", __doc__)
+    p = cli.parser("python -m loadtest.scenarios.upgrade", __doc__)
     p.add_argument("--mar", default=str(REPO / "model_store" / "movierec.mar"), help="serving now")
     p.add_argument("--new-mar", help="the new version (default: --artifact archived anew)")
     p.add_argument("--artifact", default=str(REPO / "artifacts" / "ml-100k"))

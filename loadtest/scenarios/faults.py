@@ -1,7 +1,7 @@
 """Fault scenario: kill a model worker while Locust loads the server, measure the recovery.
 
-    python -m loadtest.faults                     # 8 users, 40 s, one worker killed at 10 s
-    make faults
+    python -m loadtest.scenarios.faults    # 8 users, 40 s, one worker killed at 10 s
+    make faults                            # the same
 
 Starts a private TorchServe (free ports, see :mod:`loadtest.server`) serving
 ``model_store/movierec.mar``, runs the Locust mix against it, SIGKILLs one of its Python
@@ -26,7 +26,7 @@ from client import cli
 from loadtest.run import failures, locust_thread, totals
 from loadtest.server import REPO, ServerError, local_torchserve
 
-log = logging.getLogger("loadtest.faults")
+log = logging.getLogger("loadtest.scenarios.faults")
 
 
 def ready_workers(management_url: str, token: str) -> list[dict]:
@@ -39,7 +39,7 @@ def ready_workers(management_url: str, token: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.faults", __doc__)
+    p = cli.parser("python -m loadtest.scenarios.faults", __doc__)
     p.add_argument("--mar", default=str(REPO / "model_store" / "movierec.mar"))
     p.add_argument("--users", type=int, default=8)
     p.add_argument("--duration", type=int, default=40, help="seconds of load")

@@ -1,6 +1,6 @@
 """Handler-level micro-benchmarks, without HTTP: movierec's handler called as TorchServe calls it.
 
-    python -m loadtest.micro                 # printed; `make bench` puts them in reports/bench.md
+    python -m loadtest.scenarios.micro     # printed; `make bench` puts them in reports/bench.md
 
 - a 10,000-pair rating request through ``handle()`` (parse, one forward pass, JSON), with the
   time of each stage;
@@ -34,6 +34,7 @@ from ts.context import Context, RequestProcessor
 from client import cli
 from handler.movierec_handler import MovieRecHandler
 from handler.protocol import Limits, decode_body, parse_request, to_json
+from loadtest.server import REPO
 from loadtest.traffic import Catalogue
 from model import artifact
 from model.network import FactorModel, FactorModelConfig
@@ -41,9 +42,8 @@ from model.ranker import Ranker, RankerConfig
 from model.vocab import Vocabulary
 from train.fitting.ranker_training import DENSE_ITEM_ITEM_LIMIT, PRUNED_NEIGHBORS
 
-log = logging.getLogger("loadtest.micro")
+log = logging.getLogger("loadtest.scenarios.micro")
 
-REPO = Path(__file__).resolve().parent.parent
 MODEL_CONFIG = REPO / "handler" / "model-config.yaml"
 CATALOGUE_SIZES = (1_682, 10_000, 62_000)  # ML-100K, ML-10M-ish, ML-25M/ml-latest-ish
 # Vector sizes also timed on the largest catalogue: a bigger dataset may need bigger vectors
