@@ -1,7 +1,10 @@
 """Step-load shape: raise concurrency step by step until the SLO breaks, to find the knee.
 
-    make knee                      # = python -m loadtest --knee (see README)
+    make knee                      # = python -m loadtest.run --knee
     locust -f loadtest/locustfile.py,loadtest/knee.py --headless --host URL
+
+A Locust load shape, not a command of its own: :mod:`loadtest.run` loads it beside the
+locustfile when given ``--knee``.
 
 Every ``--step-seconds`` the shape adds ``--step-users`` users. Each step is measured after it
 settles (its first third, at most 3 s, is left out) on all requests together: request rate,
