@@ -109,10 +109,8 @@ def memory_mib(pid: int) -> dict:
 
 def frontend_rss_mib(server: Server) -> float:
     """Resident memory of everything TorchServe runs but the workers (launcher and Java)."""
-    root = psutil.Process(server.process.pid)
-    workers = set(server.worker_pids())
-    everyone = [root, *root.children(recursive=True)]
-    return sum(p.memory_info().rss for p in everyone if p.pid not in workers) / 2**20
+    frontend, _ = server.processes()
+    return sum(p.memory_info().rss for p in frontend) / 2**20
 
 
 def _post(conn: http.client.HTTPConnection, token: str, body: dict) -> tuple[int, dict, float]:
