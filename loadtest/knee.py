@@ -34,6 +34,7 @@ from locust.stats import (
 )
 
 from loadtest import slo
+from loadtest.run import Figures
 
 log = logging.getLogger("loadtest.knee")
 
@@ -51,17 +52,11 @@ def _options(parser) -> None:
 
 
 @dataclass
-class Step:
-    """What one step measured once it had settled."""
+class Step(Figures):
+    """What one step measured once it had settled, and the objectives it missed."""
 
     users: int
     seconds: float
-    requests: int
-    failures: int
-    rps: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
     missed: list[str]
 
 
@@ -115,6 +110,7 @@ class StepToKnee(LoadTestShape):
             p50_ms=window.get_response_time_percentile(0.5),
             p95_ms=window.get_response_time_percentile(0.95),
             p99_ms=window.get_response_time_percentile(0.99),
+            max_ms=max(window.response_times, default=0),  # Locust's rounded buckets
             missed=slo.violations([window], objective) if window.num_requests else ["no requests"],
         )
         log.info(

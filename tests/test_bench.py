@@ -35,6 +35,7 @@ def _run(server: str, round_: int, rps: float, p50: float) -> HttpRun:
         p50_ms=p50,
         p95_ms=2 * p50,
         p99_ms=3 * p50,
+        max_ms=4 * p50,
         worker_rss_mb=[200.0, 210.0],
         cpu_cores={"frontend": 0.5, "workers": 0.2, "locust": 0.4},
         cpu_us_per_request={"frontend": 120.0, "workers": 80.0, "locust": 150.0},

@@ -22,8 +22,6 @@ the handler micro-benchmarks of :mod:`loadtest.scenarios.micro`. Everything goes
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import resource
 import shlex
@@ -31,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -39,10 +37,9 @@ import yaml
 
 from client import cli
 from loadtest import report
-from loadtest.run import run_locust, seconds
+from loadtest.run import Figures, run_locust, seconds, totals
 from loadtest.scenarios import micro
 from loadtest.server import REPO, Server, ServerError, local_torchserve
-from model import artifact
 from train import archive
 
 log = logging.getLogger("loadtest.scenarios.bench")
@@ -52,17 +49,11 @@ SERVERS = ("echo", "naive", "ours")
 
 
 @dataclass
-class HttpRun:
-    """One measured Locust run against one server."""
+class HttpRun(Figures):
+    """One measured Locust run against one server: its figures, CPU and worker memory."""
 
     server: str
     round: int
-    requests: int
-    failures: int
-    rps: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
     worker_rss_mb: list[float] = field(default_factory=list)
     cpu_cores: dict[str, float] = field(default_factory=dict)  # CPU seconds / run seconds
     cpu_us_per_request: dict[str, float] = field(default_factory=dict)
@@ -110,20 +101,6 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _server_processes(server: Server) -> tuple[list[psutil.Process], list[psutil.Process]]:
-    """(frontend: the launcher and Java, workers: the Python model workers)."""
-    root = psutil.Process(server.process.pid)
-    workers = set(server.worker_pids())
-    everyone = [root, *root.children(recursive=True)]
-    return [p for p in everyone if p.pid not in workers], [p for p in everyone if p.pid in workers]
-
-
-def _read_locust_csv(prefix: Path) -> dict:
-    with open(f"{prefix}_stats.csv", newline="") as f:
-        (total,) = [row for row in csv.DictReader(f) if row["Name"] == "Aggregated"]
-    return total
-
-
 def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Path) -> HttpRun:
     """Warm up, then one measured run of single-rating requests; CPU and worker memory too."""
     locust_args = ["SingleRating", "--slo-p95-ms", "inf", "--slo-p99-ms", "inf"]
@@ -132,7 +109,7 @@ def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Pa
     run_locust(
         server.url, server.key_file, mar, raw_dir / f"warmup-{name}", duration=args.warmup, **common
     )
-    frontend, workers = _server_processes(server)
+    frontend, workers = server.processes()
     before = (_cpu_seconds(frontend), _cpu_seconds(workers), _children_cpu_seconds())
     machine_before, wall_before = busy_seconds(), time.perf_counter()
     prefix = raw_dir / f"{name}-round{round_}"
@@ -147,17 +124,12 @@ def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Pa
         "locust": _children_cpu_seconds() - before[2],
     }
     rss = [psutil.Process(pid).memory_info().rss / 2**20 for pid in server.worker_pids()]
-    total = _read_locust_csv(prefix)
-    requests = int(total["Request Count"])
+    figures = totals(prefix)
+    requests = figures.requests
     result = HttpRun(
         server=name,
         round=round_,
-        requests=requests,
-        failures=int(total["Failure Count"]),
-        rps=float(total["Requests/s"]),
-        p50_ms=float(total["50%"]),
-        p95_ms=float(total["95%"]),
-        p99_ms=float(total["99%"]),
+        **asdict(figures),
         worker_rss_mb=rss,
         cpu_cores={k: v / seconds(args.duration) for k, v in cpu_seconds.items()},
         cpu_us_per_request={k: 1e6 * v / max(requests, 1) for k, v in cpu_seconds.items()},
@@ -250,9 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--rounds and --users must be at least 1")
     if not args.servers or set(args.servers) - set(SERVERS):
         p.error(f"--servers takes names among {','.join(SERVERS)}")
-    artifact_dir = Path(args.artifact)
-    if not (artifact_dir / artifact.CONFIG).is_file():
-        log.error("%s is not a trained artifact: run `make train` first", artifact_dir)
+    artifact_dir = micro.find_artifact(args.artifact)
+    if artifact_dir is None:
         return 1
 
     started = time.time()
@@ -266,11 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     pairs = topk = None
     if not args.skip_micro:
-        config = json.loads((artifact_dir / artifact.CONFIG).read_text())
         me = psutil.Process()
         mine, machine, wall = sum(me.cpu_times()[:2]), busy_seconds(), time.perf_counter()
-        pairs = micro.pairs_request(artifact_dir)
-        topk = micro.top_k_latency(config["model"], ranker_config=config.get("ranker"))
+        pairs, topk = micro.benchmarks(artifact_dir)
         others = (busy_seconds() - machine) - (sum(me.cpu_times()[:2]) - mine)
         context["micro_others_cores"] = max(0.0, others) / (time.perf_counter() - wall)
     context["load_after"] = report.load_average()

@@ -24,12 +24,11 @@ import tempfile
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
-from client import cli
-from loadtest.server import REPO, ServerError, local_torchserve
+from loadtest.run import find_archive, parser
+from loadtest.server import ServerError, local_torchserve
 from model.recommender import Recommender
 
 log = logging.getLogger("loadtest.scenarios.fuzz")
@@ -174,16 +173,14 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.scenarios.fuzz", __doc__)
-    p.add_argument("--mar", default=str(REPO / "model_store" / "movierec.mar"))
+    p = parser("python -m loadtest.scenarios.fuzz", __doc__)
     p.add_argument("--malformed", type=int, default=2000)
     p.add_argument("--valid", type=int, default=500)
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    mar = Path(args.mar)
-    if not mar.is_file():
-        log.error("%s not found: run make archive first", mar)
+    mar = find_archive(args.mar)
+    if mar is None:
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(mar) as archive:
