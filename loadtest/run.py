@@ -53,6 +53,15 @@ def seconds(timespan: str) -> float:
     return 3600 * hours + 60 * minutes + secs
 
 
+def timespan(text: str) -> str:
+    """``text`` when it is a Locust timespan: an argparse ``type`` that says what is wrong."""
+    try:
+        seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def failures(prefix: str | Path) -> list[dict]:
     """The rows of Locust's ``PREFIX_failures.csv`` (none when the file is absent)."""
     path = Path(f"{prefix}_failures.csv")
@@ -187,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spawn-rate", type=float, default=SPAWN_RATE, help="users started per second")
     p.add_argument(
         "--duration",
+        type=timespan,
         default=None,
         help=f"run time, e.g. 30s, 5m (default {DURATION}; for --knee a cap of {KNEE_CAP})",
     )
@@ -195,10 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("locust_args", nargs="*", help="passed to Locust (after --)")
     args = p.parse_args(argv)
     args.duration = args.duration or (KNEE_CAP if args.knee else DURATION)
-    try:
-        seconds(args.duration)
-    except ValueError as exc:
-        p.error(str(exc))
     mar = find_archive(args.mar)
     if mar is None:
         return 1

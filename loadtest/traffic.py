@@ -163,7 +163,6 @@ class TopK(Endpoint):
             return f"expected {expected} recommendations, got {str(recs)[:80]}"
         if answer.get("ranked_by") not in ("ranking", "rating"):
             return f"ranked_by is {answer.get('ranked_by')!r}, not ranking or rating"
-        scores = []
         fields = {"movie_id", "title", "genres", "score", "rating"}
         for rec in recs:
             if not isinstance(rec, dict) or set(rec) != fields:
@@ -176,12 +175,17 @@ class TopK(Endpoint):
                 return f"rating {rec['rating']!r} outside the rating scale"
             if not isinstance(rec["score"], (int, float)):
                 return f"score {rec['score']!r} is not a number"
-            scores.append(rec["score"])
-        if len({r["movie_id"] for r in recs}) != len(recs):
-            return "a movie is recommended twice"
-        if any(a < b for a, b in zip(scores, scores[1:])):
-            return "recommendations are not sorted best first"
-        return None
+        return _check_order(recs)
+
+
+def _check_order(recs: list[dict]) -> str | None:
+    """Well-formed recommendations must name each movie once, best score first."""
+    scores = [r["score"] for r in recs]
+    if len({r["movie_id"] for r in recs}) != len(recs):
+        return "a movie is recommended twice"
+    if any(a < b for a, b in zip(scores, scores[1:])):
+        return "recommendations are not sorted best first"
+    return None
 
 
 def _check_recommendations(
@@ -196,12 +200,7 @@ def _check_recommendations(
             return f"malformed recommendation {str(rec)[:80]}"
         if rec["movie_id"] in excluded:
             return f"recommends movie {rec['movie_id']}, which it must exclude"
-    scores = [r["score"] for r in recs]
-    if len({r["movie_id"] for r in recs}) != len(recs):
-        return "a movie is recommended twice"
-    if any(a < b for a, b in zip(scores, scores[1:])):
-        return "recommendations are not sorted best first"
-    return None
+    return _check_order(recs)
 
 
 class NewUser(Endpoint):

@@ -37,7 +37,7 @@ import yaml
 
 from client import cli
 from loadtest import report
-from loadtest.run import Figures, run_locust, seconds, totals
+from loadtest.run import Figures, run_locust, seconds, timespan, totals
 from loadtest.scenarios import micro
 from loadtest.server import REPO, Server, ServerError, local_torchserve
 from train import archive
@@ -192,8 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     p = cli.parser("python -m loadtest.scenarios.bench", __doc__)
     p.add_argument("--artifact", default="artifacts/ml-100k", help="trained artifact folder")
     p.add_argument("--users", type=int, default=16, help="closed-loop Locust users per server")
-    p.add_argument("--duration", default="30s", help="measured run per server and round")
-    p.add_argument("--warmup", default="5s", help="unmeasured run before each measured one")
+    p.add_argument(
+        "--duration", type=timespan, default="30s", help="measured run per server and round"
+    )
+    p.add_argument(
+        "--warmup", type=timespan, default="5s", help="unmeasured run before each measured one"
+    )
     p.add_argument(
         "--rounds", type=int, default=2, help="echo, naive, ours in turn, this many times"
     )
@@ -214,10 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-http", action="store_true", help="micro-benchmarks only")
     p.add_argument("--skip-micro", action="store_true", help="HTTP benchmark only")
     args = p.parse_args(argv)
-    try:
-        seconds(args.duration), seconds(args.warmup)
-    except ValueError as exc:
-        p.error(str(exc))
     if args.rounds < 1 or args.users < 1:
         p.error("--rounds and --users must be at least 1")
     if not args.servers or set(args.servers) - set(SERVERS):

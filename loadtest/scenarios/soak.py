@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest import report
-from loadtest.run import REPO, find_archive, parser, run_locust, seconds, totals
+from loadtest.run import REPO, find_archive, parser, run_locust, timespan, totals
 from loadtest.server import Server, ServerError, key_supervisor, local_torchserve
 
 log = logging.getLogger("loadtest.scenarios.soak")
@@ -347,7 +347,9 @@ def soak(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m loadtest.scenarios.soak", __doc__)
-    p.add_argument("--duration", default=DURATION, help=f"run time (default {DURATION})")
+    p.add_argument(
+        "--duration", type=timespan, default=DURATION, help=f"run time (default {DURATION})"
+    )
     p.add_argument("--users", type=int, default=USERS)
     p.add_argument("--user-rps", type=float, default=USER_RPS, help="requests/s per user")
     p.add_argument("--interval", type=float, default=INTERVAL, help="seconds between samples")
@@ -364,10 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     args.command = " ".join(
         ["python -m loadtest.scenarios.soak", *(argv if argv is not None else sys.argv[1:])]
     )
-    try:
-        seconds(args.duration)
-    except ValueError as exc:
-        p.error(str(exc))
     if any("=" not in s for s in args.setting):
         p.error("--setting takes KEY=VALUE")
     if find_archive(args.mar) is None:
