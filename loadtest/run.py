@@ -33,6 +33,7 @@ log = logging.getLogger("loadtest")
 LOCUST = Path(sys.executable).parent / "locust"
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 KNEE = REPO / "loadtest" / "knee.py"
+MINUTES = REPO / "loadtest" / "minutes.py"  # per-interval figures, loaded by the soak
 MAR = REPO / "model_store" / "movierec.mar"  # what `make archive` builds
 
 # Defaults of `make loadtest`: 16 users without pauses keep both cores of the reference

@@ -31,12 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest import report
-from loadtest.run import REPO, find_archive, parser, run_locust, timespan, totals
+from loadtest.run import MINUTES, find_archive, parser, run_locust, timespan, totals
 from loadtest.server import Server, ServerError, key_supervisor, local_torchserve
 
 log = logging.getLogger("loadtest.scenarios.soak")
 
-MINUTES = REPO / "loadtest" / "minutes.py"
 MIB = 2**20
 # Modest by default: the reference machine has 2 cores that other work shares. 10 users (the
 # fewest for which Locust gives each of the mix's 5 user classes one) at 10 req/s each: ~100
