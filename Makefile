@@ -86,13 +86,13 @@ demo: $(VENV)/.installed  ## example calls against the running server
 
 SEEDS ?= 0 1 2
 fuzz: $(MAR)  ## 2,000 malformed + 500 valid requests at a private TorchServe: no 5xx allowed
-	$(PY) -m loadtest.fuzz --mar $(MAR)
+	$(PY) -m loadtest.scenarios.fuzz --mar $(MAR)
 
 faults: $(MAR)  ## kill a worker under Locust load: recovery time and failed requests
-	$(PY) -m loadtest.faults --mar $(MAR)
+	$(PY) -m loadtest.scenarios.faults --mar $(MAR)
 
 upgrade: $(MAR)  ## bring in a new model version under Locust load, switch to it, roll back
-	$(PY) -m loadtest.upgrade --mar $(MAR) --artifact $(ARTIFACT)
+	$(PY) -m loadtest.scenarios.upgrade --mar $(MAR) --artifact $(ARTIFACT)
 
 evaluate: $(VENV)/.installed  ## reports/DATASET.md, DATASET-newusers.md (fold-in RMSE, new-user ranking) over SEEDS
 	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)
@@ -106,16 +106,16 @@ loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATIO
 soak: DURATION = 75m
 soak: USERS = 10
 soak: $(MAR)  ## Locust mix past the keys' expiry, memory watched (DURATION=75m USERS=10): reports/soak/
-	$(PY) -m loadtest.soak --mar $(MAR) --duration $(DURATION) --users $(USERS) $(SOAK_ARGS)
+	$(PY) -m loadtest.scenarios.soak --mar $(MAR) --duration $(DURATION) --users $(USERS) $(SOAK_ARGS)
 
 knee: $(MAR)  ## step load until p99 breaks the SLO: highest rate within it
 	$(PY) -m loadtest.run --url $(URL) --knee -- $(LOCUST_ARGS)
 
 bench: $(ARTIFACT)/weights.pt  ## echo floor vs naive vs our handler, micro-benchmarks: reports/bench.md
-	$(PY) -m loadtest.bench --artifact $(ARTIFACT) $(BENCH_ARGS)
+	$(PY) -m loadtest.scenarios.bench --artifact $(ARTIFACT) $(BENCH_ARGS)
 
 scale: $(VENV)/.installed  ## ML-25M-size .mar: size, start-up, worker RSS, top-10 latency: reports/scale.md
-	$(PY) -m loadtest.scale --out reports/scale.md $(SCALE_ARGS)
+	$(PY) -m loadtest.scenarios.scale --out reports/scale.md $(SCALE_ARGS)
 
 test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
 	$(PY) -m pytest

@@ -3,7 +3,7 @@
     from client import cli
 
     def main(argv=None):
-        p = cli.parser("python -m loadtest.fuzz", __doc__)
+        p = cli.parser("python -m loadtest.scenarios.fuzz", __doc__)
         p.add_argument(...)
         args = p.parse_args(argv)
 

@@ -1,7 +1,10 @@
 """Step-load shape: raise concurrency step by step until the SLO breaks, to find the knee.
 
-    make knee                      # = python -m loadtest --knee (see README)
+    make knee                      # = python -m loadtest.run --knee
     locust -f loadtest/locustfile.py,loadtest/knee.py --headless --host URL
+
+A Locust load shape, not a command of its own: :mod:`loadtest.run` loads it beside the
+locustfile when given ``--knee``.
 
 Every ``--step-seconds`` the shape adds ``--step-users`` users. Each step is measured after it
 settles (its first third, at most 3 s, is left out) on all requests together: request rate,
@@ -31,6 +34,7 @@ from locust.stats import (
 )
 
 from loadtest import slo
+from loadtest.run import Figures
 
 log = logging.getLogger("loadtest.knee")
 
@@ -48,17 +52,11 @@ def _options(parser) -> None:
 
 
 @dataclass
-class Step:
-    """What one step measured once it had settled."""
+class Step(Figures):
+    """What one step measured once it had settled, and the objectives it missed."""
 
     users: int
     seconds: float
-    requests: int
-    failures: int
-    rps: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
     missed: list[str]
 
 
@@ -112,6 +110,7 @@ class StepToKnee(LoadTestShape):
             p50_ms=window.get_response_time_percentile(0.5),
             p95_ms=window.get_response_time_percentile(0.95),
             p99_ms=window.get_response_time_percentile(0.99),
+            max_ms=max(window.response_times, default=0),  # Locust's rounded buckets
             missed=slo.violations([window], objective) if window.num_requests else ["no requests"],
         )
         log.info(

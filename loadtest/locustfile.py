@@ -86,9 +86,7 @@ class MovieRecUser(FastHttpUser):
     @task
     def request(self) -> None:
         body = self.call.body(self.rng)
-        with self.client.post(
-            PATH, json=body, headers=self.headers, name=self.call.name, catch_response=True
-        ) as response:
+        with self._post(body) as response:
             if _token_refused(response):
                 # Expired or renewed: take the key file's new key and send the request again.
                 response.request_meta["name"] = traffic.TOKEN_REFRESHED
@@ -103,10 +101,14 @@ class MovieRecUser(FastHttpUser):
                 retry = False
                 self._judge(body, response)
         if retry:
-            with self.client.post(
-                PATH, json=body, headers=self.headers, name=self.call.name, catch_response=True
-            ) as response:
+            with self._post(body) as response:
                 self._judge(body, response)
+
+    def _post(self, body: object):
+        """The request, its response to be marked by the caller (``with``)."""
+        return self.client.post(
+            PATH, json=body, headers=self.headers, name=self.call.name, catch_response=True
+        )
 
     def _judge(self, body: object, response) -> None:
         """Mark a response failed unless it is a 200 with the right answer to ``body``."""
@@ -123,32 +125,15 @@ class MovieRecUser(FastHttpUser):
             response.failure(problem)
 
 
-# The mix: top-K rows on every home page, single ratings on movie pages, now and then a
-# re-ranking of 100 candidates, a sign-up (new user) or a "more like this" row. Class names
-# match traffic.ENDPOINTS (the smoke test relies on it).
-class SingleRating(MovieRecUser):
-    endpoint = traffic.SingleRating
-    weight = 45
+def _user_class(endpoint: type[traffic.Endpoint]) -> type[MovieRecUser]:
+    """A user class named after ``endpoint`` that sends its requests, weighted by its share."""
+    namespace = {"endpoint": endpoint, "weight": endpoint.share, "__module__": __name__}
+    return type(MovieRecUser)(endpoint.__name__, (MovieRecUser,), namespace)
 
 
-class RatingPairs(MovieRecUser):
-    endpoint = traffic.RatingPairs
-    weight = 10
-
-
-class TopK(MovieRecUser):
-    endpoint = traffic.TopK
-    weight = 35
-
-
-class NewUser(MovieRecUser):
-    endpoint = traffic.NewUser
-    weight = 5
-
-
-class Similar(MovieRecUser):
-    endpoint = traffic.Similar
-    weight = 5
+# Locust takes its user classes from this module's names: one per endpoint of the mix, named
+# after it (`locust ... TopK` runs those alone; the smoke test relies on the names).
+globals().update({e.__name__: _user_class(e) for e in traffic.ENDPOINTS})
 
 
 @events.quitting.add_listener

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import psutil
 
+from loadtest.server import REPO
 from model.artifact import cpu_name
-
-REPO = Path(__file__).resolve().parent.parent
 
 # The issue's targets (2-core machine, Locust on the same machine).
 TARGET_VS_ECHO = 0.85  # our single-rating throughput / the echo floor's
@@ -56,13 +55,16 @@ def load_average() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def commit() -> str:
+    """The checkout's short commit, marked when tracked code outside reports/ has changed
+    (reports/ holds the runs' own output, bench.md among it)."""
+    head = _run(["git", "rev-parse", "--short", "HEAD"])
+    dirty = _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"])
+    return head + (" (uncommitted changes)" if dirty else "")
+
+
 def machine() -> dict:
     """CPU, cores, memory, OS, versions, git commit and time of the run."""
-    commit = _run(["git", "rev-parse", "--short", "HEAD"])
-    # reports/ holds this run's own output (bench.md is tracked): not a change to the code.
-    dirty = bool(
-        _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"])
-    )
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_name(),
@@ -71,7 +73,7 @@ def machine() -> dict:
         "memory_gib": psutil.virtual_memory().total / 2**30,
         "os": f"{_os_name()}, kernel {platform.release()}",
         "versions": _versions(),
-        "commit": commit + (" (uncommitted changes)" if dirty else ""),
+        "commit": commit(),
     }
 
 

@@ -14,6 +14,7 @@ someone else started on 8080 is never touched. Reports (CSV, HTML, and the knee'
 
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
 import os
@@ -21,6 +22,7 @@ import re
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from client import ClientError, cli, read_token
@@ -31,6 +33,8 @@ log = logging.getLogger("loadtest")
 LOCUST = Path(sys.executable).parent / "locust"
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 KNEE = REPO / "loadtest" / "knee.py"
+MINUTES = REPO / "loadtest" / "minutes.py"  # per-interval figures, loaded by the soak
+MAR = REPO / "model_store" / "movierec.mar"  # what `make archive` builds
 
 # Defaults of `make loadtest`: 16 users without pauses keep both cores of the reference
 # 2-core machine busy without queueing behind TorchServe's 100-request job queue; 30 s gives
@@ -50,6 +54,15 @@ def seconds(timespan: str) -> float:
     return 3600 * hours + 60 * minutes + secs
 
 
+def timespan(text: str) -> str:
+    """``text`` when it is a Locust timespan: an argparse ``type`` that says what is wrong."""
+    try:
+        seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def failures(prefix: str | Path) -> list[dict]:
     """The rows of Locust's ``PREFIX_failures.csv`` (none when the file is absent)."""
     path = Path(f"{prefix}_failures.csv")
@@ -59,18 +72,38 @@ def failures(prefix: str | Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def totals(prefix: str | Path) -> dict:
-    """Requests, failures, p99 and slowest response (ms) of the whole run, from
-    ``PREFIX_stats.csv``."""
+def failure_lines(rows: list[dict]) -> list[str]:
+    """One indented line per row of :func:`failures` (a kind of failed request), for a report."""
+    return [f"  {f['Occurrences']} x {f['Method']} {f['Name']}: {f['Error'][:120]}" for f in rows]
+
+
+@dataclass(kw_only=True)
+class Figures:
+    """What a stretch of load measured: requests, failures, their rate, latency (ms)."""
+
+    requests: int
+    failures: int
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float  # the slowest response
+
+
+def totals(prefix: str | Path) -> Figures:
+    """The figures of a whole Locust run, from its ``PREFIX_stats.csv``."""
     with Path(f"{prefix}_stats.csv").open() as f:
         rows = {r["Name"]: r for r in csv.DictReader(f)}
     agg = rows["Aggregated"]
-    return {
-        "requests": int(agg["Request Count"]),
-        "failures": int(agg["Failure Count"]),
-        "p99_ms": float(agg["99%"]),
-        "max_ms": float(agg["Max Response Time"]),
-    }
+    return Figures(
+        requests=int(agg["Request Count"]),
+        failures=int(agg["Failure Count"]),
+        rps=float(agg["Requests/s"]),
+        p50_ms=float(agg["50%"]),
+        p95_ms=float(agg["95%"]),
+        p99_ms=float(agg["99%"]),
+        max_ms=float(agg["Max Response Time"]),
+    )
 
 
 def run_locust(
@@ -130,15 +163,41 @@ def locust_thread(server, mar: str | Path, report_prefix: str | Path, users: int
     )
 
 
+def parser(
+    prog: str, doc: str | None, mar_help: str = "archive to serve"
+) -> argparse.ArgumentParser:
+    """:func:`client.cli.parser` with ``--mar``, the archive every load command serves or
+    draws its ids from (default: what ``make archive`` builds)."""
+    p = cli.parser(prog, doc)
+    p.add_argument("--mar", default=str(MAR), help=mar_help)
+    return p
+
+
+def load_options(p: argparse.ArgumentParser, duration_s: int) -> None:
+    """``--users``, ``--duration`` (seconds) and ``--report-dir``: the options of a scenario
+    that acts on a private server while :func:`locust_thread` loads it."""
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--duration", type=int, default=duration_s, help="seconds of load")
+    p.add_argument("--report-dir", default=str(REPO / "reports" / "loadtest"))
+
+
+def find_archive(path: str | Path) -> Path | None:
+    """``path`` when it is a file; otherwise ``None``, having logged how to build it."""
+    if Path(path).is_file():
+        return Path(path)
+    log.error("%s not found: build it first (make archive)", path)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.run", __doc__)
+    p = parser("python -m loadtest.run", __doc__, mar_help="archive to sample ids from")
     p.add_argument("--url", default="http://127.0.0.1:8080", help="server to load, if it answers")
     p.add_argument("--key-file", default="key_file.json", help="that server's key_file.json")
-    p.add_argument("--mar", default="model_store/movierec.mar", help="archive to sample ids from")
     p.add_argument("--users", type=int, default=USERS)
     p.add_argument("--spawn-rate", type=float, default=SPAWN_RATE, help="users started per second")
     p.add_argument(
         "--duration",
+        type=timespan,
         default=None,
         help=f"run time, e.g. 30s, 5m (default {DURATION}; for --knee a cap of {KNEE_CAP})",
     )
@@ -147,12 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("locust_args", nargs="*", help="passed to Locust (after --)")
     args = p.parse_args(argv)
     args.duration = args.duration or (KNEE_CAP if args.knee else DURATION)
-    try:
-        seconds(args.duration)
-    except ValueError as exc:
-        p.error(str(exc))
-    if not Path(args.mar).is_file():
-        log.error("%s not found: build it first (make archive)", args.mar)
+    mar = find_archive(args.mar)
+    if mar is None:
         return 1
     name = "knee" if args.knee else "loadtest"
     prefix = Path(args.report_dir) / name
@@ -160,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.knee:
         extra = ["--knee-report", f"{prefix}.json", *extra]
     run = dict(
-        mar=args.mar,
+        mar=mar,
         report_prefix=prefix,
         users=args.users,
         spawn_rate=args.spawn_rate,
@@ -177,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
         log.info("loading the running server at %s", args.url)
         return run_locust(args.url, args.key_file, **run)
     log.info("no server answers at %s with %s: starting a private one", args.url, args.key_file)
-    mar = Path(args.mar)
     try:
         with local_torchserve(mar.parent, ["movierec"], load_models=mar.name) as server:
             return run_locust(server.url, server.key_file, **run)

@@ -83,14 +83,24 @@ class Server:
 
     def worker_pids(self) -> list[int]:
         """Process ids of the Python model workers (children of the Java frontend)."""
-        import psutil  # only the benchmark needs it, and the tests, which have it
+        return [p.pid for p in self.processes()[1]]
 
-        frontend = psutil.Process(self.process.pid)
-        return [
-            p.pid
-            for p in frontend.children(recursive=True)
-            if any("model_service_worker" in part for part in p.cmdline())
-        ]
+    def processes(self) -> tuple[list, list]:
+        """``(frontend, workers)`` as ``psutil.Process`` lists: the launcher and Java, and the
+        Python model workers."""
+        import psutil  # only the benchmarks need it, and the tests, which have it
+
+        root = psutil.Process(self.process.pid)
+        frontend, workers = [root], []
+        for p in root.children(recursive=True):
+            is_worker = any("model_service_worker" in part for part in p.cmdline())
+            (workers if is_worker else frontend).append(p)
+        return frontend, workers
+
+    def describe(self, model: str = "movierec") -> dict:
+        """The management API's description of ``model``'s default version (its workers...)."""
+        (described,) = _get_json(f"{self.management_url}/models/{model}", self.token("management"))
+        return described
 
     def log_tail(self, lines: int = 40) -> str:
         path = self.home / "torchserve.out"
@@ -115,10 +125,9 @@ def wait_ready(server: Server, model_names: list[str], timeout: float = 120.0) -
         if server.process.poll() is not None:
             raise ServerError(f"TorchServe exited with {server.process.returncode}")
         try:
-            token = server.token("management")
             ready = True
             for name in model_names:
-                (described,) = _get_json(f"{server.management_url}/models/{name}", token)
+                described = server.describe(name)
                 workers = described.get("workers", [])
                 up = sum(w.get("status") == "READY" for w in workers)
                 if up < max(1, int(described.get("minWorkers", 1))):

@@ -3,10 +3,11 @@
 Ids come from the archive's own vocabulary (``vocab.npz`` inside the ``.mar``), weighted the
 way real traffic is: a user by how many movies they rated, a movie by how many users rated it.
 Each endpoint kind is a small class with a request ``body`` and a ``check`` of the answer that
-returns what is wrong (``None`` when the answer is right); :mod:`loadtest.locustfile` turns
-each into a Locust user class. Adding an endpoint (say ``{"similar_to": 50, "k": 10}``) means one
-class here, listed in :data:`ENDPOINTS`, and a three-line user class in the locustfile.
-Nothing here imports Locust (importing it monkey-patches the process with gevent).
+returns what is wrong (``None`` when the answer is right), and its ``share`` of the mix;
+:mod:`loadtest.locustfile` turns each into a Locust user class of that weight. Adding an
+endpoint (say ``{"similar_to": 50, "k": 10}``) means one class here, listed in
+:data:`ENDPOINTS`. Nothing here imports Locust (importing it monkey-patches the process with
+gevent).
 """
 
 from __future__ import annotations
@@ -79,9 +80,11 @@ class Catalogue:
 
 
 class Endpoint:
-    """One kind of request: its name in the reports, a body, and a check of the answer."""
+    """One kind of request: its name in the reports, its share of the mix, a body, and a check
+    of the answer."""
 
     name: str = ""
+    share: int = 0  # relative to the other endpoints' (Locust's weight of its user class)
 
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
@@ -98,6 +101,7 @@ class SingleRating(Endpoint):
     """``{"user_id", "movie_id"}`` -> ``{"user_id", "movie_id", "rating"}``."""
 
     name = "rating"
+    share = 45
 
     def body(self, rng: np.random.Generator) -> dict:
         return {"user_id": self.catalogue.user(rng), "movie_id": self.catalogue.movies(rng, 1)[0]}
@@ -117,6 +121,7 @@ class RatingPairs(Endpoint):
     as a re-ranking step would send them."""
 
     name = "pairs"
+    share = 10
     size = 100  # candidates per request: a typical re-ranking list
 
     def body(self, rng: np.random.Generator) -> dict:
@@ -140,6 +145,7 @@ class TopK(Endpoint):
     predicted rating on the scale (the score is the ranking model's, or the rating itself)."""
 
     name = "top_k"
+    share = 35
     k = 10  # a typical home-page row
 
     def body(self, rng: np.random.Generator) -> dict:
@@ -157,7 +163,6 @@ class TopK(Endpoint):
             return f"expected {expected} recommendations, got {str(recs)[:80]}"
         if answer.get("ranked_by") not in ("ranking", "rating"):
             return f"ranked_by is {answer.get('ranked_by')!r}, not ranking or rating"
-        scores = []
         fields = {"movie_id", "title", "genres", "score", "rating"}
         for rec in recs:
             if not isinstance(rec, dict) or set(rec) != fields:
@@ -170,12 +175,17 @@ class TopK(Endpoint):
                 return f"rating {rec['rating']!r} outside the rating scale"
             if not isinstance(rec["score"], (int, float)):
                 return f"score {rec['score']!r} is not a number"
-            scores.append(rec["score"])
-        if len({r["movie_id"] for r in recs}) != len(recs):
-            return "a movie is recommended twice"
-        if any(a < b for a, b in zip(scores, scores[1:])):
-            return "recommendations are not sorted best first"
-        return None
+        return _check_order(recs)
+
+
+def _check_order(recs: list[dict]) -> str | None:
+    """Well-formed recommendations must name each movie once, best score first."""
+    scores = [r["score"] for r in recs]
+    if len({r["movie_id"] for r in recs}) != len(recs):
+        return "a movie is recommended twice"
+    if any(a < b for a, b in zip(scores, scores[1:])):
+        return "recommendations are not sorted best first"
+    return None
 
 
 def _check_recommendations(
@@ -190,12 +200,7 @@ def _check_recommendations(
             return f"malformed recommendation {str(rec)[:80]}"
         if rec["movie_id"] in excluded:
             return f"recommends movie {rec['movie_id']}, which it must exclude"
-    scores = [r["score"] for r in recs]
-    if len({r["movie_id"] for r in recs}) != len(recs):
-        return "a movie is recommended twice"
-    if any(a < b for a, b in zip(scores, scores[1:])):
-        return "recommendations are not sorted best first"
-    return None
+    return _check_order(recs)
 
 
 class NewUser(Endpoint):
@@ -203,6 +208,7 @@ class NewUser(Endpoint):
     fitted on the fly from 10 popularity-sampled ratings."""
 
     name = "new_user"
+    share = 5
     k = 10
 
     def body(self, rng: np.random.Generator) -> dict:
@@ -223,6 +229,7 @@ class Similar(Endpoint):
     """``{"similar_to": movie_id, "k"}`` -> the nearest movies, the movie itself excluded."""
 
     name = "similar"
+    share = 5
     k = 10
 
     def body(self, rng: np.random.Generator) -> dict:
@@ -236,7 +243,9 @@ class Similar(Endpoint):
         )
 
 
-# The endpoints the load tests exercise; the locustfile has one user class per entry.
+# The endpoints the load tests exercise; the locustfile has one user class per entry. The mix
+# (their shares): top-K rows on every home page, single ratings on movie pages, now and then a
+# re-ranking of 100 candidates, a sign-up (new user) or a "more like this" row.
 ENDPOINTS: tuple[type[Endpoint], ...] = (SingleRating, RatingPairs, TopK, NewUser, Similar)
 # Locust's name for an attempt refused for its token (expired, or renewed while on its way) and
 # sent again with the key file's new key: recorded as a success, apart from the endpoints.

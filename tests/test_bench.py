@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
-from loadtest import bench, micro, report
-from loadtest.bench import HttpRun
+from loadtest import report
+from loadtest.scenarios import bench, micro
+from loadtest.scenarios.bench import HttpRun
 
 
 def test_micro_benchmarks_run_on_tiny_models(artifact_dir):
@@ -34,6 +35,7 @@ def _run(server: str, round_: int, rps: float, p50: float) -> HttpRun:
         p50_ms=p50,
         p95_ms=2 * p50,
         p99_ms=3 * p50,
+        max_ms=4 * p50,
         worker_rss_mb=[200.0, 210.0],
         cpu_cores={"frontend": 0.5, "workers": 0.2, "locust": 0.4},
         cpu_us_per_request={"frontend": 120.0, "workers": 80.0, "locust": 150.0},
@@ -59,7 +61,7 @@ def test_medians_over_rounds_and_the_report():
 
     context = report.machine() | {"load_before": "1 / 1 / 1", "load_after": "1 / 1 / 1"}
     text = report.bench_markdown(
-        command="python -m loadtest.bench --rounds 3",
+        command="python -m loadtest.scenarios.bench --rounds 3",
         settings={
             "users": 16,
             "duration": "30s",

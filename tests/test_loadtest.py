@@ -13,8 +13,9 @@ import pytest
 
 from handler.answering import answer_batch
 from handler.parsing import Limits
-from loadtest import slo, traffic, upgrade
+from loadtest import slo, traffic
 from loadtest.run import run_locust, seconds
+from loadtest.scenarios import upgrade
 from model.recommender import Recommender
 from model.vocab import Vocabulary
 
@@ -160,7 +161,7 @@ def test_locustfile_smoke_run(server, served_mar, tmp_path):
         assert int(rows[endpoint.name]["Failure Count"]) == 0, endpoint.name
 
 
-@pytest.mark.integration  # loadtest.upgrade starts its own TorchServe (Java)
+@pytest.mark.integration  # loadtest.scenarios.upgrade starts its own TorchServe (Java)
 @pytest.mark.parametrize("procedure", ["runtime", "staged"])
 def test_model_upgrade_and_rollback_under_load(
     procedure, artifact_dir, served_mar, tmp_path, capsys

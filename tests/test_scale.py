@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from loadtest import scale
+from loadtest.scenarios import scale
 from train import archive
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """Integration: a split-trained archive, served by a real TorchServe (free ports, always
-stopped; :func:`loadtest.served_ranking.compare`), ranks over HTTP exactly as the offline
+stopped; :func:`loadtest.scenarios.served_ranking.compare`), ranks over HTTP exactly as the offline
 evaluation ranks the same model: the ranking model's lists under the reports' protocol
 (training and validation movies excluded, the latter by the request's exclude_movie_ids), and
 the lists by predicted rating (``rank_by`` "rating", training movies excluded).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.served_ranking import compare
+from loadtest.scenarios.served_ranking import compare
 from loadtest.server import ServerError
 from train import data
 from train import train as train_cli

@@ -1,4 +1,4 @@
-"""The soak tool (loadtest/soak.py): its memory verdicts on series with known answers, its
+"""The soak tool (loadtest/scenarios/soak.py): its memory verdicts on series with known answers, its
 report files, and (integration) a 75-second run with 1-minute keys against a private server."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import soak
+from loadtest.scenarios import soak
 
 
 def test_memory_is_judged_over_the_last_two_thirds():

@@ -1,29 +1,27 @@
 """Serving benchmark: movierec's handler against TorchServe's own floor and a naive handler.
 
-    make bench                                     # = python -m loadtest.bench
-    python -m loadtest.bench --duration 60s --rounds 3
+    make bench                             # = python -m loadtest.scenarios.bench
+    python -m loadtest.scenarios.bench --duration 60s --rounds 3
 
 In one run, on one machine, with the same config.properties, the same workers and the same
 Locust settings (``--users`` closed-loop users sending single-rating requests, no pauses):
 
 1. echo  - the floor: a handler that returns the request body, no model
-   (loadtest/handlers/echo_handler.py, our model-config.yaml);
+   (loadtest/scenarios/handlers/echo_handler.py, our model-config.yaml);
 2. naive - the same model served the textbook way: batchSize 1, BaseHandler's
    preprocess/inference/postprocess, default torch threads, TorchServe's json.dumps(indent=2)
-   (loadtest/handlers/naive_handler.py);
+   (loadtest/scenarios/handlers/naive_handler.py);
 3. ours  - handler/movierec_handler.py with handler/model-config.yaml.
 
 The three archives are built from the same artifact in a temporary folder; each server is
 started on free ports, warmed up, measured and stopped in turn (``--rounds`` alternates them,
 and the median of the rounds is reported, because the machine may be shared and noisy). Then
-the handler micro-benchmarks of :mod:`loadtest.micro`. Everything goes to ``reports/bench.md``,
-and Locust's own reports to ``reports/loadtest/bench/``.
+the handler micro-benchmarks of :mod:`loadtest.scenarios.micro`. Everything goes to
+``reports/bench.md``, and Locust's own reports to ``reports/loadtest/bench/``.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import resource
 import shlex
@@ -31,37 +29,31 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
 import yaml
 
 from client import cli
-from loadtest import micro, report
-from loadtest.run import run_locust, seconds
+from loadtest import report
+from loadtest.run import Figures, run_locust, seconds, timespan, totals
+from loadtest.scenarios import micro
 from loadtest.server import REPO, Server, ServerError, local_torchserve
-from model import artifact
 from train import archive
 
-log = logging.getLogger("loadtest.bench")
+log = logging.getLogger("loadtest.scenarios.bench")
 
-HANDLERS = REPO / "loadtest" / "handlers"
+HANDLERS = Path(__file__).resolve().parent / "handlers"  # the baselines, beside this file
 SERVERS = ("echo", "naive", "ours")
 
 
 @dataclass
-class HttpRun:
-    """One measured Locust run against one server."""
+class HttpRun(Figures):
+    """One measured Locust run against one server: its figures, CPU and worker memory."""
 
     server: str
     round: int
-    requests: int
-    failures: int
-    rps: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
     worker_rss_mb: list[float] = field(default_factory=list)
     cpu_cores: dict[str, float] = field(default_factory=dict)  # CPU seconds / run seconds
     cpu_us_per_request: dict[str, float] = field(default_factory=dict)
@@ -109,20 +101,6 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _server_processes(server: Server) -> tuple[list[psutil.Process], list[psutil.Process]]:
-    """(frontend: the launcher and Java, workers: the Python model workers)."""
-    root = psutil.Process(server.process.pid)
-    workers = set(server.worker_pids())
-    everyone = [root, *root.children(recursive=True)]
-    return [p for p in everyone if p.pid not in workers], [p for p in everyone if p.pid in workers]
-
-
-def _read_locust_csv(prefix: Path) -> dict:
-    with open(f"{prefix}_stats.csv", newline="") as f:
-        (total,) = [row for row in csv.DictReader(f) if row["Name"] == "Aggregated"]
-    return total
-
-
 def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Path) -> HttpRun:
     """Warm up, then one measured run of single-rating requests; CPU and worker memory too."""
     locust_args = ["SingleRating", "--slo-p95-ms", "inf", "--slo-p99-ms", "inf"]
@@ -131,7 +109,7 @@ def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Pa
     run_locust(
         server.url, server.key_file, mar, raw_dir / f"warmup-{name}", duration=args.warmup, **common
     )
-    frontend, workers = _server_processes(server)
+    frontend, workers = server.processes()
     before = (_cpu_seconds(frontend), _cpu_seconds(workers), _children_cpu_seconds())
     machine_before, wall_before = busy_seconds(), time.perf_counter()
     prefix = raw_dir / f"{name}-round{round_}"
@@ -146,17 +124,12 @@ def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Pa
         "locust": _children_cpu_seconds() - before[2],
     }
     rss = [psutil.Process(pid).memory_info().rss / 2**20 for pid in server.worker_pids()]
-    total = _read_locust_csv(prefix)
-    requests = int(total["Request Count"])
+    figures = totals(prefix)
+    requests = figures.requests
     result = HttpRun(
         server=name,
         round=round_,
-        requests=requests,
-        failures=int(total["Failure Count"]),
-        rps=float(total["Requests/s"]),
-        p50_ms=float(total["50%"]),
-        p95_ms=float(total["95%"]),
-        p99_ms=float(total["99%"]),
+        **asdict(figures),
         worker_rss_mb=rss,
         cpu_cores={k: v / seconds(args.duration) for k, v in cpu_seconds.items()},
         cpu_us_per_request={k: 1e6 * v / max(requests, 1) for k, v in cpu_seconds.items()},
@@ -216,11 +189,15 @@ def median_runs(runs: list[HttpRun]) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.bench", __doc__)
+    p = cli.parser("python -m loadtest.scenarios.bench", __doc__)
     p.add_argument("--artifact", default="artifacts/ml-100k", help="trained artifact folder")
     p.add_argument("--users", type=int, default=16, help="closed-loop Locust users per server")
-    p.add_argument("--duration", default="30s", help="measured run per server and round")
-    p.add_argument("--warmup", default="5s", help="unmeasured run before each measured one")
+    p.add_argument(
+        "--duration", type=timespan, default="30s", help="measured run per server and round"
+    )
+    p.add_argument(
+        "--warmup", type=timespan, default="5s", help="unmeasured run before each measured one"
+    )
     p.add_argument(
         "--rounds", type=int, default=2, help="echo, naive, ours in turn, this many times"
     )
@@ -241,17 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-http", action="store_true", help="micro-benchmarks only")
     p.add_argument("--skip-micro", action="store_true", help="HTTP benchmark only")
     args = p.parse_args(argv)
-    try:
-        seconds(args.duration), seconds(args.warmup)
-    except ValueError as exc:
-        p.error(str(exc))
     if args.rounds < 1 or args.users < 1:
         p.error("--rounds and --users must be at least 1")
     if not args.servers or set(args.servers) - set(SERVERS):
         p.error(f"--servers takes names among {','.join(SERVERS)}")
-    artifact_dir = Path(args.artifact)
-    if not (artifact_dir / artifact.CONFIG).is_file():
-        log.error("%s is not a trained artifact: run `make train` first", artifact_dir)
+    artifact_dir = micro.find_artifact(args.artifact)
+    if artifact_dir is None:
         return 1
 
     started = time.time()
@@ -265,16 +237,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     pairs = topk = None
     if not args.skip_micro:
-        config = json.loads((artifact_dir / artifact.CONFIG).read_text())
         me = psutil.Process()
         mine, machine, wall = sum(me.cpu_times()[:2]), busy_seconds(), time.perf_counter()
-        pairs = micro.pairs_request(artifact_dir)
-        topk = micro.top_k_latency(config["model"], ranker_config=config.get("ranker"))
+        pairs, topk = micro.benchmarks(artifact_dir)
         others = (busy_seconds() - machine) - (sum(me.cpu_times()[:2]) - mine)
         context["micro_others_cores"] = max(0.0, others) / (time.perf_counter() - wall)
     context["load_after"] = report.load_average()
     context["minutes"] = (time.time() - started) / 60
-    command = "python -m loadtest.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m loadtest.scenarios.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     text = report.bench_markdown(
         command=command.strip(),
         settings=vars(args),

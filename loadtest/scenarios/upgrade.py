@@ -1,7 +1,7 @@
 """Model upgrade under load: bring in a new version, make it the default, roll back.
 
-    python -m loadtest.upgrade            # make upgrade: register at run time (8 users, 60 s)
-    python -m loadtest.upgrade --staged   # both versions loaded at start, model API off
+    python -m loadtest.scenarios.upgrade           # make upgrade: registered live; 8 users, 60 s
+    python -m loadtest.scenarios.upgrade --staged  # both versions loaded at start, model API off
 
 While the Locust mix runs against a private TorchServe (free loopback ports, token on, see
 :mod:`loadtest.server`), a probe thread sends one rating request every 20 ms and records
@@ -39,13 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from client import cli
-from loadtest.run import failures, locust_thread, totals
+from loadtest import run
 from loadtest.server import REPO, ServerError, local_torchserve, wait_ready
 from loadtest.traffic import Catalogue, SingleRating
 from train.archive import build
 
-log = logging.getLogger("loadtest.upgrade")
+log = logging.getLogger("loadtest.scenarios.upgrade")
 
 NEXT = "movierec-next.mar"
 
@@ -118,21 +117,17 @@ class Probe:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.upgrade", __doc__)
-    p.add_argument("--mar", default=str(REPO / "model_store" / "movierec.mar"), help="serving now")
+    p = run.parser("python -m loadtest.scenarios.upgrade", __doc__, mar_help="serving now")
+    run.load_options(p, duration_s=60)
     p.add_argument("--new-mar", help="the new version (default: --artifact archived anew)")
     p.add_argument("--artifact", default=str(REPO / "artifacts" / "ml-100k"))
     p.add_argument("--new-version", help="version of the rebuilt archive (default: OLD-next)")
     p.add_argument("--staged", action="store_true", help="load both at start, model API off")
-    p.add_argument("--users", type=int, default=8)
-    p.add_argument("--duration", type=int, default=60, help="seconds of load")
     p.add_argument("--settle", type=float, default=8.0, help="seconds between steps")
-    p.add_argument("--report-dir", default=str(REPO / "reports" / "loadtest"))
     args = p.parse_args(argv)
 
-    mar = Path(args.mar)
-    if not mar.is_file():
-        log.error("%s not found: run make archive first", mar)
+    mar = run.find_archive(args.mar)
+    if mar is None:
         return 1
     old = mar_version(mar)
     with tempfile.TemporaryDirectory(prefix="movierec-upgrade-") as tmp:
@@ -168,7 +163,7 @@ def run_scenario(args, server, store: Path, old: str, new: str, prefix: Path):
     token = server.token("management")
     models = f"{server.management_url}/models"
     probe = Probe(server.url, server.token(), Catalogue.from_mar(store / "movierec.mar"))
-    locust = locust_thread(server, store / "movierec.mar", prefix, args.users, args.duration)
+    locust = run.locust_thread(server, store / "movierec.mar", prefix, args.users, args.duration)
     prober = threading.Thread(target=probe.run)
     start = time.monotonic()
     locust.start()
@@ -208,8 +203,7 @@ def run_scenario(args, server, store: Path, old: str, new: str, prefix: Path):
 
 
 def report(args, mode, old, new, steps, probe: Probe, start: float, prefix: Path) -> int:
-    count = totals(prefix)
-    failed = failures(prefix)
+    count = run.totals(prefix)
     print(
         f"model upgrade under load ({mode}): {old} -> {new} -> {old}, {args.users} users, "
         f"{args.duration} s"
@@ -227,11 +221,11 @@ def report(args, mode, old, new, steps, probe: Probe, start: float, prefix: Path
             f"answer {'none' if last is None else f'{last * 1000:.0f} ms'} later"
         )
     print(
-        f"locust requests: {count['requests']}, failed: {count['failures']}, "
-        f"p99 {count['p99_ms']:.0f} ms, slowest {count['max_ms']:.0f} ms"
+        f"locust requests: {count.requests}, failed: {count.failures}, "
+        f"p99 {count.p99_ms:.0f} ms, slowest {count.max_ms:.0f} ms"
     )
-    for f in failed:
-        print(f"  {f['Occurrences']} x {f['Method']} {f['Name']}: {f['Error'][:120]}")
+    for line in run.failure_lines(run.failures(prefix)):
+        print(line)
     versions = {v: sum(a == v for _, a in probe.answers) for v in (old, new)}
     print(
         f"probe requests: {len(probe.answers) + len(probe.errors)}, answered by {versions}, "
@@ -241,7 +235,7 @@ def report(args, mode, old, new, steps, probe: Probe, start: float, prefix: Path
         print(f"  {e[:160]}")
     refused = [s for s in steps if s[1] != 200]
     done = len(steps) == (2 if args.staged else 4) and not refused
-    return 0 if done and count["failures"] == 0 and not probe.errors else 1
+    return 0 if done and count.failures == 0 and not probe.errors else 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Top-K ranking of a split-trained archive, over HTTP, beside the offline figures.
 
     python -m train --split u1 --keep-split --output artifacts/u1
-    python -m loadtest.served_ranking --artifact artifacts/u1 --split u1
+    python -m loadtest.scenarios.served_ranking --artifact artifacts/u1 --split u1
 
 Builds the artifact's .mar in a temporary folder, serves it with a private TorchServe on free
 ports (:mod:`loadtest.server`, always stopped), asks for the top-K of every test user with a
@@ -43,7 +43,7 @@ from train.evaluation.ranking import ranking_metrics
 from train.fitting.experiment import prepare
 from train.train import make_split
 
-log = logging.getLogger("loadtest.served_ranking")
+log = logging.getLogger("loadtest.scenarios.served_ranking")
 
 
 def http_ranking(
@@ -150,7 +150,7 @@ def compare(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.served_ranking", __doc__)
+    p = cli.parser("python -m loadtest.scenarios.served_ranking", __doc__)
     p.add_argument("--artifact", required=True, help="folder written by python -m train")
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--data-dir", default="data")

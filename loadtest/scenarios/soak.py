@@ -1,7 +1,7 @@
 """make soak: the Locust mix for longer than TorchServe's keys live, watching memory.
 
     make soak                                   # 75 minutes, 10 users at 10 req/s each
-    python -m loadtest.soak --duration 2m --interval 10 --setting token_expiration_min=1
+    python -m loadtest.scenarios.soak --duration 2m --interval 10 --setting token_expiration_min=1
 
 Starts a private TorchServe with the shipped settings (``config.properties`` and the archive's
 own model-config.yaml; only the addresses change, see :mod:`loadtest.server`) and the key
@@ -23,7 +23,6 @@ import argparse
 import csv
 import logging
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -31,13 +30,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client import cli
-from loadtest.run import REPO, run_locust, seconds, totals
+from loadtest import report
+from loadtest.run import MINUTES, find_archive, parser, run_locust, timespan, totals
 from loadtest.server import Server, ServerError, key_supervisor, local_torchserve
 
-log = logging.getLogger("loadtest.soak")
+log = logging.getLogger("loadtest.scenarios.soak")
 
-MINUTES = REPO / "loadtest" / "minutes.py"
 MIB = 2**20
 # Modest by default: the reference machine has 2 cores that other work shares. 10 users (the
 # fewest for which Locust gives each of the mix's 5 user classes one) at 10 req/s each: ~100
@@ -210,7 +208,7 @@ def markdown(run: dict, rows: list[dict], verdicts: list[dict], problems: list[s
         "| requests | failures | p99 (whole run) | token retries | key renewals "
         "(inference, management) |",
         "|---|---|---|---|---|",
-        f"| {t['requests']:,} | {t['failures']} | {t['p99_ms']:g} ms | {run['refreshed']} | "
+        f"| {t.requests:,} | {t.failures} | {t.p99_ms:g} ms | {run['refreshed']} | "
         f"{run['renewals']['inference']}, {run['renewals']['management']} |",
         "",
         f"Per interval ({run['interval']:g} s, soak.csv, soak.png): requests/s "
@@ -249,13 +247,6 @@ def _span(values: list[float]) -> str:
     return f"{min(values):g}-{max(values):g}" if values else "-"
 
 
-def _commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    )
-    return done.stdout.strip() or "?"
-
-
 def soak(args: argparse.Namespace) -> int:
     """Run the soak and write its report; returns the exit status."""
     mar = Path(args.mar)
@@ -266,7 +257,7 @@ def soak(args: argparse.Namespace) -> int:
     minutes_csv.unlink(missing_ok=True)
     settings = dict(s.split("=", 1) for s in args.setting)
     started = datetime.now(UTC)
-    commit = _commit()  # the checkout when the run starts, not when an hour later it ends
+    commit = report.commit()  # the checkout when the run starts, not when an hour later it ends
     samples: list[dict] = []
     with (
         local_torchserve(mar.parent, ["movierec"], load_models=mar.name, settings=settings) as srv,
@@ -314,8 +305,8 @@ def soak(args: argparse.Namespace) -> int:
     verdicts = judge_memory(series)
     run_totals = totals(locust_prefix)
     problems = []
-    if run_totals["failures"] or any(int(r["failures"]) for r in rows):
-        problems.append(f"{run_totals['failures']} failed requests")
+    if run_totals.failures or any(int(r["failures"]) for r in rows):
+        problems.append(f"{run_totals.failures} failed requests")
     if codes != [0]:
         problems.append(f"Locust exited with {codes}")
     if not supervisor_alive:
@@ -354,9 +345,10 @@ def soak(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.soak", __doc__)
-    p.add_argument("--mar", default="model_store/movierec.mar")
-    p.add_argument("--duration", default=DURATION, help=f"run time (default {DURATION})")
+    p = parser("python -m loadtest.scenarios.soak", __doc__)
+    p.add_argument(
+        "--duration", type=timespan, default=DURATION, help=f"run time (default {DURATION})"
+    )
     p.add_argument("--users", type=int, default=USERS)
     p.add_argument("--user-rps", type=float, default=USER_RPS, help="requests/s per user")
     p.add_argument("--interval", type=float, default=INTERVAL, help="seconds between samples")
@@ -371,16 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--locust-dir", default="reports/loadtest", help="Locust's own CSV and HTML")
     args = p.parse_args(argv)
     args.command = " ".join(
-        ["python -m loadtest.soak", *(argv if argv is not None else sys.argv[1:])]
+        ["python -m loadtest.scenarios.soak", *(argv if argv is not None else sys.argv[1:])]
     )
-    try:
-        seconds(args.duration)
-    except ValueError as exc:
-        p.error(str(exc))
     if any("=" not in s for s in args.setting):
         p.error("--setting takes KEY=VALUE")
-    if not Path(args.mar).is_file():
-        log.error("%s not found: build it first (make archive)", args.mar)
+    if find_archive(args.mar) is None:
         return 1
     try:
         return soak(args)

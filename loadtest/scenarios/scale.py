@@ -1,19 +1,19 @@
 """Scale: the .mar of an ML-25M-size model, TorchServe's start-up and memory, top-10 over HTTP.
 
-    python -m loadtest.scale                                  # ML-25M's shape, printed
-    python -m loadtest.scale --out reports/scale.md           # also reports/scale.json
-    make scale                                                # the same as the line above
-    python -m loadtest.scale --users 300 --movies 200 --code-dim 8 --requests 20   # tiny
+    python -m loadtest.scenarios.scale                             # ML-25M's shape, printed
+    python -m loadtest.scenarios.scale --out reports/scale.md      # also reports/scale.json
+    make scale                                                     # the same as the line above
+    python -m loadtest.scenarios.scale --users 300 --movies 200 --code-dim 8 --requests 20  # tiny
 
 Nothing is trained: a FactorModel of the given shape with random weights over a generated
-catalogue (:func:`loadtest.micro.generated_artifact`; by default ML-25M's 162,541 users and
-59,047 movies, code_dim 500 as one trained member exports at that size), with a ranking model
-of the default sizes (its item-item part pruned to 256 neighbours per movie past 20k movies,
-as training writes it), is saved as a real
-artifact in a temporary folder and archived as ``make archive`` does
-(:func:`train.archive.build`). A private TorchServe (free loopback ports, token auth on, the
-repository's config.properties and handler/model-config.yaml, see :mod:`loadtest.server`) then
-loads that .mar, and the run records:
+catalogue (:func:`loadtest.scenarios.micro.generated_artifact`; by default ML-25M's 162,541
+users and 59,047 movies, code_dim 500 as one trained member exports at that size), with a
+ranking model of the default sizes (its item-item part pruned to 256 neighbours per movie past
+20k movies, as training writes it), is saved as a real artifact in a temporary folder and
+archived as ``make archive`` does (:func:`train.archive.build`). A private TorchServe (free
+loopback ports, token auth on, the repository's config.properties and
+handler/model-config.yaml, see :mod:`loadtest.server`) then loads that .mar, and the run
+records:
 
 - the .mar's size and the time to generate the artifact and to archive it;
 - start-up: wall time from launching TorchServe until every worker of the model is READY
@@ -47,14 +47,15 @@ import psutil
 import yaml
 
 from client import cli
-from loadtest import micro, report
+from loadtest import report
+from loadtest.scenarios import micro
 from loadtest.server import Server, ServerError, local_torchserve
 from model import artifact
 from model.ranker import RankerConfig
 from model.vocab import Vocabulary
 from train import archive
 
-log = logging.getLogger("loadtest.scale")
+log = logging.getLogger("loadtest.scenarios.scale")
 
 # ML-25M's shape, and the code size one trained member exports at that size (README, Scale).
 ML25M_USERS, ML25M_MOVIES, ML25M_CODE_DIM = 162_541, 59_047, 500
@@ -108,10 +109,8 @@ def memory_mib(pid: int) -> dict:
 
 def frontend_rss_mib(server: Server) -> float:
     """Resident memory of everything TorchServe runs but the workers (launcher and Java)."""
-    root = psutil.Process(server.process.pid)
-    workers = set(server.worker_pids())
-    everyone = [root, *root.children(recursive=True)]
-    return sum(p.memory_info().rss for p in everyone if p.pid not in workers) / 2**20
+    frontend, _ = server.processes()
+    return sum(p.memory_info().rss for p in frontend) / 2**20
 
 
 def _post(conn: http.client.HTTPConnection, token: str, body: dict) -> tuple[int, dict, float]:
@@ -310,7 +309,7 @@ def markdown(result: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.scale", __doc__)
+    p = cli.parser("python -m loadtest.scenarios.scale", __doc__)
     p.add_argument("--users", type=int, default=ML25M_USERS)
     p.add_argument("--movies", type=int, default=ML25M_MOVIES)
     p.add_argument("--code-dim", type=int, default=ML25M_CODE_DIM)
@@ -340,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     given = sys.argv[1:] if argv is None else argv
-    text = markdown(result, " ".join(["python -m loadtest.scale", *map(shlex.quote, given)]))
+    text = markdown(
+        result, " ".join(["python -m loadtest.scenarios.scale", *map(shlex.quote, given)])
+    )
     print(text)
     if args.out:
         out = Path(args.out)

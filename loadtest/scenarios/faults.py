@@ -1,7 +1,7 @@
 """Fault scenario: kill a model worker while Locust loads the server, measure the recovery.
 
-    python -m loadtest.faults                     # 8 users, 40 s, one worker killed at 10 s
-    make faults
+    python -m loadtest.scenarios.faults    # 8 users, 40 s, one worker killed at 10 s
+    make faults                            # the same
 
 Starts a private TorchServe (free ports, see :mod:`loadtest.server`) serving
 ``model_store/movierec.mar``, runs the Locust mix against it, SIGKILLs one of its Python
@@ -13,49 +13,32 @@ run exits 1 if anything else failed or the server did not recover. Bounded in ti
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-from client import cli
-from loadtest.run import failures, locust_thread, totals
-from loadtest.server import REPO, ServerError, local_torchserve
+from loadtest import run
+from loadtest.server import ServerError, local_torchserve
 
-log = logging.getLogger("loadtest.faults")
-
-
-def ready_workers(management_url: str, token: str) -> list[dict]:
-    """The model's workers as the management API describes them."""
-    request = urllib.request.Request(
-        f"{management_url}/models/movierec", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())[0]["workers"]
+log = logging.getLogger("loadtest.scenarios.faults")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.faults", __doc__)
-    p.add_argument("--mar", default=str(REPO / "model_store" / "movierec.mar"))
-    p.add_argument("--users", type=int, default=8)
-    p.add_argument("--duration", type=int, default=40, help="seconds of load")
+    p = run.parser("python -m loadtest.scenarios.faults", __doc__)
+    run.load_options(p, duration_s=40)
     p.add_argument("--kill-after", type=float, default=10.0, help="seconds into the load")
-    p.add_argument("--report-dir", default=str(REPO / "reports" / "loadtest"))
     args = p.parse_args(argv)
-    mar = Path(args.mar)
-    if not mar.is_file():
-        log.error("%s not found: run make archive first", mar)
+    mar = run.find_archive(args.mar)
+    if mar is None:
         return 1
     prefix = Path(args.report_dir) / "fault-worker-kill"
     try:
         with local_torchserve(mar.parent, ["movierec"], load_models=mar.name) as server:
-            mgmt_token = server.token("management")
-            before = ready_workers(server.management_url, mgmt_token)
-            locust = locust_thread(server, mar, prefix, args.users, args.duration)
+            before = server.describe()["workers"]
+            locust = run.locust_thread(server, mar, prefix, args.users, args.duration)
             locust.start()
             time.sleep(args.kill_after)
             victim = server.worker_pids()[0]
@@ -64,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("killed worker pid %d", victim)
             recovered = None
             while time.monotonic() - killed_at < args.duration:
-                workers = ready_workers(server.management_url, mgmt_token)
+                workers = server.describe()["workers"]
                 ready = [w for w in workers if w["status"] == "READY" and w["pid"] != victim]
                 if len(ready) >= len(before):
                     recovered = time.monotonic() - killed_at
@@ -74,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except ServerError as exc:
         log.error("%s", exc)
         return 1
-    count = totals(prefix)
-    failed = failures(prefix)
+    count = run.totals(prefix)
+    failed = run.failures(prefix)
     other = [
         f for f in failed if "500" not in f.get("Error", "") and "died" not in f.get("Error", "")
     ]
@@ -87,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         f"replacement worker ready after: "
         f"{f'{recovered:.2f} s' if recovered is not None else 'never (within the run)'}"
     )
-    print(f"requests: {count['requests']}, failed: {count['failures']}")
-    for f in failed:
-        print(f"  {f['Occurrences']} x {f['Method']} {f['Name']}: {f['Error'][:120]}")
+    print(f"requests: {count.requests}, failed: {count.failures}")
+    for line in run.failure_lines(failed):
+        print(line)
     return 0 if recovered is not None and not other else 1
 
 

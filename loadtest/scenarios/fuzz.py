@@ -1,7 +1,7 @@
 """Live fuzz run: malformed requests mixed with valid ones against a real TorchServe.
 
-    python -m loadtest.fuzz                        # 2,000 malformed + 500 valid, 8 threads
-    make fuzz                                      # the same
+    python -m loadtest.scenarios.fuzz      # 2,000 malformed + 500 valid, 8 threads
+    make fuzz                              # the same
 
 Starts a private TorchServe on free ports serving ``model_store/movierec.mar`` (see
 :mod:`loadtest.server`) and sends, from 8 concurrent threads so that TorchServe batches bad and
@@ -24,15 +24,14 @@ import tempfile
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
-from client import cli
-from loadtest.server import REPO, ServerError, local_torchserve
+from loadtest.run import find_archive, parser
+from loadtest.server import ServerError, local_torchserve
 from model.recommender import Recommender
 
-log = logging.getLogger("loadtest.fuzz")
+log = logging.getLogger("loadtest.scenarios.fuzz")
 
 
 def malformed(rng: np.random.Generator, user: int, movie: int) -> tuple[bytes, str]:
@@ -174,16 +173,14 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.fuzz", __doc__)
-    p.add_argument("--mar", default=str(REPO / "model_store" / "movierec.mar"))
+    p = parser("python -m loadtest.scenarios.fuzz", __doc__)
     p.add_argument("--malformed", type=int, default=2000)
     p.add_argument("--valid", type=int, default=500)
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    mar = Path(args.mar)
-    if not mar.is_file():
-        log.error("%s not found: run make archive first", mar)
+    mar = find_archive(args.mar)
+    if mar is None:
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(mar) as archive:

@@ -1,6 +1,7 @@
 """Handler-level micro-benchmarks, without HTTP: movierec's handler called as TorchServe calls it.
 
-    python -m loadtest.micro                 # printed; `make bench` puts them in reports/bench.md
+    python -m loadtest.scenarios.micro     # printed; `make bench` puts them in reports/bench.md
+    python -m loadtest.scenarios.micro --artifact artifacts/ml-1m
 
 - a 10,000-pair rating request through ``handle()`` (parse, one forward pass, JSON), with the
   time of each stage;
@@ -40,12 +41,12 @@ from model import artifact
 from model.network import FactorModel, FactorModelConfig
 from model.ranker import Ranker, RankerConfig
 from model.vocab import Vocabulary
+from train import archive
 from train.fitting.ranker_training import DENSE_ITEM_ITEM_LIMIT, PRUNED_NEIGHBORS
 
-log = logging.getLogger("loadtest.micro")
+log = logging.getLogger("loadtest.scenarios.micro")
 
-REPO = Path(__file__).resolve().parent.parent
-MODEL_CONFIG = REPO / "handler" / "model-config.yaml"
+MODEL_CONFIG = archive.MODEL_CONFIG  # the served settings, torch threads included
 CATALOGUE_SIZES = (1_682, 10_000, 62_000)  # ML-100K, ML-10M-ish, ML-25M/ml-latest-ish
 # Vector sizes also timed on the largest catalogue: a bigger dataset may need bigger vectors
 # than the ML-100K model's (one unprojected member exports 500, three 1,500).
@@ -291,12 +292,31 @@ def top_k_latency(
     return results
 
 
-def main() -> int:
-    cli.setup_logging()
-    artifact_dir = REPO / "artifacts" / "ml-100k"
-    config = json.loads((artifact_dir / artifact.CONFIG).read_text())
-    print(json.dumps(pairs_request(artifact_dir), indent=2))
-    print(json.dumps(top_k_latency(config["model"], ranker_config=config.get("ranker")), indent=2))
+def find_artifact(path: str | Path) -> Path | None:
+    """``path`` when it holds a trained artifact; otherwise ``None``, having logged how to
+    train one."""
+    if (Path(path) / artifact.CONFIG).is_file():
+        return Path(path)
+    log.error("%s is not a trained artifact: run `make train` first", path)
+    return None
+
+
+def benchmarks(artifact_dir: str | Path) -> tuple[dict, list[dict]]:
+    """Every micro-benchmark at its defaults, sized after the artifact's own model:
+    ``(pairs_request, top_k_latency)``."""
+    config = json.loads((Path(artifact_dir) / artifact.CONFIG).read_text())
+    pairs = pairs_request(artifact_dir)
+    return pairs, top_k_latency(config["model"], ranker_config=config.get("ranker"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("python -m loadtest.scenarios.micro", __doc__)
+    p.add_argument("--artifact", default="artifacts/ml-100k", help="trained artifact folder")
+    artifact_dir = find_artifact(p.parse_args(argv).artifact)
+    if artifact_dir is None:
+        return 1
+    for figures in benchmarks(artifact_dir):
+        print(json.dumps(figures, indent=2))
     return 0
 
 
