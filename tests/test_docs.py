@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from handler.parsing import Limits, decode_body, parse_request
+from loadtest import traffic
 from model.errors import BadRequestError
 from train.data.formats import ML100K_GENRES
 
@@ -580,8 +581,10 @@ print("\n" + json.dumps(results))
 
 def locust_options() -> tuple[list[dict], list[str]]:
     """The options the project adds to Locust (listeners of ``init_command_line_parser`` in
-    loadtest/) and the user classes of the locustfile, read from the source."""
-    options, classes = [], []
+    loadtest/) and the user classes of the locustfile, read from the source: those it defines,
+    and the one it makes per endpoint of the mix, named after it (loadtest.traffic imports no
+    Locust, so it is safe to import here)."""
+    options, classes = [], [endpoint.__name__ for endpoint in traffic.ENDPOINTS]
     for path in sorted((REPO / "loadtest").rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

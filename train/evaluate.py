@@ -40,7 +40,7 @@ from train.fitting.experiment import (
     run_baselines,
     run_mf,
 )
-from train.fitting.ranker_training import fit_ranker, history_matrix
+from train.fitting.ranker_training import fit_ranker, split_scorer
 from train.fitting.settings import PRESETS, RankerTrainConfig, TrainConfig
 from train.peers import MostPopular, ranking_on, run_peers, tune
 
@@ -71,20 +71,7 @@ def _ranker_row(prepared: Prepared, rating_model, seed: int) -> dict:
         prepared, rating_model, RankerConfig(prepared.vocab.num_items), config
     )
     seconds = time.perf_counter() - started
-    t = prepared.train
-    x = history_matrix(
-        t.user_idx.numpy(),
-        t.item_idx.numpy(),
-        t.rating.numpy(),
-        prepared.vocab.num_users,
-        prepared.vocab.num_items,
-        ranker.config.low_weight,
-    )
-
-    def score(u):
-        stars = rating_model.score_all(torch.from_numpy(u)) if rating_model is not None else None
-        return ranker.scores(torch.from_numpy(x[u].toarray()), stars)
-
+    score = split_scorer(prepared, ranker, rating_model)
     return {
         **ranking_on(score, prepared, "test"),
         "validation": ranking_on(score, prepared, "validation"),

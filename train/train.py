@@ -51,8 +51,8 @@ from train.fitting.experiment import (
 )
 from train.fitting.ranker_training import (
     fit_ranker,
-    history_matrix,
     refit_ranker,
+    split_scorer,
 )
 from train.fitting.settings import AutoRecTrainConfig, RankerTrainConfig
 from train.fitting.training import best_epoch
@@ -296,18 +296,7 @@ def train_ranker(
         checkpoint=f"{args.checkpoint}.ranker" if args.checkpoint else None,
     )
     seconds = time.perf_counter() - started
-    t = prepared.train
-    x = history_matrix(
-        t.user_idx.numpy(),
-        t.item_idx.numpy(),
-        t.rating.numpy(),
-        prepared.vocab.num_users,
-        prepared.vocab.num_items,
-        ranker.config.low_weight,
-    )
-    ours = lambda u: ranker.scores(
-        torch.from_numpy(x[u].toarray()), rating_model.score_all(torch.from_numpy(u))
-    )
+    ours = split_scorer(prepared, ranker, rating_model)
     popular = tune(MostPopular, [{}], prepared).peer.score
     figures = {
         name: {part: ranking_on(score, prepared, part) for part in ("validation", "test")}

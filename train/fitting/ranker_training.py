@@ -63,6 +63,30 @@ def history_matrix(
     return x
 
 
+def split_scorer(
+    data: Prepared, ranker: Ranker, rating_model: FactorModel | None
+) -> Callable[[np.ndarray], torch.Tensor]:
+    """The function that scores users ``u`` of ``data`` with ``ranker`` from their training
+    histories (and ``rating_model``'s stars, if any), as the served Recommender does: what
+    :func:`train.peers.tuning.ranking_on` takes to score our model beside the peers."""
+    t = data.train
+    x = history_matrix(
+        t.user_idx.numpy(),
+        t.item_idx.numpy(),
+        t.rating.numpy(),
+        data.vocab.num_users,
+        data.vocab.num_items,
+        ranker.config.low_weight,
+    )
+
+    def score(u: np.ndarray) -> torch.Tensor:
+        users = torch.from_numpy(u)
+        stars = rating_model.score_all(users) if rating_model is not None else None
+        return ranker.scores(torch.from_numpy(x[u].toarray()), stars)
+
+    return score
+
+
 def inputs_and_targets(
     users: np.ndarray,
     items: np.ndarray,
