@@ -21,6 +21,7 @@ from train.data import Dataset, Split
 from train.evaluation.metrics import mae, rmse
 from train.fitting.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
 from train.fitting.baselines import BiasBaseline, GlobalMean
+from train.fitting.blend import average_factor_models
 from train.fitting.settings import (
     DEFAULT_PRESET,
     AutoRecTrainConfig,
@@ -344,25 +345,6 @@ def smallest_projection(
         "tolerance": tolerance,
     }
     return chosen.eval(), info
-
-
-def average_factor_models(models: list[FactorModel]) -> FactorModel:
-    """One factor model whose predictions are the average of ``models``' raw predictions.
-
-    ``mean_m(o_m + b_um + b_im + p_um . q_im) = mean(o) + mean(b_u) + mean(b_i) +
-    [p_u1 .. p_uM] / M . [q_i1 .. q_iM]``: vectors are concatenated, so serving, top-K and
-    new-user fold-in work on the average exactly as on a single model."""
-    if len(models) == 1:
-        return models[0]
-    first = models[0].config
-    config = dataclasses.replace(first, code_dim=sum(m.config.code_dim for m in models))
-    out = FactorModel(config)
-    with torch.no_grad():
-        out.user_vectors.copy_(torch.cat([m.user_vectors for m in models], 1) / len(models))
-        out.item_codes.copy_(torch.cat([m.item_codes for m in models], 1))
-        for name in ("user_bias", "item_bias", "offset"):
-            getattr(out, name).copy_(torch.stack([getattr(m, name) for m in models]).mean(0))
-    return out.eval()
 
 
 def _predict(model: FactorModel, d: Encoded) -> np.ndarray:
