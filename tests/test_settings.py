@@ -1,5 +1,6 @@
-"""The training settings have one source: the presets and config dataclasses of
-train.fitting.settings. The command lines' defaults and help must agree with them."""
+"""The training settings have one source: the presets, the values chosen for them on a
+dataset, and the config dataclasses of train.fitting.settings. The command lines' defaults and
+help must agree with them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from train.data import Dataset, random_split
 from train.fitting import settings
 from train.fitting.experiment import autorec_configs, prepare
 from train.fitting.settings import (
+    CHOSEN_ON,
     DEFAULT_PRESET,
     PRESETS,
     AutoRecPreset,
@@ -61,19 +63,29 @@ def rating_model_fields():
 
 def test_train_help_states_each_presets_values(capsys):
     text = help_text(train_cli.parse_args, capsys)
-    for flag, _, values in rating_model_fields():
+    for flag, name, values in rating_model_fields():
         paragraph = option_help(text, flag)
         shown = {typed(v) for v in values.values()}
         if len(shown) == 1:
             assert f"every preset: {shown.pop()}" in paragraph, paragraph
         else:
-            for name, value in values.items():
-                assert f"{name}: {typed(value)}" in paragraph, paragraph
+            for preset, value in values.items():
+                assert f"{preset}: {typed(value)}" in paragraph, paragraph
+        for preset, by_dataset in CHOSEN_ON.items():
+            for dataset, chosen in by_dataset.items():
+                label = f"{preset} on {dataset}: "
+                if name in chosen:
+                    assert label + typed(chosen[name]) in paragraph, paragraph
+                else:
+                    assert label not in paragraph, paragraph
     presets = option_help(text, "--preset")
     for name, preset in PRESETS.items():
         assert f"{name}: {preset.members} autoencoder" in presets
         assert f"up to {preset.training.epochs} epochs" in presets
     assert f"full: {PRESETS['full'].members} autoencoders averaged" in presets
+    chosen = CHOSEN_ON["full"]["ml-100k"]
+    network = "-".join(map(str, chosen["hidden_dims"])) + " units (local kernels of "
+    assert f"(on ml-100k: {network}{chosen['kernel_dim']}), up to {chosen['epochs']}" in presets
     assert f"(default: {DEFAULT_PRESET})" in presets
     for f in settings.offered(RankerTrainConfig):
         paragraph = option_help(text, settings.flag_of(f, "ranker-"))
@@ -154,6 +166,30 @@ def test_configs_of_a_run_are_the_presets(ratings, movies, tmp_path):
     assert autorec_configs(data)[1] == PRESETS[DEFAULT_PRESET].training
 
 
+def test_values_chosen_on_a_dataset_apply_to_it_alone_and_options_win(ratings, movies, tmp_path):
+    split = random_split(ratings, 0.1, 0.1, seed=0)
+    for name, by_dataset in CHOSEN_ON.items():
+        for dataset_name, chosen in by_dataset.items():
+            base = PRESETS[name]
+            on_it = preset_with(name, dataset_name)
+            assert on_it == preset_with(name, **chosen)  # exactly those values, all known fields
+            for field, value in chosen.items():  # each one changes the preset
+                assert getattr(base, field, getattr(base.training, field, None)) != value, field
+            assert preset_with(name, "ml-1m") == base  # other datasets: the preset's own
+            dataset = Dataset(dataset_name, ratings, movies, GENRES, (1.0, 5.0), tmp_path)
+            model_config, train_config, _ = autorec_configs(prepare(dataset, split), name, seed=3)
+            assert train_config == dataclasses.replace(on_it.training, seed=3)
+            assert model_config.hidden_dims == on_it.hidden_dims
+            assert model_config.kernel_dim == on_it.kernel_dim
+            # An option given wins over the value chosen on the dataset.
+            field = next(iter(chosen))
+            given = preset_with(name, dataset_name, **{field: [7] if field == "hidden_dims" else 7})
+            assert getattr(given, field, getattr(given.training, field, None)) in (7, [7])
+    chosen = CHOSEN_ON["full"]["ml-100k"]
+    assert (chosen["hidden_dims"], chosen["kernel_dim"], chosen["l2"]) == ([500, 500], 5, 16.0)
+    assert set(CHOSEN_ON["fast"]["ml-100k"]) == {"l2"}  # fast takes only the L2 (see settings)
+
+
 def test_the_other_command_lines_take_the_presets_from_the_same_place(capsys):
     text = help_text(newusers.parse_args, capsys)
     for name in PRESETS:
@@ -162,3 +198,8 @@ def test_the_other_command_lines_take_the_presets_from_the_same_place(capsys):
     for name, preset in PRESETS.items():
         assert f"{name}: {preset.training.epochs}" in epochs
     assert set(PRESETS) <= set(evaluate.MODELS)
+
+
+def test_a_preset_made_for_a_dataset_shares_nothing_with_its_chosen_values():
+    preset_with("full", "ml-100k").hidden_dims.append(1)
+    assert CHOSEN_ON["full"]["ml-100k"]["hidden_dims"] == [500, 500]

@@ -49,6 +49,8 @@ class Prepared:
     ``validation`` and ``test`` are None for all of a dataset's ratings (:func:`prepare_all`);
     ``trained_on`` says which ratings ``train`` (and the vocabulary's rated sets and
     popularity statistics) are: ``"split train part"`` or ``"all ratings"``.
+    ``dataset_name`` (``"ml-100k"``) brings the preset values chosen on that dataset
+    (:data:`~train.fitting.settings.CHOSEN_ON`, see :func:`autorec_configs`); "" none.
     """
 
     vocab: Vocabulary
@@ -57,6 +59,7 @@ class Prepared:
     test: Encoded | None
     rating_scale: tuple[float, float]
     trained_on: str = "split train part"
+    dataset_name: str = ""
 
     def holdings(self) -> dict:
         """Which ratings a model fitted on ``train`` and its vocabulary hold, with counts:
@@ -95,7 +98,7 @@ def prepare(dataset: Dataset, split: Split) -> Prepared:
         split.train, dataset.movies, dataset.genre_names, ids_from=dataset.ratings
     )
     parts = (encode(f, vocab) for f in (split.train, split.validation, split.test))
-    return Prepared(vocab, *parts, rating_scale=dataset.rating_scale)
+    return Prepared(vocab, *parts, rating_scale=dataset.rating_scale, dataset_name=dataset.name)
 
 
 def prepare_all(dataset: Dataset) -> Prepared:
@@ -110,6 +113,7 @@ def prepare_all(dataset: Dataset) -> Prepared:
         None,
         rating_scale=dataset.rating_scale,
         trained_on="all ratings",
+        dataset_name=dataset.name,
     )
 
 
@@ -178,9 +182,10 @@ def autorec_configs(
     data: Prepared, preset: str = DEFAULT_PRESET, seed: int | None = None, **overrides: Any
 ) -> tuple[AutoRecConfig, AutoRecTrainConfig, int]:
     """Model config, training config and number of averaged members of ``preset`` (see
-    :data:`train.fitting.settings.PRESETS`) for ``data``, with ``overrides`` (fields by name;
-    None keeps the preset's value) and ``seed`` (None keeps the preset's)."""
-    chosen = preset_with(preset, **overrides)
+    :data:`train.fitting.settings.PRESETS`) for ``data``: with the values chosen on ``data``'s
+    dataset (:data:`~train.fitting.settings.CHOSEN_ON`), then ``overrides`` (fields by name;
+    None keeps the value) and ``seed`` (None keeps the preset's)."""
+    chosen = preset_with(preset, data.dataset_name, **overrides)
     lo, hi = data.rating_scale
     model_config = AutoRecConfig(
         num_users=data.vocab.num_users,
