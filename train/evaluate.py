@@ -127,8 +127,7 @@ def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
     ranked = None
     for preset in PRESETS:
         if preset in models:
-            model_config, train_config, members = autorec_configs(prepared, preset, seed)
-            run = run_autorec(prepared, model_config, train_config, members=members)
+            run = run_autorec(prepared, autorec_configs(prepared, preset, seed))
             run.name = f"movierec ({preset} preset)"
             runs.append(run)
             ranked = run.model
