@@ -66,10 +66,16 @@ class FactorModel(nn.Module):
 
     def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Predicted ratings for pairs: ``user_idx`` (B,), ``item_idx`` (B,) -> (B,)."""
+        return self._finish(self.raw(user_idx, item_idx))
+
+    def raw(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """Unclamped predictions for pairs: ``user_idx`` (B,), ``item_idx`` (B,) -> (B,).
+
+        What a blend of models combines: each component's raw prediction, the sum clamped
+        once (``train.fitting.blend``)."""
         p = self.user_vectors[user_idx]  # (B, k)
         q = self.item_codes[item_idx]  # (B, k)
-        raw = self.offset + self.user_bias[user_idx] + self.item_bias[item_idx] + (p * q).sum(1)
-        return self._finish(raw)
+        return self.offset + self.user_bias[user_idx] + self.item_bias[item_idx] + (p * q).sum(1)
 
     def regularization(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Mean squared norm of the batch's vectors and biases (per-sample L2, as in MF)."""

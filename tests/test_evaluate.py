@@ -1,16 +1,33 @@
-"""The evaluation report's ranking rows: the peers tuned on a tiny synthetic split."""
+"""The evaluation report: the peers tuned on a tiny synthetic split, our ranking row, and the
+full preset's row, the served blend, with its weights per seed."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
 from model.artifact import provenance
 from tests.conftest import GENRES, synthetic_movies, synthetic_ratings
 from train.data import Dataset
-from train.evaluate import RANKING_METRICS, aggregate, markdown, run_seed
+from train.evaluate import RANKING_METRICS, _curves_note, aggregate, markdown, run_seed
+from train.fitting.settings import PRESETS, preset_with
 
 PEER_NAMES = ("most popular", "EASE", "EASE (rating-aware)", "iALS")
+
+
+def _report(dataset, per_seed, seeds, command):
+    meta = {
+        "dataset": dataset.name,
+        "protocol": per_seed[0]["protocol"],
+        "seeds": seeds,
+        "command": command,
+        "cpu": "test",
+        "provenance": provenance(),
+        "seconds": 1.0,
+    }
+    return {"meta": meta, "aggregate": aggregate(per_seed), "per_seed": per_seed}
 
 
 def test_peers_only_run_reports_every_peer_with_its_chosen_setting():
@@ -31,20 +48,11 @@ def test_peers_only_run_reports_every_peer_with_its_chosen_setting():
     assert all(0.0 <= row[m] <= 100.0 for m in RANKING_METRICS)
     assert row["validation"]["ndcg@10"] == max(g["ndcg@10"] for g in row["grid"])
 
-    agg = aggregate(per_seed)
+    report = _report(dataset, per_seed, [0, 1], "python -m train.evaluate --models peers")
+    agg = report["aggregate"]
     assert set(agg["ranking"]) == set(PEER_NAMES)
     assert set(agg["ranking"]["EASE"]) >= {*RANKING_METRICS, "params", "fit_seconds"}
     assert len(agg["ranking"]["EASE"]["params"]) == 2  # one chosen setting per seed
-    meta = {
-        "dataset": dataset.name,
-        "protocol": per_seed[0]["protocol"],
-        "seeds": [0, 1],
-        "command": "python -m train.evaluate --models peers",
-        "cpu": "test",
-        "provenance": provenance(),
-        "seconds": 1.0,
-    }
-    report = {"meta": meta, "aggregate": agg, "per_seed": per_seed}
     json.dumps(report)  # the .json is written from this
     text = markdown(report)
     for name in PEER_NAMES:
@@ -71,18 +79,45 @@ def test_our_ranker_is_a_ranking_row_beside_the_order_by_predicted_rating():
     assert all(0.0 <= ours[m] <= 100.0 for m in RANKING_METRICS)
     # The chosen blend is the best of its grid on validation.
     assert ours["validation"]["ndcg@10"] == max(g["ndcg@10"] for g in ours["grid"]["weights"])
-    report = {
-        "meta": {
-            "dataset": dataset.name,
-            "protocol": per_seed[0]["protocol"],
-            "seeds": [0],
-            "command": "python -m train.evaluate --models fast ranker",
-            "cpu": "test",
-            "provenance": provenance(),
-            "seconds": 1.0,
-        },
-        "aggregate": aggregate(per_seed),
-        "per_seed": per_seed,
-    }
+    report = _report(dataset, per_seed, [0], "python -m train.evaluate --models fast ranker")
     json.dumps(report)
     assert "| movierec | " in markdown(report)
+
+
+def test_the_full_preset_row_is_the_blend_with_the_mf_row_and_gives_its_weights(monkeypatch):
+    # The full preset, made small: two members of 8 units, 3 epochs; the blend as it is.
+    monkeypatch.setitem(PRESETS, "full", preset_with("full", members=2, hidden_dims=[8], epochs=3))
+    dataset = Dataset(
+        "synthetic-blend",
+        synthetic_ratings(num_users=60, density=0.6),
+        synthetic_movies(),
+        GENRES,
+        (1.0, 5.0),
+        Path("unused"),
+    )
+    per_seed = [run_seed(dataset, 1, ["mf", "full"])]
+    for run in per_seed:
+        blend = run["blends"]["movierec (full preset)"]
+        assert blend["components"] == ["item autoencoders (2 averaged)", "matrix factorization"]
+        # The blended MF is the MF row's model: its settings and seed, the same split (to
+        # float noise: MF training on more than one thread is not bit-reproducible).
+        mf = run["models"]["matrix factorization"]
+        alone = blend["component_scores"]["matrix factorization"]
+        for part in ("validation", "test"):
+            assert alone[part]["rmse"] == pytest.approx(mf[part]["rmse"], rel=1e-4)
+    report = _report(dataset, per_seed, [1], "python -m train.evaluate --models mf full --seeds 1")
+    json.dumps(report)
+    text = markdown(report)
+    assert "**movierec (full preset)** serves a blend" in text
+    assert "| matrix factorization |" in text and "| movierec (full preset) |" in text
+    for seed, run in zip([1], per_seed):
+        blend = run["blends"]["movierec (full preset)"]
+        w_ae, w_mf = blend["weights"]
+        assert f"| {seed} | {w_ae:.3f} | {w_mf:.3f} | {blend['intercept']:+.3f} |" in text
+
+
+def test_the_curves_note_says_when_the_presets_train_different_networks():
+    # ML-1M: fast is full's first member trained for fewer epochs; ML-100K: values chosen
+    # there give each preset its own network and regularization.
+    assert "fewer epochs" in _curves_note("ml-1m")
+    assert "different networks" in _curves_note("ml-100k")

@@ -1,8 +1,10 @@
 """Which ratings a trained model holds: the split-trained vocabulary holds the training part
-only, the refit holds every rating and repeats what the selection run chose."""
+only, the refit holds every rating and repeats what the selection run chose; the blend with
+matrix factorization is what is served, scored and refit."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,6 +17,7 @@ from tests.conftest import GENRES
 from train import data
 from train import train as train_cli
 from train.data.synthetic import SyntheticConfig, generate
+from train.evaluation.metrics import rmse
 from train.fitting.experiment import (
     autorec_configs,
     prepare,
@@ -22,6 +25,7 @@ from train.fitting.experiment import (
     refit_autorec,
     run_autorec,
 )
+from train.fitting.settings import TrainConfig
 from train.fitting.training import best_epoch
 
 # Small and quick: one hidden layer of 8 units, two members, a few epochs.
@@ -97,35 +101,57 @@ def test_all_ratings_keep_the_same_indices_and_hold_everything(dataset, split):
     )
 
 
-def _selection(prepared, tolerance=None, members=2, **overrides):
-    model_config, train_config, _ = autorec_configs(prepared, "fast", 3, **(TINY | overrides))
-    train_config.patience = 2
-    run = run_autorec(
-        prepared, model_config, train_config, members=members, serve_tolerance=tolerance
-    )
-    return run, model_config, train_config
+def _selection(prepared, tolerance=None, **overrides):
+    configs = autorec_configs(prepared, "fast", 3, **(TINY | {"members": 2} | overrides))
+    configs.training.patience = 2
+    if configs.mf is not None:
+        configs.mf = dataclasses.replace(configs.mf, epochs=6, patience=2, batch_size=64)
+    return run_autorec(prepared, configs, serve_tolerance=tolerance), configs
 
 
-def test_a_refit_on_the_same_ratings_reproduces_the_selected_model(dataset, split):
-    """Same seeds, same options, each member for its best epoch count, no early stopping:
-    on the selection run's own training part that is exactly the model early stopping kept."""
+@pytest.mark.parametrize("blend_mf", [False, True])
+def test_a_refit_on_the_same_ratings_reproduces_the_selected_model(dataset, split, blend_mf):
+    """Same seeds, same options, each member (and MF) for its best epoch count, no early
+    stopping, the same blend weights: on the selection run's own training part that is
+    exactly the model early stopping kept."""
     prepared = prepare(dataset, split)
-    selection, model_config, train_config = _selection(prepared)
-    refit = refit_autorec(prepared, model_config, train_config, selection)
+    selection, configs = _selection(prepared, blend_mf=blend_mf)
+    refit = refit_autorec(prepared, configs, selection)
     assert [len(h) for h in refit.member_histories] == [
         best_epoch(h) for h in selection.member_histories
     ]
     assert all("val_rmse" not in row for row in refit.history)
+    if blend_mf:
+        assert refit.blend["mf_epochs"] == selection.blend["mf"]["best_epoch"]
+        assert refit.blend["weights"] == selection.blend["weights"]
     for name, tensor in selection.model.state_dict().items():
         assert torch.equal(refit.model.state_dict()[name], tensor), name
+
+
+def test_the_blend_is_the_served_and_scored_model(dataset, split):
+    """The average and MF, blended with weights chosen on validation: the run records them,
+    and its scores are those of the served model's predictions."""
+    prepared = prepare(dataset, split)
+    selection, configs = _selection(prepared, blend_mf=True)
+    blend = selection.blend
+    assert selection.name == "movierec (item autoencoder, 2 averaged, blended with MF)"
+    assert blend["components"] == ["item autoencoders (2 averaged)", "matrix factorization"]
+    assert len(blend["weights"]) == 2 and blend["mf"]["best_epoch"] >= 1
+    assert blend["mf"]["training"] == configs.mf.to_dict()
+    code_dim = selection.model.config.code_dim
+    assert code_dim == 2 * TINY["hidden_dims"][0] + blend["mf"]["code_dim"]  # not projected
+    t = prepared.test
+    served = selection.model(t.user_idx, t.item_idx).detach().numpy()
+    assert selection.scores["test"]["rmse"] == pytest.approx(rmse(served, t.rating.numpy()))
+    assert set(blend["component_scores"]) == set(blend["components"])
 
 
 def test_a_refit_on_all_ratings_keeps_the_chosen_served_size(dataset, split):
     prepared = prepare(dataset, split)
     # Two members of 16 units: 32 dimensions, of which 16 keep validation RMSE within 1.0.
-    selection, model_config, train_config = _selection(prepared, 1.0, hidden_dims=[16])
+    selection, configs = _selection(prepared, 1.0, hidden_dims=[16])
     assert selection.projection["served_dim"] < selection.projection["code_dim"]
-    refit = refit_autorec(prepare_all(dataset), model_config, train_config, selection)
+    refit = refit_autorec(prepare_all(dataset), configs, selection)
     assert refit.model.config.code_dim == selection.projection["served_dim"]
     assert refit.projection["served_dim"] == selection.projection["served_dim"]
     assert refit.scores == {}  # nothing is held out to score it on
@@ -178,3 +204,28 @@ def test_python_m_train_keep_split_saves_the_split_model(synthetic_root, tmp_pat
     assert metrics["trained_on"]["ratings"] == "split train part"
     assert metrics["trained_on"]["count"] == len(split.train)
     assert rated_sets(vocab) == expected_sets(split.train, vocab.user_ids)
+
+
+def test_python_m_train_records_the_blend_it_serves(synthetic_root, tmp_path):
+    """config.json and metrics.json say how the served blend was made; the saved model's
+    predictions on the test part are the figures reported."""
+    metrics = _train(synthetic_root, tmp_path / "a", "--blend-mf", "--keep-split")
+    model, vocab, config = artifact.load(tmp_path / "a")
+    blend = config["blend"]
+    assert blend["components"] == ["item autoencoders (2 averaged)", "matrix factorization"]
+    assert blend["weights"] == metrics["blend"]["weights"] and len(blend["weights"]) == 2
+    assert blend["intercept"] == metrics["blend"]["intercept"]
+    assert blend["mf_training"] == TrainConfig(seed=0).to_dict()
+    ds = data.load("synthetic-refit", synthetic_root)
+    test = data.random_split(ds.ratings, 0.1, 0.1, seed=0).test
+    users = torch.from_numpy(vocab.user_index(test["user_id"].to_numpy()))
+    items = torch.from_numpy(vocab.item_index(test["movie_id"].to_numpy()))
+    served = model(users, items).detach().numpy()
+    reported = metrics["results"]["movierec (item autoencoder, 2 averaged, blended with MF)"]
+    assert rmse(served, test["rating"].to_numpy()) == pytest.approx(reported["test"]["rmse"])
+
+    refit = _train(synthetic_root, tmp_path / "b", "--blend-mf")
+    _, _, config = artifact.load(tmp_path / "b")
+    chosen = refit["selection_run"]["blend"]
+    assert refit["refit"]["blend"]["weights"] == chosen["weights"]
+    assert config["refit"]["mf_epochs"] == chosen["mf"]["best_epoch"]

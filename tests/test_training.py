@@ -149,3 +149,20 @@ def test_a_run_that_stopped_early_resumes_to_the_same_end(ratings, vocab, tmp_pa
     assert len(history) - best_epoch(history) == config.patience
     for name, value in stopped.state_dict().items():  # the best weights, restored again
         assert torch.equal(value, again.state_dict()[name]), name
+
+
+def test_matrix_factorization_without_validation_ends_where_early_stopping_restored(ratings, vocab):
+    """The refit of MF: every epoch up to the validated run's best, the last weights kept,
+    which on the same ratings are the weights early stopping restored."""
+    train, val = _split(ratings, vocab)
+    config = TrainConfig(epochs=60, batch_size=64, learning_rate=5e-2, l2=0.0, patience=1)
+    validated, history = _trained_mf(vocab, train, val, config)
+    epochs = best_epoch(history)
+    assert epochs < len(history)  # early stopping did go past its best epoch
+    refit, refit_history = _trained_mf(
+        vocab, train, None, dataclasses.replace(config, epochs=epochs)
+    )
+    assert [row["epoch"] for row in refit_history] == list(range(1, epochs + 1))
+    assert all("val_rmse" not in row for row in refit_history)
+    for name, value in validated.state_dict().items():
+        assert torch.equal(value, refit.state_dict()[name]), name

@@ -6,12 +6,14 @@
 
 Writes ``reports/<dataset>.md``, ``.json`` and ``-curves.png``: test RMSE/MAE (mean and
 standard deviation over seeds) and training time of the global mean, the bias baseline, plain
-matrix factorization and our model (fast and full presets), all trained in the same run on the
-same splits; the top-10 ranking of our model beside the ranking peers (most popular, EASE,
-rating-aware EASE, iALS: :mod:`train.peers`), with Recall@10/@20, NDCG@10, catalogue coverage
-and the popularity of what is recommended; learning curves; and the command, seeds, versions
-and machine. Epochs, presets and the peers' hyperparameters are chosen on validation data
-only; the test part is scored once, at the end.
+matrix factorization and our model (fast and full presets; the full preset serves the average
+of its autoencoders blended with that matrix factorization, weights chosen on validation, and
+the report gives them per seed), all trained in the same run on the same splits; the top-10
+ranking of our model beside the ranking peers (most popular, EASE, rating-aware EASE, iALS:
+:mod:`train.peers`), with Recall@10/@20, NDCG@10, catalogue coverage and the popularity of what
+is recommended; learning curves; and the command, seeds, versions and machine. Epochs, blend
+weights, presets and the peers' hyperparameters are chosen on validation data only; the test
+part is scored once, at the end.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from train.fitting.experiment import (
     run_mf,
 )
 from train.fitting.ranker_training import fit_ranker, split_scorer
-from train.fitting.settings import PRESETS, RankerTrainConfig, TrainConfig
+from train.fitting.settings import PRESETS, RankerTrainConfig, TrainConfig, preset_with
 from train.peers import MostPopular, ranking_on, run_peers, tune
 
 log = logging.getLogger("evaluate")
@@ -117,7 +119,7 @@ def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
     split = protocol(dataset, seed)
     prepared = prepare(dataset, split)
     log.info("seed %d: %s", seed, split.protocol)
-    out: dict = {"protocol": split.protocol, "models": {}, "histories": {}}
+    out: dict = {"protocol": split.protocol, "models": {}, "histories": {}, "blends": {}}
     runs = []
     if "global" in models or "bias" in models:
         wanted = {"global mean": "global", "bias baseline": "bias"}
@@ -127,8 +129,7 @@ def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
     ranked = None
     for preset in PRESETS:
         if preset in models:
-            model_config, train_config, members = autorec_configs(prepared, preset, seed)
-            run = run_autorec(prepared, model_config, train_config, members=members)
+            run = run_autorec(prepared, autorec_configs(prepared, preset, seed))
             run.name = f"movierec ({preset} preset)"
             runs.append(run)
             ranked = run.model
@@ -136,6 +137,8 @@ def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
         out["models"][run.name] = {**run.scores, "seconds": run.seconds}
         if run.history:
             out["histories"][run.name] = run.history
+        if run.blend:
+            out["blends"][run.name] = run.blend
         log.info(
             "seed %d  %-28s test rmse %.4f  %.1fs",
             seed,
@@ -211,6 +214,54 @@ def _chosen(params: list[dict] | None, seeds: list[int]) -> str:
     )
 
 
+def _curves_note(dataset: str) -> str:
+    """What the learning curves of the fast and full presets show on ``dataset``."""
+    fast, full = (preset_with(name, dataset) for name in ("fast", "full"))
+    length = ("epochs", "patience")  # how long a member trains, not what it learns
+    member = lambda p: (
+        p.hidden_dims,
+        p.kernel_dim,
+        {k: v for k, v in p.training.to_dict().items() if k not in length},
+    )
+    if member(fast) == member(full):
+        return (
+            "Learning curves of the first seed. The fast preset is the full preset's first "
+            "member trained for fewer epochs, so its curve lies under the full preset's."
+        )
+    return (
+        "Learning curves of the first seed (the full preset's: its first member's). On this "
+        "dataset the presets train different networks: values chosen on its validation data "
+        "(train/fitting/settings.py, CHOSEN_ON)."
+    )
+
+
+def _blend_lines(per_seed: list[dict], seeds: list[int]) -> list[str]:
+    """The served blends of the report's rows: what they are, and the weights of each seed."""
+    lines = []
+    for name, first in per_seed[0].get("blends", {}).items():
+        ae, mf = first["components"]
+        lines += [
+            f"**{name}** serves a blend: the {ae} and {mf} (the MF row's settings and seed, "
+            "trained on the same split), `intercept + w_AE x autoencoders + w_MF x MF` on their "
+            "unclamped predictions, clamped once. The weights and intercept are chosen by least "
+            "squares on the validation ratings; the row's figures are the blend's.",
+            "",
+            "| seed | w_AE | w_MF | intercept | autoencoders alone: test RMSE | MF alone: test "
+            "RMSE | MF best epoch |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for seed, run in zip(seeds, per_seed):
+            blend = run["blends"][name]
+            alone = [blend["component_scores"][c]["test"]["rmse"] for c in blend["components"]]
+            lines.append(
+                f"| {seed} | {blend['weights'][0]:.3f} | {blend['weights'][1]:.3f} | "
+                f"{blend['intercept']:+.3f} | {alone[0]:.4f} | {alone[1]:.4f} | "
+                f"{blend['mf']['best_epoch']} |"
+            )
+        lines.append("")
+    return lines
+
+
 def markdown(report: dict) -> str:
     """The report as Markdown."""
     agg, meta = report["aggregate"], report["meta"]
@@ -261,11 +312,8 @@ def markdown(report: dict) -> str:
     if report["per_seed"][0]["histories"]:
         lines += [f"![learning curves]({meta['dataset']}-curves.png)", ""]
     if {"movierec (fast preset)", "movierec (full preset)"} <= set(agg["models"]):
-        lines += [
-            "Learning curves of the first seed. The fast preset is the full preset's first "
-            "member trained for fewer epochs, so its curve lies under the full preset's.",
-            "",
-        ]
+        lines += [_curves_note(meta["dataset"]), ""]
+    lines += _blend_lines(report["per_seed"], meta["seeds"])
     lines += [
         "## How it was made",
         "",

@@ -4,20 +4,23 @@
     python -m train --dataset ml-1m --test 0.1 --validation 0.05 --preset full
     python -m train --split u1 --keep-split --output artifacts/u1
 
-Trains on the split's training part (epochs chosen on validation), prints validation progress
-per epoch and validation and test RMSE/MAE of the model beside a global-mean and a
-user/movie-bias baseline fitted on the same training part. Then, by default, trains the model
-again on all ratings with the settings chosen (each member for its best number of epochs, the
-same served size) and saves that: the model to serve. ``--keep-split`` saves the model trained
+Trains on the split's training part (epochs and, for the full preset, the weights of the blend
+with matrix factorization chosen on validation), prints validation progress per epoch and
+validation and test RMSE/MAE of the model beside a global-mean and a user/movie-bias baseline
+fitted on the same training part. Then, by default, trains the model again on all ratings with
+the settings chosen (each member and MF for its best number of epochs, the same blend weights
+and served size) and saves that: the model to serve. ``--keep-split`` saves the model trained
 on the training part instead, whose vocabulary holds only those ratings, so that it can be
 evaluated over HTTP against the held-out parts.
 
-Settings: --preset picks one of the rating model's presets, and each option of "rating model
-settings" below overrides one of its fields; those of "ranking model settings" override the
-ranking model's. Presets, defaults and this help are all defined once, in
-train/fitting/settings.py. The path of a run: train/fitting/experiment.py (the run on the split,
-then the refit) -> train/fitting/training.py (fit_autorec; ranker_training.py for the ranking
-model), both trainers on the epoch loop of train/fitting/loop.py -> the exported factor model.
+Settings: --preset picks one of the rating model's presets (with the values chosen for it on
+the dataset trained, where there are any), and each option of "rating model settings" below
+overrides one of its fields; those of "ranking model settings" override the ranking model's.
+Presets, defaults and this help are all defined once, in train/fitting/settings.py. The path of
+a run: train/fitting/experiment.py (the run on the split, then the refit) ->
+train/fitting/training.py (fit_autorec, and fit for the blend's MF; ranker_training.py for the
+ranking model), all trainers on the epoch loop of train/fitting/loop.py -> the exported factor
+model (train/fitting/blend.py: the average of the members, the blend with MF).
 """
 
 from __future__ import annotations
@@ -182,20 +185,16 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     prepared = prepare(dataset, split)
     log.info("split, vocabulary and encoding in %.1f s", time.perf_counter() - started)
-    model_config, train_config, members = autorec_configs(
-        prepared, args.preset, args.seed, **settings.preset_overrides(args)
-    )
+    configs = autorec_configs(prepared, args.preset, args.seed, **settings.preset_overrides(args))
     device = args.device
     if device.startswith("cuda") and torch.distributed.is_initialized():
         device = f"cuda:{torch.cuda.current_device()}"
     ours = run_autorec(
         prepared,
-        model_config,
-        train_config,
+        configs,
         progress=not args.quiet,
         checkpoint=args.checkpoint,
         device=device,
-        members=members,
         serve_tolerance=None if args.full_vectors else SERVE_TOLERANCE,
     )
     ranker = ranking = None
@@ -210,8 +209,7 @@ def run(args: argparse.Namespace) -> dict:
             dataset,
             lambda everything: refit_autorec(
                 everything,
-                model_config,
-                train_config,
+                configs,
                 ours,
                 progress=not args.quiet,
                 checkpoint=f"{args.checkpoint}.refit" if args.checkpoint else None,
@@ -247,6 +245,7 @@ def run(args: argparse.Namespace) -> dict:
         "member_best_epochs": [best_epoch(h) for h in ours.member_histories],
         "history": ours.history,
         "projection": ours.projection,
+        "blend": ours.blend,
         "ranking": ranking,
     }
     if served is not ours:
@@ -255,9 +254,13 @@ def run(args: argparse.Namespace) -> dict:
     source = dataset.path / "SOURCE.json"
     config = {
         "preset": args.preset,
-        "autorec": model_config.to_dict(),
-        "members": members,
-        "training": train_config.to_dict(),
+        # The preset's values chosen on this dataset (settings.CHOSEN_ON), which replaced its
+        # own; options on the command line (``command``) win over both.
+        "chosen_on_dataset": settings.CHOSEN_ON.get(args.preset, {}).get(dataset.name, {}),
+        "autorec": configs.autorec.to_dict(),
+        "members": configs.members,
+        "training": configs.training.to_dict(),
+        "blend": blend_record(ours),
         "data": {
             "dataset": dataset.name,
             "split": split.protocol,
@@ -270,7 +273,11 @@ def run(args: argparse.Namespace) -> dict:
         # options; epochs there is the selection run's upper bound).
         "refit": None
         if served is ours
-        else {"member_epochs": metrics["refit"]["member_epochs"], "early_stopping": False},
+        else {
+            "member_epochs": metrics["refit"]["member_epochs"],
+            **({"mf_epochs": served.blend["mf_epochs"]} if served.blend else {}),
+            "early_stopping": False,
+        },
         "command": " ".join(["python -m train", *sys.argv[1:]]),
     }
     if ranking is not None:
@@ -279,6 +286,20 @@ def run(args: argparse.Namespace) -> dict:
     print(format_results(metrics))
     print(f"\nartifact written to {output}/ ({', '.join(artifact.FILES)})")
     return metrics
+
+
+def blend_record(selection: RunResult) -> dict | None:
+    """config.json's account of the served blend (None when the model is not one): its
+    components, weights and intercept, how they were chosen, and how MF was trained."""
+    if selection.blend is None:
+        return None
+    chosen = selection.blend
+    return {
+        "formula": "intercept + sum of weight x component's unclamped prediction, clamped",
+        **{key: chosen[key] for key in ("components", "weights", "intercept", "chosen_on")},
+        "mf_training": chosen["mf"]["training"],
+        "mf_code_dim": chosen["mf"]["code_dim"],
+    }
 
 
 def train_ranker(
@@ -348,6 +369,7 @@ def refit_metrics(selection: dict, refit: RunResult, data: Prepared) -> dict:
             "note": "refit on all ratings with the settings chosen by the selection run; "
             "its validation and test figures estimate this model's quality",
             "member_epochs": [len(h) for h in refit.member_histories],
+            "blend": refit.blend,
             "train_seconds": refit.seconds,
             "history": refit.history,
             "projection": refit.projection,
@@ -385,6 +407,8 @@ def format_results(metrics: dict) -> str:
             f"(validation RMSE {projection['validation_rmse_full']:.5f} -> "
             f"{projection['validation_rmse_served']:.5f})"
         )
+    if blend := metrics.get("blend"):
+        lines.append(format_blend(blend))
     if ranking := metrics.get("ranking"):
         lines += [
             "",
@@ -400,14 +424,32 @@ def format_results(metrics: dict) -> str:
         chosen = ", ".join(f"{k}={v:g}" for k, v in ranking["chosen"].items())
         lines += ["", f"ranking model: {chosen}; {ranking['train_seconds']:.1f} s of training"]
     if refit is not None:
+        mf = f", MF {refit['blend']['mf_epochs']} epochs" if refit.get("blend") else ""
         lines.append(
-            f"refit on all ratings: member epochs {refit['member_epochs']}, "
+            f"refit on all ratings: member epochs {refit['member_epochs']}{mf}, "
             f"{refit['train_seconds']:.1f} s of training"
         )
     lines.append(
         f"the saved model holds {held['ratings']}: {held['count']} ratings of "
         f"{held['users']} users and {held['movies']} movies"
     )
+    return "\n".join(lines)
+
+
+def format_blend(blend: dict) -> str:
+    """Lines on a blend: its formula with the chosen weights, and each component's scores."""
+    terms = " + ".join(
+        f"{w:.3f} x {name}" for name, w in zip(blend["components"], blend["weights"])
+    )
+    lines = [
+        f"served blend: {blend['intercept']:+.3f} + {terms} (weights: {blend['chosen_on']}; "
+        f"MF best epoch {blend['mf']['best_epoch']})"
+    ]
+    for name, parts in blend["component_scores"].items():
+        lines.append(
+            f"  {name} alone: val RMSE {parts['validation']['rmse']:.4f}, "
+            f"test RMSE {parts['test']['rmse']:.4f}"
+        )
     return "\n".join(lines)
 
 

@@ -242,8 +242,7 @@ def evaluate_ranking(
     )
 
     clock = time.perf_counter()
-    model_config, train_config, members = autorec_configs(data, config.preset, seed, **overrides)
-    rating_model = run_autorec(data, model_config, train_config, members=members).model
+    rating_model = run_autorec(data, autorec_configs(data, config.preset, seed, **overrides)).model
     seconds["rating model"] = time.perf_counter() - clock
     clock = time.perf_counter()
     ranker, info = fit_ranker(data, rating_model, RankerConfig(data.vocab.num_items), ranker_config)

@@ -97,10 +97,8 @@ def evaluate_new_users(dataset: Dataset, config: NewUserConfig | None = None, **
     # Fold-in: a model that never saw the test users.
     without = dataclasses.replace(dataset, ratings=others)
     prepared = prepare(without, Split(train_part, validation_part, validation_part, "new users"))
-    model_config, train_config, members = autorec_configs(
-        prepared, config.preset, config.seed, **overrides
-    )
-    served = run_autorec(prepared, model_config, train_config, members=members).model
+    configs = autorec_configs(prepared, config.preset, config.seed, **overrides)
+    served = run_autorec(prepared, configs).model
     vocab = prepared.vocab
     prior = UserPrior.from_model(served, np.unique(prepared.train.user_idx.numpy()))
     test_users = np.unique(targets["user_id"].to_numpy())
@@ -136,10 +134,8 @@ def evaluate_new_users(dataset: Dataset, config: NewUserConfig | None = None, **
             f"new users, {n} given",
         )
         with_them = prepare(dataset, split)
-        model_config, train_config, members = autorec_configs(
-            with_them, config.preset, config.seed, **overrides
-        )
-        trained = run_autorec(with_them, model_config, train_config, members=members)
+        configs = autorec_configs(with_them, config.preset, config.seed, **overrides)
+        trained = run_autorec(with_them, configs)
         baselines = {r.name: r for r in run_baselines(with_them)}
         rows.append(
             {

@@ -1,6 +1,11 @@
 """One training run on one split: our model and the baselines, fitted on the same data; and
 the refit of our model on all ratings with the settings that run chose.
 
+Our model is the average of a preset's autoencoders, blended, when the preset says so, with
+matrix factorization trained on the same split (weights chosen on validation,
+:mod:`train.fitting.blend`): :func:`autorec_configs` reads the preset, :func:`run_autorec`
+trains and scores what is served, :func:`refit_autorec` repeats it on all ratings.
+
 Shared by ``python -m train`` (one run, saves the served artifact) and ``python -m
 train.evaluate`` (several seeds and models, writes the report).
 """
@@ -21,6 +26,7 @@ from train.data import Dataset, Split
 from train.evaluation.metrics import mae, rmse
 from train.fitting.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
 from train.fitting.baselines import BiasBaseline, GlobalMean
+from train.fitting.blend import average_factor_models, blend_factor_models, blend_weights
 from train.fitting.settings import (
     DEFAULT_PRESET,
     AutoRecTrainConfig,
@@ -39,6 +45,7 @@ from train.fitting.training import (
 # Largest increase of validation RMSE allowed when projecting the served vectors to fewer
 # dimensions (see smallest_projection): a tenth of the noise between seeds.
 SERVE_TOLERANCE = 1e-4
+MF_CODE_DIM = 64  # vector size of the matrix-factorization baseline (and of the blend's MF)
 
 
 @dataclass
@@ -48,6 +55,8 @@ class Prepared:
     ``validation`` and ``test`` are None for all of a dataset's ratings (:func:`prepare_all`);
     ``trained_on`` says which ratings ``train`` (and the vocabulary's rated sets and
     popularity statistics) are: ``"split train part"`` or ``"all ratings"``.
+    ``dataset_name`` (``"ml-100k"``) brings the preset values chosen on that dataset
+    (:data:`~train.fitting.settings.CHOSEN_ON`, see :func:`autorec_configs`); "" none.
     """
 
     vocab: Vocabulary
@@ -56,6 +65,7 @@ class Prepared:
     test: Encoded | None
     rating_scale: tuple[float, float]
     trained_on: str = "split train part"
+    dataset_name: str = ""
 
     def holdings(self) -> dict:
         """Which ratings a model fitted on ``train`` and its vocabulary hold, with counts:
@@ -94,7 +104,7 @@ def prepare(dataset: Dataset, split: Split) -> Prepared:
         split.train, dataset.movies, dataset.genre_names, ids_from=dataset.ratings
     )
     parts = (encode(f, vocab) for f in (split.train, split.validation, split.test))
-    return Prepared(vocab, *parts, rating_scale=dataset.rating_scale)
+    return Prepared(vocab, *parts, rating_scale=dataset.rating_scale, dataset_name=dataset.name)
 
 
 def prepare_all(dataset: Dataset) -> Prepared:
@@ -109,6 +119,7 @@ def prepare_all(dataset: Dataset) -> Prepared:
         None,
         rating_scale=dataset.rating_scale,
         trained_on="all ratings",
+        dataset_name=dataset.name,
     )
 
 
@@ -123,6 +134,7 @@ class RunResult:
     scores: dict = field(default_factory=dict)
     member_histories: list = field(default_factory=list)
     projection: dict | None = None  # the served model's projection (smallest_projection)
+    blend: dict | None = None  # how the served blend was made (run_autorec, refit_autorec)
 
 
 def _scores(predict, data: Prepared) -> dict:
@@ -155,9 +167,26 @@ def run_baselines(data: Prepared) -> list[RunResult]:
 
 
 def run_mf(
-    data: Prepared, config: TrainConfig, code_dim: int = 64, progress: bool = False
+    data: Prepared, config: TrainConfig, code_dim: int = MF_CODE_DIM, progress: bool = False
 ) -> RunResult:
     """Plain biased matrix factorization, trained on pairs."""
+    started = time.perf_counter()
+    model, history = _fit_mf(data, config, code_dim, data.validation, progress)
+    seconds = time.perf_counter() - started
+    return RunResult(
+        "matrix factorization", model, history, seconds, _scores(lambda d: _predict(model, d), data)
+    )
+
+
+def _fit_mf(
+    data: Prepared,
+    config: TrainConfig,
+    code_dim: int,
+    validation: Encoded | None,
+    progress: bool,
+) -> tuple[FactorModel, list[dict]]:
+    """Matrix factorization trained on ``data.train`` (early stopping on ``validation``
+    unless None) from the global mean; returns the model and its history."""
     lo, hi = data.rating_scale
     torch.manual_seed(config.seed)
     model = FactorModel(
@@ -165,21 +194,41 @@ def run_mf(
     )
     with torch.no_grad():
         model.offset.fill_(float(data.train.rating.mean()))
-    started = time.perf_counter()
-    history = fit(model, data.train, data.validation, config, progress=progress)
-    seconds = time.perf_counter() - started
-    return RunResult(
-        "matrix factorization", model, history, seconds, _scores(lambda d: _predict(model, d), data)
-    )
+    return model, fit(model, data.train, validation, config, progress=progress)
+
+
+@dataclass
+class RatingConfigs:
+    """How the rating model is trained on one dataset: what :func:`autorec_configs` makes of
+    a preset."""
+
+    autorec: AutoRecConfig  # every member's network
+    training: AutoRecTrainConfig  # member m's optimization, with seed training.seed + 1000 m
+    members: int  # autoencoders averaged
+    mf: TrainConfig | None = None  # matrix factorization blended with the average; None: none
+
+    def member_configs(self) -> list[AutoRecTrainConfig]:
+        """Each member's optimization: seeds ``seed``, ``seed + 1000``, ..."""
+        return [
+            dataclasses.replace(self.training, seed=self.training.seed + 1000 * member)
+            for member in range(self.members)
+        ]
+
+    @property
+    def name(self) -> str:
+        """What the result is called in tables and metrics.json."""
+        averaged = f", {self.members} averaged" if self.members > 1 else ""
+        return f"movierec (item autoencoder{averaged}{', blended with MF' if self.mf else ''})"
 
 
 def autorec_configs(
     data: Prepared, preset: str = DEFAULT_PRESET, seed: int | None = None, **overrides: Any
-) -> tuple[AutoRecConfig, AutoRecTrainConfig, int]:
-    """Model config, training config and number of averaged members of ``preset`` (see
-    :data:`train.fitting.settings.PRESETS`) for ``data``, with ``overrides`` (fields by name;
-    None keeps the preset's value) and ``seed`` (None keeps the preset's)."""
-    chosen = preset_with(preset, **overrides)
+) -> RatingConfigs:
+    """The configs of ``preset`` (see :data:`train.fitting.settings.PRESETS`) for ``data``:
+    with the values chosen on ``data``'s dataset (:data:`~train.fitting.settings.CHOSEN_ON`),
+    then ``overrides`` (fields by name; None keeps the value) and ``seed`` (None keeps the
+    preset's)."""
+    chosen = preset_with(preset, data.dataset_name, **overrides)
     lo, hi = data.rating_scale
     model_config = AutoRecConfig(
         num_users=data.vocab.num_users,
@@ -192,54 +241,95 @@ def autorec_configs(
         global_mean=float(data.train.rating.mean()),
     )
     training = chosen.training if seed is None else dataclasses.replace(chosen.training, seed=seed)
-    return model_config, training, chosen.members
+    # The baseline's own settings and seed: the blend adds the very model the MF row scores.
+    mf = TrainConfig(seed=training.seed) if chosen.blend_mf else None
+    return RatingConfigs(model_config, training, chosen.members, mf)
 
 
 def run_autorec(
     data: Prepared,
-    model_config: AutoRecConfig,
-    train_config: AutoRecTrainConfig,
+    configs: RatingConfigs,
     progress: bool = False,
     checkpoint: str | None = None,
     device: str = "cpu",
-    members: int = 1,
     serve_tolerance: float | None = SERVE_TOLERANCE,
 ) -> RunResult:
     """Train our model; the result's model is the exported, served :class:`FactorModel`.
 
-    ``members`` > 1 trains that many autoencoders (seeds ``seed``, ``seed + 1000``, ...) and
-    serves their average, itself one factor model (:func:`average_factor_models`).
-    ``checkpoint`` (one file per member) and ``device`` go to
-    :func:`train.fitting.training.fit_autorec`. The history is the first member's.
+    ``configs.members`` autoencoders (seeds ``seed``, ``seed + 1000``, ...) are trained and
+    averaged, itself one factor model (:func:`average_factor_models`). With ``configs.mf``,
+    matrix factorization is trained on the same split and the served model is the blend of
+    the average and MF (:func:`~train.fitting.blend.blend_factor_models`), weights and
+    intercept chosen by least squares on validation (:func:`~train.fitting.blend.blend_weights`);
+    ``result.blend`` records them, MF's best epoch and each component's scores, and
+    ``result.scores`` are the blend's. ``checkpoint`` (one file per member) and ``device`` go
+    to :func:`train.fitting.training.fit_autorec`. The history is the first member's.
 
     The served model is then made as small as the validation data allows
     (:func:`smallest_projection`, within ``serve_tolerance`` of the full model's validation
     RMSE; None serves the full vectors); ``result.projection`` says what was chosen."""
     started = time.perf_counter()
-    configs = [
-        dataclasses.replace(train_config, seed=train_config.seed + 1000 * member)
-        for member in range(members)
-    ]
     model, histories = _train_members(
-        data, model_config, configs, data.validation, progress, checkpoint, device
+        data,
+        configs.autorec,
+        configs.member_configs(),
+        data.validation,
+        progress,
+        checkpoint,
+        device,
     )
+    blend = None
+    if configs.mf is not None:
+        model, blend = _blend_with_mf(data, model, configs, progress)
     projection = None
     if serve_tolerance is not None:
         model, projection = smallest_projection(model, data, serve_tolerance)
     seconds = time.perf_counter() - started
-    name = "movierec (item autoencoder" + (f", {members} averaged)" if members > 1 else ")")
     result = RunResult(
-        name, model, histories[0], seconds, _scores(lambda d: _predict(model, d), data)
+        configs.name, model, histories[0], seconds, _scores(lambda d: _predict(model, d), data)
     )
     result.member_histories = histories
     result.projection = projection
+    result.blend = blend
     return result
+
+
+def _blend_with_mf(
+    data: Prepared, average: FactorModel, configs: RatingConfigs, progress: bool
+) -> tuple[FactorModel, dict]:
+    """The blend of the autoencoders' ``average`` and matrix factorization trained with
+    ``configs.mf`` on the same split, weights chosen on validation; and its record."""
+    if configs.mf is None or data.validation is None:
+        raise ValueError("a blend with MF needs an MF config and validation ratings")
+    mf = run_mf(data, configs.mf, progress=progress)
+    members = configs.members
+    averaged = f"item autoencoders ({members} averaged)" if members > 1 else "item autoencoder"
+    components = {averaged: average, mf.name: mf.model}
+    weights, intercept = blend_weights(list(components.values()), data.validation)
+    record = {
+        "components": list(components),
+        "weights": weights,
+        "intercept": intercept,
+        "chosen_on": "least squares of the validation ratings on the components' unclamped "
+        "predictions",
+        "mf": {
+            "training": configs.mf.to_dict(),
+            "code_dim": MF_CODE_DIM,
+            "best_epoch": best_epoch(mf.history),
+            "seconds": mf.seconds,
+        },
+        # Each component alone, as trained (before any projection of the blend).
+        "component_scores": {
+            name: _scores(lambda d, m=component: _predict(m, d), data)
+            for name, component in components.items()
+        },
+    }
+    return blend_factor_models(list(components.values()), weights, intercept), record
 
 
 def refit_autorec(
     data: Prepared,
-    model_config: AutoRecConfig,
-    train_config: AutoRecTrainConfig,
+    configs: RatingConfigs,
     selection: RunResult,
     progress: bool = False,
     checkpoint: str | None = None,
@@ -248,27 +338,41 @@ def refit_autorec(
     """Train our model again on ``data`` (all ratings, :func:`prepare_all`) with what the
     selection run ``selection`` (:func:`run_autorec` on a split, same configs) chose on
     validation data: the same sizes, options and member seeds, each member for the number
-    of epochs that was its best there, without early stopping (nothing is held out), and
-    the average projected to the served size chosen there.
+    of epochs that was its best there, without early stopping (nothing is held out); with
+    ``configs.mf``, matrix factorization for its best number of epochs there, blended with
+    the weights and intercept chosen there; and the result projected to the served size
+    chosen there.
 
     The result has no scores: there is nothing left to score it on; the selection run's
-    figures are the estimate of its quality. ``result.projection`` records the served size
-    and that it was chosen by the selection run."""
-    model_config = dataclasses.replace(
-        model_config,
+    figures are the estimate of its quality. ``result.projection`` and ``result.blend``
+    record the served size and the blend, and that the selection run chose them."""
+    autorec = dataclasses.replace(
+        configs.autorec,
         num_users=data.vocab.num_users,
         num_items=data.vocab.num_items,
         global_mean=float(data.train.rating.mean()),
     )
     epochs = [best_epoch(history) for history in selection.member_histories]
-    configs = [
-        dataclasses.replace(train_config, seed=train_config.seed + 1000 * member, epochs=n)
-        for member, n in enumerate(epochs)
+    member_configs = [
+        dataclasses.replace(config, epochs=n) for config, n in zip(configs.member_configs(), epochs)
     ]
     started = time.perf_counter()
     model, histories = _train_members(
-        data, model_config, configs, None, progress, checkpoint, device
+        data, autorec, member_configs, None, progress, checkpoint, device
     )
+    blend = None
+    if configs.mf is not None:
+        if selection.blend is None:
+            raise ValueError("the configs blend with MF but the selection run has no blend")
+        chosen = selection.blend
+        mf_config = dataclasses.replace(configs.mf, epochs=chosen["mf"]["best_epoch"])
+        mf, mf_history = _fit_mf(data, mf_config, chosen["mf"]["code_dim"], None, progress)
+        model = blend_factor_models([model, mf], chosen["weights"], chosen["intercept"])
+        blend = {
+            **{key: chosen[key] for key in ("components", "weights", "intercept")},
+            "chosen_on": "validation ratings of the selection run",
+            "mf_epochs": len(mf_history),
+        }
     projection = None
     if selection.projection is not None:
         served_dim = selection.projection["served_dim"]
@@ -283,6 +387,7 @@ def refit_autorec(
         selection.name, model, histories[0], time.perf_counter() - started, projection=projection
     )
     result.member_histories = histories
+    result.blend = blend
     return result
 
 
@@ -344,25 +449,6 @@ def smallest_projection(
         "tolerance": tolerance,
     }
     return chosen.eval(), info
-
-
-def average_factor_models(models: list[FactorModel]) -> FactorModel:
-    """One factor model whose predictions are the average of ``models``' raw predictions.
-
-    ``mean_m(o_m + b_um + b_im + p_um . q_im) = mean(o) + mean(b_u) + mean(b_i) +
-    [p_u1 .. p_uM] / M . [q_i1 .. q_iM]``: vectors are concatenated, so serving, top-K and
-    new-user fold-in work on the average exactly as on a single model."""
-    if len(models) == 1:
-        return models[0]
-    first = models[0].config
-    config = dataclasses.replace(first, code_dim=sum(m.config.code_dim for m in models))
-    out = FactorModel(config)
-    with torch.no_grad():
-        out.user_vectors.copy_(torch.cat([m.user_vectors for m in models], 1) / len(models))
-        out.item_codes.copy_(torch.cat([m.item_codes for m in models], 1))
-        for name in ("user_bias", "item_bias", "offset"):
-            getattr(out, name).copy_(torch.stack([getattr(m, name) for m in models]).mean(0))
-    return out.eval()
 
 
 def _predict(model: FactorModel, d: Encoded) -> np.ndarray:

@@ -87,7 +87,7 @@ def evaluate(model: FactorModel, data: Encoded) -> dict[str, float]:
 def fit(
     model: FactorModel,
     train: Encoded,
-    validation: Encoded,
+    validation: Encoded | None,
     config: TrainConfig,
     progress: bool = True,
     checkpoint: str | Path | None = None,
@@ -97,7 +97,8 @@ def fit(
     Returns the history: one dict per epoch with ``train_rmse`` (on the epoch's batches, in
     training mode), ``val_rmse``, ``val_mae`` and ``seconds``. Raises ``FloatingPointError``
     when the loss stops being finite, instead of carrying on with a broken model.
-    ``checkpoint``: as :func:`fit_autorec`'s."""
+    ``validation`` None (a refit on all ratings): exactly ``config.epochs`` epochs, the last
+    kept, as :func:`fit_autorec`. ``checkpoint``: as :func:`fit_autorec`'s."""
     return FactorModelTraining(model, train, validation, config, progress, checkpoint).run(
         config.epochs
     )
@@ -110,7 +111,7 @@ class FactorModelTraining(EpochLoop):
         self,
         model: FactorModel,
         train: Encoded,
-        validation: Encoded,
+        validation: Encoded | None,
         config: TrainConfig,
         progress: bool,
         checkpoint: str | Path | None,
@@ -122,7 +123,7 @@ class FactorModelTraining(EpochLoop):
 
     @property
     def validates(self) -> bool:
-        return True
+        return self.validation is not None
 
     def step_epoch(self, epoch: int) -> dict[str, float]:
         size = self.config.batch_size
@@ -142,7 +143,9 @@ class FactorModelTraining(EpochLoop):
         )
         return mse.item()
 
-    def validate(self) -> dict[str, float]:
+    def validate(self) -> dict[str, float] | None:
+        if self.validation is None:
+            return None
         scores = evaluate(self.factors, self.validation)
         return {"val_rmse": scores["rmse"], "val_mae": scores["mae"]}
 
