@@ -22,8 +22,11 @@ from train.fitting.experiment import (
     autorec_configs,
     prepare,
     prepare_all,
+    prepare_refit,
     refit_autorec,
+    refit_mf,
     run_autorec,
+    run_mf,
 )
 from train.fitting.settings import TrainConfig
 from train.fitting.training import best_epoch
@@ -101,6 +104,28 @@ def test_all_ratings_keep_the_same_indices_and_hold_everything(dataset, split):
     )
 
 
+def test_the_refit_split_holds_training_and_validation_and_keeps_test(dataset, split):
+    prepared, refit = prepare(dataset, split), prepare_refit(dataset, split)
+    assert np.array_equal(refit.vocab.user_ids, prepared.vocab.user_ids)
+    assert np.array_equal(refit.vocab.movie_ids, prepared.vocab.movie_ids)
+    both = pd.concat([split.train, split.validation])
+    assert rated_sets(refit.vocab) == expected_sets(both, prepared.vocab.user_ids)
+    assert refit.validation is None
+    assert torch.equal(refit.test.item_idx, prepared.test.item_idx)
+    assert torch.equal(refit.test.user_idx, prepared.test.user_idx)
+    assert refit.holdings()["ratings"] == "split train and validation parts"
+    assert refit.holdings()["not_held"] == {"test": len(split.test)}
+
+
+def test_the_mf_refit_trains_its_chosen_epochs_and_scores_test_only(dataset, split):
+    config = TrainConfig(seed=0, epochs=8, patience=2, batch_size=64)
+    selection = run_mf(prepare(dataset, split), config)
+    refit = refit_mf(prepare_refit(dataset, split), config, selection)
+    assert len(refit.history) == best_epoch(selection.history)
+    assert set(refit.scores) == {"test"}
+    assert refit.scores["test"]["rmse"] != selection.scores["test"]["rmse"]
+
+
 def _selection(prepared, tolerance=None, **overrides):
     configs = autorec_configs(prepared, "fast", 3, **(TINY | {"members": 2} | overrides))
     configs.training.patience = 2
@@ -155,6 +180,10 @@ def test_a_refit_on_all_ratings_keeps_the_chosen_served_size(dataset, split):
     assert refit.model.config.code_dim == selection.projection["served_dim"]
     assert refit.projection["served_dim"] == selection.projection["served_dim"]
     assert refit.scores == {}  # nothing is held out to score it on
+    # On training + validation, the refit is scored on the test part it does not hold.
+    on_split = refit_autorec(prepare_refit(dataset, split), configs, selection)
+    assert set(on_split.scores) == {"test"}
+    assert on_split.model.config.code_dim == selection.projection["served_dim"]
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +258,30 @@ def test_python_m_train_records_the_blend_it_serves(synthetic_root, tmp_path):
     chosen = refit["selection_run"]["blend"]
     assert refit["refit"]["blend"]["weights"] == chosen["weights"]
     assert config["refit"]["mf_epochs"] == chosen["mf"]["best_epoch"]
+
+
+def test_python_m_train_refit_split_saves_the_refit_that_test_scores(synthetic_root, tmp_path):
+    """--refit-split: the refit on training + validation, the model train.evaluate scores
+    on test; the saved model's test predictions give the figures its metrics.json records."""
+    metrics = _train(synthetic_root, tmp_path / "a", "--blend-mf", "--refit-split")
+    ds = data.load("synthetic-refit", synthetic_root)
+    split = data.random_split(ds.ratings, 0.1, 0.1, seed=0)
+    model, vocab, config = artifact.load(tmp_path / "a")
+    assert metrics["trained_on"]["ratings"] == "split train and validation parts"
+    assert metrics["trained_on"]["count"] == len(split.train) + len(split.validation)
+    assert rated_sets(vocab) == expected_sets(
+        pd.concat([split.train, split.validation]), vocab.user_ids
+    )
+    assert metrics["refit"]["member_epochs"] == metrics["selection_run"]["member_best_epochs"]
+    users = torch.from_numpy(vocab.user_index(split.test["user_id"].to_numpy()))
+    items = torch.from_numpy(vocab.item_index(split.test["movie_id"].to_numpy()))
+    served = model(users, items).detach().numpy()
+    reported = metrics["refit"]["scores"]["test"]["rmse"]
+    assert rmse(served, split.test["rating"].to_numpy()) == pytest.approx(reported)
+    assert config["refit"]["early_stopping"] is False
+
+
+def test_python_m_train_refuses_keep_split_with_refit_split(synthetic_root, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _train(synthetic_root, tmp_path / "a", "--keep-split", "--refit-split")
+    assert "choose one" in capsys.readouterr().err

@@ -3,6 +3,7 @@
     python -m train                                  # ML-100K, random 80/10/10 split, seed 0
     python -m train --dataset ml-1m --test 0.1 --validation 0.05 --preset full
     python -m train --split u1 --keep-split --output artifacts/u1
+    python -m train --split u1 --refit-split --output artifacts/u1-refit
 
 Trains on the split's training part (epochs and, for the full preset, the weights of the blend
 with matrix factorization chosen on validation), prints validation progress per epoch and
@@ -11,7 +12,9 @@ fitted on the same training part. Then, by default, trains the model again on al
 the settings chosen (each member and MF for its best number of epochs, the same blend weights
 and served size) and saves that: the model to serve. ``--keep-split`` saves the model trained
 on the training part instead, whose vocabulary holds only those ratings, so that it can be
-evaluated over HTTP against the held-out parts.
+evaluated over HTTP against the held-out parts; ``--refit-split`` refits on the training and
+validation parts and saves that, the model whose test figures ``python -m train.evaluate``
+reports.
 
 Settings: --preset picks one of the rating model's presets (with the values chosen for it on
 the dataset trained, where there are any), and each option of "rating model settings" below
@@ -48,6 +51,7 @@ from train.fitting.experiment import (
     autorec_configs,
     prepare,
     prepare_all,
+    prepare_refit,
     refit_autorec,
     run_autorec,
     run_baselines,
@@ -124,6 +128,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "those ratings: evaluate it over HTTP) instead of refitting on all ratings",
     )
     p.add_argument(
+        "--refit-split",
+        action="store_true",
+        help="refit on the split's training and validation parts instead of all ratings and "
+        "score it on test: the model whose test figures python -m train.evaluate reports "
+        "(evaluate its ratings over HTTP)",
+    )
+    p.add_argument(
         "--no-ranker",
         action="store_true",
         help="train no ranking model: lists are then ordered by predicted rating",
@@ -132,6 +143,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.split == "u1" and args.dataset != "ml-100k":
         p.error("--split u1 exists only for --dataset ml-100k")
+    if args.keep_split and args.refit_split:
+        p.error("--keep-split saves the split model, --refit-split its refit: choose one")
     return args
 
 
@@ -205,8 +218,8 @@ def run(args: argparse.Namespace) -> dict:
         ranker, ranking = train_ranker(prepared, ours.model, ranker_config, args)
     served, served_data = ours, prepared
     if not args.keep_split:
-        served, served_data = refit_on_all_ratings(
-            dataset,
+        served, served_data = refit_on(
+            prepare_refit(dataset, split) if args.refit_split else prepare_all(dataset),
             lambda everything: refit_autorec(
                 everything,
                 configs,
@@ -339,35 +352,32 @@ def train_ranker(
     }
 
 
-def refit_on_all_ratings(
-    dataset: data.Dataset, refit: Callable[[Prepared], RunResult]
+def refit_on(
+    target: Prepared, refit: Callable[[Prepared], RunResult]
 ) -> tuple[RunResult, Prepared]:
-    """Encode all of ``dataset``'s ratings (:func:`prepare_all`) and ``refit`` a model on
-    them with the settings its selection run chose; returns the model and the data it now
-    holds (whose vocabulary holds every rating). The refit itself is the model's own (e.g.
-    :func:`train.fitting.experiment.refit_autorec`)."""
-    started = time.perf_counter()
-    everything = prepare_all(dataset)
-    log.info(
-        "refitting on all %d ratings (encoded in %.1f s)",
-        len(everything.train),
-        time.perf_counter() - started,
-    )
-    return refit(everything), everything
+    """``refit`` a model on ``target`` (:func:`prepare_all`: all ratings; or
+    :func:`prepare_refit`: the split's training and validation parts) with the settings its
+    selection run chose; returns the model and the data it now holds. The refit itself is
+    the model's own (e.g. :func:`train.fitting.experiment.refit_autorec`)."""
+    log.info("refitting on %s: %d ratings", target.trained_on, len(target.train))
+    return refit(target), target
 
 
 def refit_metrics(selection: dict, refit: RunResult, data: Prepared) -> dict:
-    """metrics.json of a model refit on all ratings (``data``, :func:`prepare_all`): what it
-    holds and how it was trained, with the metrics of the selection run, which chose its
-    settings on a split and scored them on held-out data, under ``"selection_run"``. Nothing
-    is held out of the refit, so it has no validation or test figures of its own."""
+    """metrics.json of a refit model (on ``data``: all ratings, or the split's training and
+    validation parts): what it holds and how it was trained, with the metrics of the
+    selection run, which chose its settings on a split and scored them on held-out data,
+    under ``"selection_run"``. A refit on all ratings has no figures of its own; one on the
+    split's training and validation parts has its test figures, under ``"refit"``."""
     return {
         "dataset": selection["dataset"],
         "seed": selection["seed"],
         "trained_on": data.holdings(),
         "refit": {
-            "note": "refit on all ratings with the settings chosen by the selection run; "
-            "its validation and test figures estimate this model's quality",
+            "note": f"refit on {data.trained_on} with the settings chosen by the selection "
+            "run; its validation figures (and, on all ratings, its test figures) estimate "
+            "this model's quality",
+            "scores": refit.scores,
             "member_epochs": [len(h) for h in refit.member_histories],
             "blend": refit.blend,
             "train_seconds": refit.seconds,
@@ -425,9 +435,11 @@ def format_results(metrics: dict) -> str:
         lines += ["", f"ranking model: {chosen}; {ranking['train_seconds']:.1f} s of training"]
     if refit is not None:
         mf = f", MF {refit['blend']['mf_epochs']} epochs" if refit.get("blend") else ""
+        scored = refit.get("scores", {}).get("test")
+        test = f", test RMSE {scored['rmse']:.4f} MAE {scored['mae']:.4f}" if scored else ""
         lines.append(
-            f"refit on all ratings: member epochs {refit['member_epochs']}{mf}, "
-            f"{refit['train_seconds']:.1f} s of training"
+            f"refit on {held['ratings']}: member epochs {refit['member_epochs']}{mf}, "
+            f"{refit['train_seconds']:.1f} s of training{test}"
         )
     lines.append(
         f"the saved model holds {held['ratings']}: {held['count']} ratings of "

@@ -1,10 +1,11 @@
 """One training run on one split: our model and the baselines, fitted on the same data; and
-the refit of our model on all ratings with the settings that run chose.
+the refit of our model with the settings that run chose, on the split's training and validation
+parts (what test is scored on, :func:`prepare_refit`) or on all ratings (what is served).
 
 Our model is the average of a preset's autoencoders, blended, when the preset says so, with
 matrix factorization trained on the same split (weights chosen on validation,
 :mod:`train.fitting.blend`): :func:`autorec_configs` reads the preset, :func:`run_autorec`
-trains and scores what is served, :func:`refit_autorec` repeats it on all ratings.
+trains and scores what is served, :func:`refit_autorec` repeats it on more ratings.
 
 Shared by ``python -m train`` (one run, saves the served artifact) and ``python -m
 train.evaluate`` (several seeds and models, writes the report).
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from model.network import FactorModel, FactorModelConfig, principal_directions, project
@@ -123,6 +125,23 @@ def prepare_all(dataset: Dataset) -> Prepared:
     )
 
 
+def prepare_refit(dataset: Dataset, split: Split) -> Prepared:
+    """The split with its validation part moved into training and its test part kept: what a
+    model whose settings (epochs, blend weights, served size) were chosen on the split's
+    validation part is refit on before its test part is scored, once (:func:`refit_autorec`,
+    :func:`refit_mf`; the baselines, with nothing to choose, are simply fitted on it).
+    Nothing is held out for validation. Indices are the same as :func:`prepare`'s."""
+    merged = Split(
+        pd.concat([split.train, split.validation], ignore_index=True),
+        split.validation.iloc[:0],
+        split.test,
+        split.protocol,
+    )
+    return dataclasses.replace(
+        prepare(dataset, merged), validation=None, trained_on="split train and validation parts"
+    )
+
+
 @dataclass
 class RunResult:
     """A fitted model, its learning curve and its scores on validation and test."""
@@ -138,9 +157,12 @@ class RunResult:
 
 
 def _scores(predict, data: Prepared) -> dict:
+    """RMSE and MAE of ``predict`` on each held-out part of ``data`` (validation, test)."""
     out = {}
     for part in ("validation", "test"):
-        d: Encoded = getattr(data, part)
+        d: Encoded | None = getattr(data, part)
+        if d is None:
+            continue
         pred = predict(d)
         out[part] = {"rmse": rmse(pred, d.rating.numpy()), "mae": mae(pred, d.rating.numpy())}
     return out
@@ -195,6 +217,19 @@ def _fit_mf(
     with torch.no_grad():
         model.offset.fill_(float(data.train.rating.mean()))
     return model, fit(model, data.train, validation, config, progress=progress)
+
+
+def refit_mf(data: Prepared, config: TrainConfig, selection: RunResult) -> RunResult:
+    """Matrix factorization trained again on ``data`` (:func:`prepare_refit` or
+    :func:`prepare_all`) for the number of epochs that was best in ``selection``
+    (:func:`run_mf` with the same ``config``), without early stopping; scored on whatever
+    ``data`` holds out."""
+    refit_config = dataclasses.replace(config, epochs=best_epoch(selection.history))
+    started = time.perf_counter()
+    model, history = _fit_mf(data, refit_config, MF_CODE_DIM, None, False)
+    seconds = time.perf_counter() - started
+    scores = _scores(lambda d: _predict(model, d), data)
+    return RunResult(selection.name, model, history, seconds, scores)
 
 
 @dataclass
@@ -335,7 +370,8 @@ def refit_autorec(
     checkpoint: str | None = None,
     device: str = "cpu",
 ) -> RunResult:
-    """Train our model again on ``data`` (all ratings, :func:`prepare_all`) with what the
+    """Train our model again on ``data`` (all ratings, :func:`prepare_all`, or the split's
+    training and validation parts, :func:`prepare_refit`) with what the
     selection run ``selection`` (:func:`run_autorec` on a split, same configs) chose on
     validation data: the same sizes, options and member seeds, each member for the number
     of epochs that was its best there, without early stopping (nothing is held out); with
@@ -343,8 +379,9 @@ def refit_autorec(
     the weights and intercept chosen there; and the result projected to the served size
     chosen there.
 
-    The result has no scores: there is nothing left to score it on; the selection run's
-    figures are the estimate of its quality. ``result.projection`` and ``result.blend``
+    The result is scored on what ``data`` holds out: the test part of a
+    :func:`prepare_refit`; nothing for all ratings, whose estimate of quality is the selection
+    run's figures. ``result.projection`` and ``result.blend``
     record the served size and the blend, and that the selection run chose them."""
     autorec = dataclasses.replace(
         configs.autorec,
@@ -384,7 +421,12 @@ def refit_autorec(
             "chosen_on": "validation RMSE of the selection run",
         }
     result = RunResult(
-        selection.name, model, histories[0], time.perf_counter() - started, projection=projection
+        selection.name,
+        model,
+        histories[0],
+        time.perf_counter() - started,
+        _scores(lambda d: _predict(model, d), data),
+        projection=projection,
     )
     result.member_histories = histories
     result.blend = blend
