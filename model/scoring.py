@@ -31,7 +31,7 @@ import torch
 
 from model import artifact
 from model.filtering import MovieFilter, genre_mask, masked_top_k
-from model.foldin import UserPrior, fold_in
+from model.foldin import UserPrior, fold_in, prior_users
 from model.network import FactorModel
 from model.popularity import bayesian_average
 from model.ranker import Ranker
@@ -82,7 +82,7 @@ class Scorer:
         self.config = config or {}
         self.ridge = ridge
         self._genres = torch.from_numpy(vocab.genres.astype(np.float32))  # (N, G)
-        self.prior = UserPrior.from_model(model)
+        self.prior = UserPrior.from_model(model, prior_users(np.diff(vocab.rated_indptr)))
         # Numpy views of the weights (shared memory): rating a few pairs costs a few numpy
         # calls instead of a torch forward pass (~90 µs of dispatch for a lone pair).
         self._p, self._q, self._bu, self._bi = (

@@ -10,11 +10,13 @@ import torch
 
 from model.network import FactorModel, FactorModelConfig
 from train.fitting.blend import (
+    UserCovariate,
     average_factor_models,
     blend_factor_models,
     blend_weights,
     least_squares_weights,
     raw_predictions,
+    varying_blend_weights,
 )
 from train.fitting.training import Encoded
 
@@ -49,6 +51,40 @@ def test_a_blend_predicts_the_weighted_sum_of_raw_predictions_clamped_once():
     each = intercept + sum(w * m(USERS, ITEMS) for m, w in zip(models, weights))
     assert (expected < 1.0).any() and (expected > 5.0).any()
     assert not torch.allclose(each.clamp(1.0, 5.0), clamped, atol=1e-2)
+
+
+def test_weights_that_vary_with_the_user_are_one_factor_model_too():
+    models = [random_model(0, 4, 2.0), random_model(1, 6, 2.0)]
+    weights, intercept, slopes, intercept_slope = [0.7, 0.4], -0.3, [0.05, -0.08], 0.02
+    z = np.linspace(-2.0, 2.0, NUM_USERS)
+    blend = blend_factor_models(models, weights, intercept, slopes, intercept_slope, z)
+    assert blend.config.code_dim == 4 + 6 + 2  # one more dimension per component
+    zu = torch.from_numpy(z)[USERS]
+    expected = intercept + intercept_slope * zu
+    for m, w, s in zip(models, weights, slopes):
+        expected = expected + (w + s * zu) * m.raw(USERS, ITEMS).double()
+    assert torch.allclose(blend.raw(USERS, ITEMS).double(), expected, atol=1e-4)
+    assert torch.allclose(blend(USERS, ITEMS).double(), expected.clamp(1.0, 5.0), atol=1e-4)
+    with pytest.raises(ValueError, match="one value per user"):
+        blend_factor_models(models, weights, intercept, slopes, intercept_slope, z[:3])
+    with pytest.raises(ValueError, match="slopes for"):
+        blend_factor_models(models, weights, intercept, [0.1], intercept_slope, z)
+
+
+def test_varying_weights_are_recovered_by_least_squares_and_the_covariate_rescales():
+    models = [random_model(3), random_model(4)]
+    counts = np.arange(1, NUM_USERS + 1) * 3
+    covariate = UserCovariate.fit(counts, USERS.numpy())
+    z = covariate.values(counts)
+    assert np.average(z[USERS.numpy()]) == pytest.approx(0.0, abs=1e-12)
+    # A refit on twice the ratings puts every user where they were.
+    assert np.allclose(covariate.values(counts * 2), z)
+    truth = blend_factor_models(models, [0.6, 0.5], 0.2, [0.1, -0.05], 0.03, z)
+    data = Encoded(USERS, ITEMS, truth.raw(USERS, ITEMS).detach())
+    weights, intercept, slopes, intercept_slope = varying_blend_weights(models, data, z)
+    assert np.allclose(weights, [0.6, 0.5], atol=1e-4)
+    assert np.allclose(slopes, [0.1, -0.05], atol=1e-4)
+    assert (intercept, intercept_slope) == pytest.approx((0.2, 0.03), abs=1e-3)
 
 
 def test_the_average_is_the_blend_with_equal_weights_and_the_float32_mean_bit_for_bit():

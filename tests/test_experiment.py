@@ -164,7 +164,9 @@ def test_the_blend_is_the_served_and_scored_model(dataset, split):
     assert len(blend["weights"]) == 2 and blend["mf"]["best_epoch"] >= 1
     assert blend["mf"]["training"] == configs.mf.to_dict()
     code_dim = selection.model.config.code_dim
-    assert code_dim == 2 * TINY["hidden_dims"][0] + blend["mf"]["code_dim"]  # not projected
+    # Not projected; one more dimension per component: the weights vary with the user.
+    assert code_dim == 2 * TINY["hidden_dims"][0] + blend["mf"]["code_dim"] + 2
+    assert len(blend["slopes"]) == 2 and set(blend["user_covariate"]) >= {"mean", "std"}
     t = prepared.test
     served = selection.model(t.user_idx, t.item_idx).detach().numpy()
     assert selection.scores["test"]["rmse"] == pytest.approx(rmse(served, t.rating.numpy()))

@@ -90,3 +90,19 @@ def test_bad_arguments_are_refused(args, message):
     model = _planted()
     with pytest.raises(ValueError, match=message):
         fold_in(model, UserPrior.from_model(model), *args)
+
+
+def test_the_prior_is_taken_over_the_users_with_many_ratings():
+    from model.foldin import PRIOR_MIN_RATINGS, PRIOR_MIN_USERS, prior_users
+
+    many = np.full(PRIOR_MIN_USERS + 50, PRIOR_MIN_RATINGS)
+    counts = np.concatenate([many, np.arange(PRIOR_MIN_RATINGS), [0, 0]])
+    assert prior_users(counts).tolist() == list(range(len(many)))
+    # Too few such users: the PRIOR_MIN_USERS with the most ratings (ties included).
+    top = PRIOR_MIN_RATINGS + PRIOR_MIN_USERS // 2  # only PRIOR_MIN_USERS / 2 + 1 have enough
+    small = np.concatenate([np.arange(1, top + 1), [0]])
+    chosen = prior_users(small)
+    assert len(chosen) == PRIOR_MIN_USERS and small[chosen].min() == top - PRIOR_MIN_USERS + 1
+    # Never a user without ratings; every user when fewer than two have any.
+    assert prior_users(np.array([5, 0, 3, 0])).tolist() == [0, 2]
+    assert prior_users(np.array([5, 0, 0])) is None

@@ -65,4 +65,15 @@ def test_several_seeds_are_summarized_with_their_range():
     table = summarize([run(0, 0.0), run(1, 0.1)])
     assert "seeds 0, 1" in table
     assert "| 10 | 7 | 0.9500 (0.9000-1.0000) | 1.0500 (1.0000-1.1000) |" in table
+    assert table.endswith("| 0.9500 (0.9500-0.9500) | 1.000 |")  # fold-in / bias, of the means
     assert summarize([run(0, 0.0)]) == format_table(run(0, 0.0))
+
+
+def test_without_retraining_the_trained_on_column_says_not_run(ratings, movies):
+    dataset = Dataset("synthetic-test", ratings, movies, GENRES, (1.0, 5.0), Path("."))
+    config = NewUserConfig(**{**CONFIG.__dict__, "retrain": False})
+    result = evaluate_new_users(dataset, config, epochs=2, hidden_dims=[16])
+    for row in result["rows"]:
+        assert row["trained_rmse"] is None and math.isfinite(row["bias_baseline_rmse"])
+    assert "| not run |" in format_table(result)
+    assert "| not run |" in summarize([result, {**result, "seed": 1}])

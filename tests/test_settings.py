@@ -186,7 +186,7 @@ def test_values_chosen_on_a_dataset_apply_to_it_alone_and_options_win(ratings, m
             assert on_it == preset_with(name, **chosen)  # exactly those values, all known fields
             for field, value in chosen.items():  # each one changes the preset
                 assert getattr(base, field, getattr(base.training, field, None)) != value, field
-            assert preset_with(name, "ml-1m") == base  # other datasets: the preset's own
+            assert preset_with(name, "ml-25m") == base  # other datasets: the preset's own
             dataset = Dataset(dataset_name, ratings, movies, GENRES, (1.0, 5.0), tmp_path)
             configs = autorec_configs(prepare(dataset, split), name, seed=3)
             assert configs.training == dataclasses.replace(on_it.training, seed=3)

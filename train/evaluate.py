@@ -272,16 +272,33 @@ def _blend_lines(per_seed: list[dict], seeds: list[int]) -> list[str]:
             "squares on the validation ratings; the row's figures are the blend's (the refit "
             "reuses these weights). Components alone: trained on the training part.",
             "",
-            "| seed | w_AE | w_MF | intercept | autoencoders alone: test RMSE | MF alone: test "
-            "RMSE | MF best epoch |",
-            "|---|---|---|---|---|---|---|",
+        ]
+        varying = "slopes" in first
+        if varying:
+            lines += [
+                "The weights and intercept vary with the user: each is `value + slope x z_u`, "
+                "z_u the user's log number of training ratings, standardized over the training "
+                "ratings; the slopes are chosen with the weights.",
+                "",
+            ]
+        slope_head = " slope w_AE | slope w_MF | slope intercept |" if varying else ""
+        lines += [
+            "| seed | w_AE | w_MF | intercept |"
+            + slope_head
+            + " autoencoders alone: test RMSE | MF alone: test RMSE | MF best epoch |",
+            "|---|---|---|---|" + "---|" * (3 if varying else 0) + "---|---|---|",
         ]
         for seed, run in zip(seeds, per_seed):
             blend = run["blends"][name]
             alone = [blend["component_scores"][c]["test"]["rmse"] for c in blend["components"]]
+            slopes = (
+                "".join(f" {s:+.3f} |" for s in [*blend["slopes"], blend["intercept_slope"]])
+                if varying
+                else ""
+            )
             lines.append(
                 f"| {seed} | {blend['weights'][0]:.3f} | {blend['weights'][1]:.3f} | "
-                f"{blend['intercept']:+.3f} | {alone[0]:.4f} | {alone[1]:.4f} | "
+                f"{blend['intercept']:+.3f} |{slopes} {alone[0]:.4f} | {alone[1]:.4f} | "
                 f"{blend['mf']['best_epoch']} |"
             )
         lines.append("")

@@ -3,6 +3,7 @@
     python -m train.newusers --dataset ml-100k              # preset fast, seed 0, both parts
     python -m train.newusers --seeds 0 1 2 --ridge 0.3 1 3 --json reports/newusers.json
     python -m train.newusers --dataset ml-1m --parts ranking --seeds 0 1 2   # ranking only
+    python -m train.newusers --preset full --ranking-preset fast --no-retrain --seeds 0 1 2
 
 Two parts, each on its own held-out users, printed as Markdown (``make evaluate`` writes it to
 reports/<dataset>-newusers.md, and --json the figures):
@@ -84,6 +85,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=[defaults.seed],
         help="one run per seed: test users and initialization (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-retrain",
+        action="store_true",
+        help="rmse part: skip the model trained again with the test users' first ratings "
+        "(the trained-on column: two more trainings per seed)",
+    )
+    p.add_argument(
+        "--ranking-preset",
+        default=None,
+        choices=list(settings.PRESETS),
+        help="ranking part: the rating model's preset (default: --preset's)",
     )
     p.add_argument(
         "--parts",
@@ -241,6 +254,7 @@ def _rmse_part(dataset: data.Dataset, args: argparse.Namespace) -> tuple[list[di
             min_targets=args.min_targets,
             ridges=tuple(args.ridge),
             preset=args.preset,
+            retrain=not args.no_retrain,
             seed=seed,
         )
         results.append(evaluate_new_users(dataset, config, epochs=args.epochs))
@@ -257,7 +271,7 @@ def _ranking_part(dataset: data.Dataset, args: argparse.Namespace) -> tuple[list
             given_share=args.ranking_share,
             min_targets=args.min_targets,
             ridge=args.ridge[0],
-            preset=args.preset,
+            preset=args.ranking_preset or args.preset,
             seed=seed,
         )
         results.append(evaluate_ranking(dataset, config, epochs=args.epochs))

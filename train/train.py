@@ -309,7 +309,19 @@ def blend_record(selection: RunResult) -> dict | None:
     chosen = selection.blend
     return {
         "formula": "intercept + sum of weight x component's unclamped prediction, clamped",
-        **{key: chosen[key] for key in ("components", "weights", "intercept", "chosen_on")},
+        **{
+            key: chosen[key]
+            for key in (
+                "components",
+                "weights",
+                "intercept",
+                "slopes",
+                "intercept_slope",
+                "user_covariate",
+                "chosen_on",
+            )
+            if key in chosen
+        },
         "mf_training": chosen["mf"]["training"],
         "mf_code_dim": chosen["mf"]["code_dim"],
     }
@@ -457,6 +469,12 @@ def format_blend(blend: dict) -> str:
         f"served blend: {blend['intercept']:+.3f} + {terms} (weights: {blend['chosen_on']}; "
         f"MF best epoch {blend['mf']['best_epoch']})"
     ]
+    if "slopes" in blend:
+        slopes = ", ".join(f"{s:+.3f}" for s in blend["slopes"])
+        lines.append(
+            f"  weights + z_u x ({slopes}), intercept + z_u x {blend['intercept_slope']:+.3f}; "
+            "z_u: the user's log number of training ratings, standardized"
+        )
     for name, parts in blend["component_scores"].items():
         lines.append(
             f"  {name} alone: val RMSE {parts['validation']['rmse']:.4f}, "

@@ -13,14 +13,22 @@ offsets combined (:func:`blend_factor_models`). Serving, top-K, projection and n
 work on it as on a single model. The average of ``M`` models is the blend with weights ``1/M``
 and no intercept (:func:`average_factor_models`).
 
-:func:`blend_weights` chooses the weights and intercept by least squares of validation ratings
-on the components' unclamped predictions.
+The weights may also vary with the user: ``w_m(u) = w_m + s_m z_u`` and ``intercept(u) = c +
+s_0 z_u``, with ``z_u`` a number known of every user (:class:`UserCovariate`: how many training
+ratings they have, on a log scale; models with more data about a user deserve more weight
+there). That is one factor model too, with ``M`` more dimensions: the user side carries
+``w_m(u) p_um`` and ``w_m(u)``, the item side ``q_im`` and ``b_im``, and the user bias
+``intercept(u) + sum_m w_m(u) (o_m + b_um)``.
+
+:func:`blend_weights` chooses the weights and intercept (and the slopes) by least squares of
+validation ratings on the components' unclamped predictions.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,12 +37,54 @@ from model.network import FactorModel
 from train.fitting.training import Encoded
 
 
+@dataclass(frozen=True)
+class UserCovariate:
+    """``z_u = (log(1 + n_u * reference / total) - mean) / std``: user ``u``'s number of
+    training ratings ``n_u``, rescaled to the size (``reference`` ratings) of the training part
+    on which the blend's weights were chosen, so that a refit on more ratings (``total``)
+    puts each user where they were; ``mean`` and ``std`` standardize it over that part's
+    ratings."""
+
+    mean: float
+    std: float
+    reference: int
+
+    @classmethod
+    def fit(cls, counts: np.ndarray, rated_by: np.ndarray) -> UserCovariate:
+        """Standardized over the training ratings: ``counts`` (num_users,) training ratings
+        per user, ``rated_by`` (n,) the user of each training rating."""
+        logs = np.log1p(np.asarray(counts, np.float64))[np.asarray(rated_by)]
+        if len(logs) < 2 or not logs.std() > 0:
+            raise ValueError("a user covariate needs users with different numbers of ratings")
+        return cls(float(logs.mean()), float(logs.std()), int(np.sum(counts)))
+
+    def values(self, counts: np.ndarray) -> np.ndarray:
+        """``z`` of every user, from ``counts`` (num_users,) of a training part."""
+        counts = np.asarray(counts, np.float64)
+        scaled = counts * (self.reference / max(counts.sum(), 1.0))
+        return (np.log1p(scaled) - self.mean) / self.std
+
+    def to_dict(self) -> dict:
+        return {
+            "z": "(log(1 + training ratings of the user x reference / training ratings) - "
+            "mean) / std",
+            **dataclasses.asdict(self),
+        }
+
+
 def blend_factor_models(
-    models: Sequence[FactorModel], weights: Sequence[float], intercept: float = 0.0
+    models: Sequence[FactorModel],
+    weights: Sequence[float],
+    intercept: float = 0.0,
+    slopes: Sequence[float] | None = None,
+    intercept_slope: float = 0.0,
+    user_z: np.ndarray | None = None,
 ) -> FactorModel:
     """One factor model whose raw prediction is ``intercept + sum_m weights[m] * raw_m`` of
     ``models`` (see the module docstring), in evaluation mode: its predictions are clamped to
-    the rating scale once, after the sum.
+    the rating scale once, after the sum. With ``slopes`` (one per model) and ``user_z`` (one
+    per user), weight ``m`` is ``weights[m] + slopes[m] * user_z[u]`` and the intercept
+    ``intercept + intercept_slope * user_z[u]``.
 
     Raises ``ValueError`` when there is no model, the weights do not match the models, or the
     models differ in users, items or rating scale."""
@@ -56,6 +106,8 @@ def blend_factor_models(
             raise ValueError(
                 f"blended models must share users, items and rating scale: {first} and {c} differ"
             )
+    if slopes is not None:
+        return _varying_blend(models, weights, intercept, slopes, intercept_slope, user_z)
     # Each weighted sum is taken as scale * sum_m (w_m / scale) x_m, with scale the largest
     # |w_m|: equal weights (an average) then sum first and scale once, the float32 arithmetic
     # of a mean, so an average is exactly what averaging always gave.
@@ -76,6 +128,42 @@ def blend_factor_models(
         out.item_bias.copy_(weighted_sum("item_bias"))
         offset = weighted_sum("offset")
         out.offset.copy_((offset.double() + intercept).to(offset.dtype))
+    return out.eval()
+
+
+def _varying_blend(
+    models: Sequence[FactorModel],
+    weights: Sequence[float],
+    intercept: float,
+    slopes: Sequence[float],
+    intercept_slope: float,
+    user_z: np.ndarray | None,
+) -> FactorModel:
+    """The blend whose weights vary with the user (the module docstring's second form)."""
+    num_users = models[0].config.num_users
+    if len(slopes) != len(models):
+        raise ValueError(f"{len(slopes)} slopes for {len(models)} models")
+    if user_z is None or np.shape(user_z) != (num_users,):
+        raise ValueError(f"user_z must hold one value per user ({num_users})")
+    if not all(np.isfinite([*slopes, intercept_slope])) or not np.isfinite(user_z).all():
+        raise ValueError("slopes and user_z must be finite")
+    z = torch.as_tensor(np.asarray(user_z, np.float64))
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
+    per_user = w + z[:, None] * torch.tensor([float(x) for x in slopes], dtype=torch.float64)
+    code_dim = sum(m.config.code_dim for m in models) + len(models)
+    out = FactorModel(dataclasses.replace(models[0].config, code_dim=code_dim))
+    with torch.no_grad():
+        user = [
+            m.user_vectors.detach().double() * per_user[:, j, None] for j, m in enumerate(models)
+        ]
+        out.user_vectors.copy_(torch.cat([*user, per_user], 1).float())
+        item = [m.item_codes.detach() for m in models]
+        biases = torch.stack([m.item_bias.detach() for m in models], 1)
+        out.item_codes.copy_(torch.cat([*item, biases], 1))
+        own = torch.stack([m.user_bias.detach().double() + m.offset.double() for m in models], 1)
+        out.user_bias.copy_(((own * per_user).sum(1) + intercept + intercept_slope * z).float())
+        out.item_bias.zero_()
+        out.offset.zero_()
     return out.eval()
 
 
@@ -133,3 +221,19 @@ def blend_weights(models: Sequence[FactorModel], data: Encoded) -> tuple[list[fl
     predictions = np.column_stack([raw_predictions(m, data) for m in models])
     weights, intercept = least_squares_weights(predictions, data.rating.numpy())
     return [float(w) for w in weights], intercept
+
+
+def varying_blend_weights(
+    models: Sequence[FactorModel], data: Encoded, user_z: np.ndarray
+) -> tuple[list[float], float, list[float], float]:
+    """Weights, intercept, slopes and intercept slope of :func:`blend_factor_models` with
+    weights that vary with ``user_z`` (one value per user), chosen on ``data`` (validation
+    ratings) by least squares: the design holds each component's prediction, the same times
+    the rating's ``z_u``, and ``z_u`` itself beside the intercept."""
+    predictions = np.column_stack([raw_predictions(m, data) for m in models])
+    z = np.asarray(user_z, np.float64)[data.user_idx.numpy()]
+    design = np.column_stack([predictions, predictions * z[:, None], z])
+    solution, intercept = least_squares_weights(design, data.rating.numpy())
+    m = len(models)
+    weights, slopes = solution[:m], solution[m : 2 * m]
+    return [float(w) for w in weights], intercept, [float(s) for s in slopes], float(solution[-1])

@@ -28,7 +28,13 @@ from train.data import Dataset, Split
 from train.evaluation.metrics import mae, rmse
 from train.fitting.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
 from train.fitting.baselines import BiasBaseline, GlobalMean
-from train.fitting.blend import average_factor_models, blend_factor_models, blend_weights
+from train.fitting.blend import (
+    UserCovariate,
+    average_factor_models,
+    blend_factor_models,
+    blend_weights,
+    varying_blend_weights,
+)
 from train.fitting.settings import (
     DEFAULT_PRESET,
     AutoRecTrainConfig,
@@ -241,6 +247,7 @@ class RatingConfigs:
     training: AutoRecTrainConfig  # member m's optimization, with seed training.seed + 1000 m
     members: int  # autoencoders averaged
     mf: TrainConfig | None = None  # matrix factorization blended with the average; None: none
+    blend_by_user: bool = False  # the blend's weights vary with the user (UserCovariate)
 
     def member_configs(self) -> list[AutoRecTrainConfig]:
         """Each member's optimization: seeds ``seed``, ``seed + 1000``, ..."""
@@ -278,7 +285,7 @@ def autorec_configs(
     training = chosen.training if seed is None else dataclasses.replace(chosen.training, seed=seed)
     # The baseline's own settings and seed: the blend adds the very model the MF row scores.
     mf = TrainConfig(seed=training.seed) if chosen.blend_mf else None
-    return RatingConfigs(model_config, training, chosen.members, mf)
+    return RatingConfigs(model_config, training, chosen.members, mf, chosen.blend_by_user)
 
 
 def run_autorec(
@@ -340,11 +347,27 @@ def _blend_with_mf(
     members = configs.members
     averaged = f"item autoencoders ({members} averaged)" if members > 1 else "item autoencoder"
     components = {averaged: average, mf.name: mf.model}
-    weights, intercept = blend_weights(list(components.values()), data.validation)
-    record = {
-        "components": list(components),
-        "weights": weights,
-        "intercept": intercept,
+    models = list(components.values())
+    record: dict = {"components": list(components)}
+    if configs.blend_by_user:
+        covariate = UserCovariate.fit(_user_counts(data), data.train.user_idx.numpy())
+        z = covariate.values(_user_counts(data))
+        weights, intercept, slopes, intercept_slope = varying_blend_weights(
+            models, data.validation, z
+        )
+        record |= {
+            "weights": weights,
+            "intercept": intercept,
+            "slopes": slopes,
+            "intercept_slope": intercept_slope,
+            "user_covariate": covariate.to_dict(),
+        }
+        blended = blend_factor_models(models, weights, intercept, slopes, intercept_slope, z)
+    else:
+        weights, intercept = blend_weights(models, data.validation)
+        record |= {"weights": weights, "intercept": intercept}
+        blended = blend_factor_models(models, weights, intercept)
+    record |= {
         "chosen_on": "least squares of the validation ratings on the components' unclamped "
         "predictions",
         "mf": {
@@ -359,7 +382,29 @@ def _blend_with_mf(
             for name, component in components.items()
         },
     }
-    return blend_factor_models(list(components.values()), weights, intercept), record
+    return blended, record
+
+
+def _user_counts(data: Prepared) -> np.ndarray:
+    """Training ratings of every user of ``data``'s vocabulary."""
+    return np.diff(data.vocab.rated_indptr)
+
+
+def _reblend(data: Prepared, models: list[FactorModel], chosen: dict) -> FactorModel:
+    """The blend of ``models`` with the weights of ``chosen`` (a selection run's record),
+    the user covariate, if any, taken from ``data``'s training ratings."""
+    if "slopes" not in chosen:
+        return blend_factor_models(models, chosen["weights"], chosen["intercept"])
+    c = chosen["user_covariate"]
+    z = UserCovariate(c["mean"], c["std"], c["reference"]).values(_user_counts(data))
+    return blend_factor_models(
+        models,
+        chosen["weights"],
+        chosen["intercept"],
+        chosen["slopes"],
+        chosen["intercept_slope"],
+        z,
+    )
 
 
 def refit_autorec(
@@ -404,9 +449,10 @@ def refit_autorec(
         chosen = selection.blend
         mf_config = dataclasses.replace(configs.mf, epochs=chosen["mf"]["best_epoch"])
         mf, mf_history = _fit_mf(data, mf_config, chosen["mf"]["code_dim"], None, progress)
-        model = blend_factor_models([model, mf], chosen["weights"], chosen["intercept"])
+        model = _reblend(data, [model, mf], chosen)
+        kept = ("components", "weights", "intercept", "slopes", "intercept_slope", "user_covariate")
         blend = {
-            **{key: chosen[key] for key in ("components", "weights", "intercept")},
+            **{key: chosen[key] for key in kept if key in chosen},
             "chosen_on": "validation ratings of the selection run",
             "mf_epochs": len(mf_history),
         }
