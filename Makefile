@@ -96,8 +96,8 @@ upgrade: $(MAR)  ## bring in a new model version under Locust load, switch to it
 
 evaluate: $(VENV)/.installed  ## reports/DATASET.md, DATASET-newusers.md (fold-in RMSE, new-user ranking) over SEEDS
 	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)
-	$(PY) -m train.newusers --dataset $(DATASET) --preset fast --seeds $(SEEDS) \
-	  --json reports/$(DATASET)-newusers.json | tee reports/$(DATASET)-newusers.md
+	$(PY) -m train.newusers --dataset $(DATASET) --preset full --ranking-preset fast --no-retrain \
+	  --seeds $(SEEDS) --json reports/$(DATASET)-newusers.json | tee reports/$(DATASET)-newusers.md
 
 loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATION=30s)
 	$(PY) -m loadtest.run --url $(URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
