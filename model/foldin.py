@@ -62,10 +62,10 @@ def prior_users(counts: np.ndarray) -> np.ndarray | None:
     (ties included); never a user without ratings. None (every user) when fewer than two
     users have ratings."""
     counts = np.asarray(counts)
-    rated = np.count_nonzero(counts)
+    rated = int(np.count_nonzero(counts))
     if rated < 2:
         return None
-    kth = np.sort(counts)[::-1][min(PRIOR_MIN_USERS, rated) - 1]
+    kth = int(np.sort(counts)[::-1][min(PRIOR_MIN_USERS, rated) - 1])
     return np.flatnonzero(counts >= max(min(PRIOR_MIN_RATINGS, kth), 1))
 
 
