@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.network import TransposedCopy
+
 # Ratings at or above this count as liked (the relevance threshold of train.evaluation.ranking).
 LIKED = 4.0
 
@@ -69,6 +71,7 @@ class UserDAE(nn.Module):
         for layer in (first, last, self.decoder):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.normal_(layer.bias, std=1e-3)
+        self._decoder_by_column = TransposedCopy()
 
     def forward(self, history: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, N). In training, ``keep`` (B, N) bool says which history entries the
@@ -83,7 +86,9 @@ class UserDAE(nn.Module):
         # reads only their columns (nnz x hidden instead of N x hidden per user).
         first = self.encoder[0]
         hidden = torch.sparse.mm(x.to_sparse(), first.weight.T) + first.bias
-        return self.decoder(self.encoder[2](self.encoder[1](hidden)))
+        latent = self.encoder[2](self.encoder[1](hidden))
+        # The decoder reads its whole (N, latent) weight per call: column by column is faster.
+        return torch.addmm(self.decoder.bias, latent, self._decoder_by_column(self.decoder.weight))
 
 
 def _z(scores: torch.Tensor) -> torch.Tensor:

@@ -233,7 +233,8 @@ class Scorer:
         items = torch.from_numpy(item_idx)
         centred = self.model.item_codes[items] - self._code_mean  # (B, k)
         # (c_b . (q_j - m)) = c_b . q_j - c_b . m, so the catalogue is used as it is.
-        dots = centred @ self.model.item_codes.T - (centred @ self._code_mean)[:, None]  # (B, N)
+        shift = (centred @ self._code_mean)[:, None]  # (B, 1)
+        dots = centred @ self.model.codes_by_column() - shift  # (B, N)
         norms = self._code_norms[items][:, None] * self._code_norms[None, :]  # (B, N)
         scores = dots / norms.clamp_min(1e-12)
         return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters)

@@ -162,7 +162,20 @@ def test_answers_do_not_depend_on_batch_company(handler):
             {"body": b"junk"},
         ],
     )[1]
-    assert alone == crowd
+    # The same answer; its figures equal up to float rounding, which a 4-decimal answer can
+    # show in its last digit: BLAS splits a (B, k) x (k, N) product differently for different
+    # B, so the sums' last bits are not batch-invariant (not at 62,000 movies before
+    # TransposedCopy either).
+    assert alone[0] == crowd[0] == 200
+    (a, c) = (alone[1], crowd[1])
+    assert {**a, "recommendations": None} == {**c, "recommendations": None}
+    assert [r["movie_id"] for r in a["recommendations"]] == [
+        r["movie_id"] for r in c["recommendations"]
+    ]
+    for x, y in zip(a["recommendations"], c["recommendations"]):
+        assert {**x, "score": 0, "rating": 0} == {**y, "score": 0, "rating": 0}
+        assert x["score"] == pytest.approx(y["score"], abs=1.5e-4)
+        assert x["rating"] == pytest.approx(y["rating"], abs=1.5e-4)
 
 
 def _known_user(rec, u: int = 0) -> tuple[int, dict]:

@@ -44,6 +44,30 @@ def test_score_all_matches_forward():
     assert model.score_all(users[:0]).shape == (0, 7)
 
 
+def test_catalogue_scores_follow_every_change_of_the_item_codes(tmp_path):
+    """score_all reads a transposed copy of the codes; it must never serve stale ones."""
+    model = _factor_model()
+    users = torch.tensor([1, 3])
+
+    def pairwise():
+        return model(users.repeat_interleave(7), torch.arange(7).repeat(2)).view(2, 7)
+
+    first = model.score_all(users)
+    assert torch.allclose(first, pairwise(), atol=1e-5)
+    with torch.no_grad():
+        model.item_codes.mul_(-1.0)  # in place, as an optimizer step or copy_ does
+    assert not torch.allclose(model.score_all(users), first, atol=1e-3)
+    assert torch.allclose(model.score_all(users), pairwise(), atol=1e-5)
+    model.item_codes = torch.nn.Parameter(torch.randn(7, 4))  # replaced outright
+    assert torch.allclose(model.score_all(users), pairwise(), atol=1e-5)
+    other = _factor_model()
+    with torch.no_grad():
+        other.item_codes.add_(1.0)
+    model.load_state_dict(other.state_dict())
+    assert torch.allclose(model.score_all(users), pairwise(), atol=1e-5)
+    assert "_codes_by_column" not in "".join(model.state_dict())  # a cache, never saved
+
+
 def test_item_ratings_batches_are_the_item_columns():
     ratings = ItemRatings(
         np.array([2, 0, 2, 1]),

@@ -67,6 +67,26 @@ def test_scores_blend_the_parts_by_their_weights():
     assert torch.allclose(ranker.scores(history), expected - 0.2 * stars, atol=1e-5)
 
 
+def test_served_deep_part_computes_the_dense_network():
+    """Serving reads the encoder's columns sparsely and a transposed copy of the decoder; the
+    logits must be the plain network's, and follow a change of its weights."""
+    torch.manual_seed(0)
+    ranker = Ranker(RankerConfig(40, hidden_dim=8, latent_dim=4, dropout=0.5)).eval()
+    history = torch.zeros(3, 40)
+    history[0, [1, 5, 7]] = 1.0
+    history[1, [2, 30]] = torch.tensor([0.6, 1.0])
+    dae = ranker.dae
+
+    def dense():
+        x = torch.nn.functional.normalize(history, dim=1)
+        return dae.decoder(dae.encoder(x))
+
+    with torch.no_grad():
+        assert torch.allclose(dae(history), dense(), atol=1e-5)
+        dae.decoder.weight.mul_(3.0)
+        assert torch.allclose(dae(history), dense(), atol=1e-5)
+
+
 def test_pruned_item_item_keeps_each_rows_strongest_weights():
     torch.manual_seed(1)
     n, keep = 8, 3
