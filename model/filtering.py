@@ -26,14 +26,44 @@ class MovieFilter:
         Drop movies with any of these genres.
     exclude_movie_ids : tuple of int
         Raw movie ids to drop; ids the model does not know exclude nothing.
+    years : tuple of two int, or None
+        Keep movies released in these years, both ends included (the year written in the
+        title, :mod:`model.titles`); a movie whose title gives no year is dropped. None keeps
+        every year.
     """
 
     genres: tuple[str, ...] = ()
     exclude_genres: tuple[str, ...] = ()
     exclude_movie_ids: tuple[int, ...] = ()
+    years: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.years is not None and (len(self.years) != 2 or self.years[0] > self.years[1]):
+            raise ValueError(f"years must be (first, last) with first <= last, got {self.years}")
 
 
 NO_FILTER = MovieFilter()
+
+
+def filter_mask(
+    filters: Sequence[MovieFilter],
+    genres: torch.Tensor,
+    genre_names: Sequence[str],
+    years: torch.Tensor,
+) -> torch.Tensor | None:
+    """(B, N) mask of the movies each row's genre and year filters keep; None when no row
+    filters by either (movie ids to exclude are removed by the caller).
+
+    ``genres`` is the catalogue's (N, G) float multi-hot matrix, in the order of
+    ``genre_names``; ``years`` its (N,) release years (0: none given).
+    """
+    keep = genre_mask(filters, genres, genre_names)
+    if not any(f.years for f in filters):
+        return keep
+    first = torch.tensor([f.years[0] if f.years else 0 for f in filters])[:, None]  # (B, 1)
+    last = torch.tensor([f.years[1] if f.years else 2**31 - 1 for f in filters])[:, None]
+    in_years = (years[None, :] >= first) & (years[None, :] <= last)  # (B, N)
+    return in_years if keep is None else keep & in_years
 
 
 def genre_mask(

@@ -12,7 +12,7 @@ from typing import TypeVar, cast
 
 import numpy as np
 
-from model.results import Movie, RecommendedMovie
+from model.results import Movie, Reason, RecommendedMovie
 from model.vocab import Vocabulary
 
 T = TypeVar("T")
@@ -50,13 +50,29 @@ def listed(
     scores: np.ndarray,
     k: int,
     ratings: np.ndarray | None = None,
+    reasons: list[list[tuple[int, float]]] | None = None,
 ) -> tuple[RecommendedMovie, ...]:
     """One top-K row's first ``k`` entries, up to the padding (item -1) that ends a row with
-    fewer eligible movies; ``ratings`` (the user's predicted ones) where the list has them."""
+    fewer eligible movies; ``ratings`` (the user's predicted ones) where the list has them;
+    ``reasons`` (per entry, the rated items and stars that explain it) when asked for."""
     items = items[:k]
     end = int(np.argmin(items >= 0)) if (items < 0).any() else len(items)
     rated: list[float | None] = [None] * end if ratings is None else ratings[:end].tolist()
+    because: list[tuple[Reason, ...] | None] = [None] * end
+    if reasons is not None:
+        because = [explained(vocab, entry) for entry in reasons[:end]]
     return tuple(
-        RecommendedMovie(*movie, score, rating)
-        for movie, score, rating in zip(about(vocab, items[:end]), scores[:end].tolist(), rated)
+        RecommendedMovie(*movie, score, rating, why)
+        for movie, score, rating, why in zip(
+            about(vocab, items[:end]), scores[:end].tolist(), rated, because
+        )
     )
+
+
+def explained(vocab: Vocabulary, reasons: list[tuple[int, float]]) -> tuple[Reason, ...]:
+    """Records of an entry's reasons, given as (dense rated item, stars) pairs."""
+    if not reasons:
+        return ()
+    items = np.array([item for item, _ in reasons], dtype=np.int64)
+    ids, titles = vocab.movie_ids[items].tolist(), vocab.titles[items].tolist()
+    return tuple(Reason(m, t, stars) for m, t, (_, stars) in zip(ids, titles, reasons))

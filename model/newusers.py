@@ -27,8 +27,11 @@ def recommend_new_users(
     filters: MovieFilter | Sequence[MovieFilter],
     rank_by: str | Sequence[str],
     predict_movie_ids: Sequence[IdArray | None] | None,
+    novelty: np.ndarray | None = None,
+    explain: list[bool] | None = None,
 ) -> list[NewUserRecommendation]:
-    """See :meth:`model.recommender.Recommender.recommend_new_users`."""
+    """See :meth:`model.recommender.Recommender.recommend_new_users`; ``novelty`` and
+    ``explain`` hold one value per user (None: 0 and False for all)."""
     n = len(movie_ids)
     ks, fs = each(k, n, "k"), each(filters, n, "filters")
     orders: list[str] = each(rank_by, n, "rank_by")
@@ -61,6 +64,7 @@ def recommend_new_users(
         [ks[b] for b in served],
         [fs[b] for b in served],
         [orders[b] for b in served],
+        None if novelty is None else novelty[served],
     )
     listed_ratings = scorer.predict_vectors(
         vectors,
@@ -70,8 +74,11 @@ def recommend_new_users(
     ).reshape(items.shape)
     predictions = _predictions(scorer, vectors, biases, ask_idx)
     for j, b in enumerate(served):
+        reasons = None
+        if explain is not None and explain[b]:
+            reasons = scorer.reasons((rated[j], stars[j]), items[j, : ks[b]])
         out[b] = NewUserRecommendation(
-            listed(scorer.vocab, items[j], scores[j], ks[b], listed_ratings[j]),
+            listed(scorer.vocab, items[j], scores[j], ks[b], listed_ratings[j], reasons),
             scorer.ranked_by(orders[b]),
             unknown[j],
             predictions[j],
@@ -83,10 +90,16 @@ Users = tuple[torch.Tensor, torch.Tensor, list[np.ndarray], list[np.ndarray]]
 
 
 def _top_k(
-    scorer: Scorer, users: Users, ks: list[int], fs: list[MovieFilter], orders: list[str]
+    scorer: Scorer,
+    users: Users,
+    ks: list[int],
+    fs: list[MovieFilter],
+    orders: list[str],
+    novelty: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(S, k) items and scores of folded-in ``users`` (vectors, biases, rated dense indices,
-    stars), k the largest asked: one scoring pass per way of ordering."""
+    stars), k the largest asked, re-ranked at ``novelty`` (S,) where given: one scoring pass
+    per way of ordering."""
     vectors, biases, rated, stars = users
     k = max(ks)
     items = np.full((len(rated), min(k, scorer.vocab.num_items)), -1)
@@ -102,6 +115,7 @@ def _top_k(
                 [fs[j] for j in rows],
                 stars=[stars[j] for j in rows],
                 rank_by=order,
+                novelty=None if novelty is None or not novelty[rows].any() else novelty[rows],
             )
     return items, scores
 

@@ -23,7 +23,7 @@ ratings in the request) and "more like this movie" (a history of that one movie,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.network import TransposedCopy
+from model.novelty import DEFAULT_STRENGTHS
 
 # Ratings at or above this count as liked (the relevance threshold of train.evaluation.ranking).
 LIKED = 4.0
@@ -50,6 +51,9 @@ class RankerConfig:
     neighbors: int = 0  # item-item weights kept per movie; 0 keeps the dense matrix
     deep_weight: float = 0.0  # weight of the deep part's z-scores, chosen on validation
     rating_weight: float = 0.0  # weight of the predicted rating, chosen on validation
+    # Popularity penalty at each of model.novelty.LEVELS, calibrated on validation; the
+    # default is for artifacts written before they were.
+    novelty_strengths: list[float] = field(default_factory=lambda: list(DEFAULT_STRENGTHS))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -223,6 +227,35 @@ class Ranker(nn.Module):
         if c.rating_weight and ratings is not None:
             out += c.rating_weight * ratings.to(out.dtype)
         return out
+
+    @torch.no_grad()
+    def contributions(
+        self, history_items: np.ndarray, history_values: np.ndarray, entries: np.ndarray
+    ) -> np.ndarray:
+        """What each movie of one history adds to each entry's item-item score: ``x_j B_ji``
+        for history movie ``j`` (``history_items``, weights ``history_values``: 1 liked,
+        ``low_weight`` otherwise) and entry ``i`` of ``entries``; (h,) (h,) (k,) -> (h, k).
+
+        The item-item score of entry ``i`` is exactly the column sum (before the list's
+        division by its standard deviation, the same for every entry of the list), so these
+        are the terms of the score, not a similarity guessed beside it."""
+        history = torch.as_tensor(np.asarray(history_items, dtype=np.int64))
+        values = torch.as_tensor(np.asarray(history_values, dtype=np.float32))
+        targets = np.asarray(entries, dtype=np.int64)
+        if self.dense:
+            weights = self.neighbor_weights[history][:, torch.as_tensor(targets)]  # (h, k)
+            return (weights * values[:, None]).numpy()
+        # Pruned: row j keeps its strongest `neighbors` weights; B_ji is the weight at the
+        # place where movie i sits in row j, 0 where it was pruned away.
+        neighbors = self.neighbor_items[history].numpy()  # (h, width)
+        order = np.argsort(targets)
+        at = np.searchsorted(targets[order], neighbors).clip(0, len(targets) - 1)
+        hit = targets[order][at] == neighbors  # (h, width): a kept weight towards an entry
+        rows, places = np.nonzero(hit)
+        out = np.zeros((len(history), len(targets)), dtype=np.float32)
+        weights = self.neighbor_weights[history].numpy()
+        np.add.at(out, (rows, order[at[rows, places]]), weights[rows, places])
+        return out * values.numpy()[:, None]
 
     @torch.no_grad()
     def similar(self, item_idx: np.ndarray) -> torch.Tensor:

@@ -12,9 +12,13 @@ or the network. The shape follows spotlight's ``predict(user_ids, item_ids)`` an
   for unknown users when asked;
 - :meth:`Recommender.recommend_new_users`: top-K lists (and asked ratings) of users given by
   their ratings, folded in without retraining;
-- :meth:`Recommender.similar`: the movies most like a movie.
+- :meth:`Recommender.similar`: the movies most like a movie;
+- :meth:`Recommender.chart`: the best-liked movies (Bayesian-average rating), for browsing;
+- :meth:`Recommender.search`: movies found by their title, as people type it.
 
-Per-row options (``k``, ``filters``, ``rank_by``, ``fallback``) take one value for every row,
+User lists can be explained (``explain``: the rated movies behind each entry) and made less
+obvious (``novelty``, :mod:`model.novelty`). Per-row options (``k``, ``filters``, ``rank_by``,
+``fallback``, ``novelty``, ``explain``) take one value for every row,
 or a list or tuple with one per row. Each call costs one tensor pass per kind of work for the
 whole batch (:mod:`model.scoring`, whose dense-index methods offline code calls directly).
 """
@@ -32,6 +36,7 @@ from model.listing import IdArray, each, listed, movies_at
 from model.results import (
     FALLBACKS,
     RANK_BY,
+    FoundMovie,
     Movie,
     NewUserRecommendation,
     RatingPrediction,
@@ -39,6 +44,10 @@ from model.results import (
     SimilarMovies,
 )
 from model.scoring import NO_POPULARITY, Scorer
+from model.search import TitleIndex
+
+Novelty = float | Sequence[float]
+Explain = bool | Sequence[bool]
 
 
 class Recommender(Scorer):
@@ -46,6 +55,16 @@ class Recommender(Scorer):
 
     Build it with :meth:`from_artifact`; the constructor is :class:`~model.scoring.Scorer`'s.
     """
+
+    _titles: TitleIndex | None = None
+
+    @property
+    def titles(self) -> TitleIndex:
+        """The title index of :meth:`search`, built on first use (a worker that is never
+        asked to search never pays for it)."""
+        if self._titles is None:
+            self._titles = TitleIndex(self.vocab.titles, self.vocab.rating_count)
+        return self._titles
 
     @property
     def genre_names(self) -> tuple[str, ...]:
@@ -98,19 +117,23 @@ class Recommender(Scorer):
         filters: MovieFilter | Sequence[MovieFilter] = NO_FILTER,
         rank_by: str | Sequence[str] = "ranking",
         fallback: str | Sequence[str | None] | None = None,
+        novelty: Novelty = 0.0,
+        explain: Explain = False,
     ) -> list[Recommendation]:
         """The best ``k`` movies each user has not rated, one list per user, in order.
 
         ``rank_by`` (see :data:`~model.results.RANK_BY`) orders each list; ``fallback``
         ``"popular"`` lets the popularity chart stand in for a user the model does not know
-        (else that user gets ``user_known=False`` and no list). One scoring pass per way of
-        ordering, one chart for every fallback.
+        (else that user gets ``user_known=False`` and no list). ``novelty`` (0 to 1) asks for
+        less obvious lists, ``explain`` for the rated movies behind each entry. One scoring
+        pass per way of ordering, one chart for every fallback.
         """
         users = np.asarray(user_ids, dtype=np.int64)
         n = len(users)
         ks, fs = each(k, n, "k"), each(filters, n, "filters")
         orders: list[str] = each(rank_by, n, "rank_by")
         falls: list[str | None] = each(fallback, n, "fallback")
+        options = _Options(each(novelty, n, "novelty"), each(explain, n, "explain"))
         for value in {f for f in falls if f is not None} - set(FALLBACKS):
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {value!r}")
         for order in set(orders):
@@ -119,7 +142,8 @@ class Recommender(Scorer):
         out = [Recommendation(user_known=False) for _ in range(n)]
         for order in RANK_BY:  # one scoring pass per way of ordering
             rows = [r for r in range(n) if known[r] and orders[r] == order]
-            for r, recommendation in zip(rows, self._user_lists(user_idx, rows, ks, fs, order)):
+            lists = self._user_lists(user_idx, rows, ks, fs, order, options)
+            for r, recommendation in zip(rows, lists):
                 out[r] = recommendation
         popular = [r for r in range(n) if not known[r] and falls[r] is not None]
         for r, recommendation in zip(popular, self._chart(popular, ks, fs)):
@@ -133,6 +157,7 @@ class Recommender(Scorer):
         ks: list[int],
         fs: list[MovieFilter],
         order: str,
+        options: _Options,
     ) -> list[Recommendation]:
         """Lists of the known users at ``rows`` of the batch (dense ``user_idx[rows]``), all
         ordered one way, with the users' predicted ratings."""
@@ -140,14 +165,30 @@ class Recommender(Scorer):
             return []
         users = user_idx[rows]
         items, scores = self.top_k_indices(
-            users, max(ks[r] for r in rows), [fs[r] for r in rows], order
+            users,
+            max(ks[r] for r in rows),
+            [fs[r] for r in rows],
+            order,
+            options.novelty_of(rows),
         )
         ratings = self.predict_indices(
             np.repeat(users, items.shape[1]), np.maximum(items, 0).reshape(-1)
         ).reshape(items.shape)
         ranked_by = self.ranked_by(order)
+        asked = [j for j, r in enumerate(rows) if options.explain[r]]
+        reasons = dict(zip(asked, self.histories(users[asked]))) if asked else {}
         return [
-            Recommendation(listed(self.vocab, items[j], scores[j], ks[r], ratings[j]), ranked_by)
+            Recommendation(
+                listed(
+                    self.vocab,
+                    items[j],
+                    scores[j],
+                    ks[r],
+                    ratings[j],
+                    self.reasons(reasons[j], items[j, : ks[r]]) if j in reasons else None,
+                ),
+                ranked_by,
+            )
             for j, r in enumerate(rows)
         ]
 
@@ -180,6 +221,8 @@ class Recommender(Scorer):
         filters: MovieFilter | Sequence[MovieFilter] = NO_FILTER,
         rank_by: str | Sequence[str] = "ranking",
         predict_movie_ids: Sequence[IdArray | None] | None = None,
+        novelty: Novelty = 0.0,
+        explain: Explain = False,
     ) -> list[NewUserRecommendation]:
         """Top-K lists of users the model has not seen, given by the movies they rated
         (``movie_ids[b]``) and how (``ratings[b]``), folded in with one solve for the batch
@@ -187,10 +230,19 @@ class Recommender(Scorer):
 
         Rated movies the model does not know are left out, and reported. A user who asks for
         the rating of a movie the model does not know is refused whole: no list, and no part
-        in the solve. Each list is ordered as for :meth:`recommend`.
+        in the solve. Each list is ordered, re-ranked and explained as for :meth:`recommend`.
         """
+        n = len(movie_ids)
         return newusers.recommend_new_users(
-            self, movie_ids, ratings, k, filters, rank_by, predict_movie_ids
+            self,
+            movie_ids,
+            ratings,
+            k,
+            filters,
+            rank_by,
+            predict_movie_ids,
+            np.asarray(each(novelty, n, "novelty"), dtype=np.float64),
+            [bool(e) for e in each(explain, n, "explain")],
         )
 
     # ------------------------------------------------------------------ movies
@@ -200,20 +252,71 @@ class Recommender(Scorer):
         movie_ids: IdArray,
         k: int | Sequence[int],
         filters: MovieFilter | Sequence[MovieFilter] = NO_FILTER,
+        novelty: Novelty = 0.0,
     ) -> list[SimilarMovies]:
         """The ``k`` movies most like each of ``movie_ids``, in one pass (see
-        :meth:`~model.scoring.Scorer.similar_indices` for what the scores are)."""
+        :meth:`~model.scoring.Scorer.similar_indices` for what the scores are), re-ranked at
+        ``novelty``."""
         movies = np.asarray(movie_ids, dtype=np.int64)
         ks, fs = each(k, len(movies), "k"), each(filters, len(movies), "filters")
+        novelties = np.asarray(each(novelty, len(movies), "novelty"), dtype=np.float64)
         item_idx, found = self.vocab.lookup_items(movies)
         out = [SimilarMovies(None) for _ in range(len(movies))]
         rows = np.flatnonzero(found).tolist()
         if not rows:
             return out
         items, scores = self.similar_indices(
-            item_idx[rows], max(ks[r] for r in rows), [fs[r] for r in rows]
+            item_idx[rows], max(ks[r] for r in rows), [fs[r] for r in rows], novelties[rows]
         )
         seeds = movies_at(self.vocab, item_idx[rows])
         for j, r in enumerate(rows):
             out[r] = SimilarMovies(seeds[j], listed(self.vocab, items[j], scores[j], ks[r]))
         return out
+
+    # ------------------------------------------------------------------ browsing
+
+    def chart(
+        self, k: int | Sequence[int], filters: MovieFilter | Sequence[MovieFilter] = NO_FILTER
+    ) -> list[Recommendation]:
+        """The best-liked movies (Bayesian-average rating, :mod:`model.popularity`), one chart
+        per filter: ``k`` a number and ``filters`` a list give one chart per filter. Raises
+        ``LookupError`` for a vocabulary without rating statistics."""
+        n = len(filters) if isinstance(filters, (list, tuple)) else 1
+        if isinstance(k, (list, tuple)):
+            n = len(k)
+        ks, fs = each(k, n, "k"), each(filters, n, "filters")
+        items, scores = self._popular_indices(n, max(ks), fs)
+        return [
+            Recommendation(listed(self.vocab, items[j], scores[j], ks[j]), ranked_by="popularity")
+            for j in range(n)
+        ]
+
+    def search(self, query: str, k: int) -> list[FoundMovie]:
+        """Up to ``k`` movies whose titles best match ``query``, best first
+        (:class:`~model.search.TitleIndex`): any case, accents, punctuation, the article in
+        front, an alternative title, a year, a typo or the start of a word."""
+        items, _ = self.titles.search(query, k)
+        counts = self.vocab.rating_count
+        return [
+            FoundMovie(
+                movie.movie_id,
+                movie.title,
+                int(self.years[i]),
+                movie.genres,
+                int(counts[i]) if counts is not None else 0,
+            )
+            for i, movie in zip(items.tolist(), movies_at(self.vocab, items))
+        ]
+
+
+class _Options:
+    """Per-row ``novelty`` and ``explain`` of one batch of user lists."""
+
+    def __init__(self, novelty: list[float], explain: list[bool]):
+        self.novelty = np.asarray(novelty, dtype=np.float64)
+        self.explain = [bool(e) for e in explain]
+
+    def novelty_of(self, rows: list[int]) -> np.ndarray | None:
+        """The novelty of ``rows``; None when none of them asks for any (nothing to do)."""
+        values = self.novelty[rows]
+        return values if (values > 0).any() else None

@@ -7,7 +7,8 @@ everything an HTTP answer needs, so the handler only shapes JSON. Lists are best
 - :class:`Recommendation`: a user's top-K list, or the popularity chart standing in for a
   user the model does not know;
 - :class:`NewUserRecommendation`: the top-K list of a user given by ratings;
-- :class:`SimilarMovies`: the movies most like one movie.
+- :class:`SimilarMovies`: the movies most like one movie;
+- :class:`FoundMovie`: a movie found by its title.
 """
 
 from __future__ import annotations
@@ -30,12 +31,24 @@ class Movie:
 
 
 @dataclass(frozen=True)
+class Reason:
+    """A movie the person rated that helped put an entry on their list, and the stars they
+    gave it."""
+
+    movie_id: int
+    title: str
+    rating: float
+
+
+@dataclass(frozen=True)
 class RecommendedMovie:
     """One entry of a list.
 
     ``score`` is what ordered the list: the ranking model's score (it ranks, it is not a
     rating), the predicted rating, a Bayesian-average rating (the popularity chart) or a
     similarity. ``rating`` is the user's predicted rating of the movie, in user lists only.
+    ``because``: the rated movies that added most to the entry's ranking score, when an
+    explanation was asked for (None otherwise).
     """
 
     movie_id: int
@@ -43,6 +56,19 @@ class RecommendedMovie:
     genres: tuple[str, ...]
     score: float
     rating: float | None = None
+    because: tuple[Reason, ...] | None = None
+
+
+@dataclass(frozen=True)
+class FoundMovie:
+    """A movie found by its title: ``year`` is 0 when the title gives none, ``ratings`` its
+    number of ratings in what the model was trained on."""
+
+    movie_id: int
+    title: str
+    year: int
+    genres: tuple[str, ...]
+    ratings: int
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,18 @@ import numpy as np
 import torch
 
 from model import artifact
-from model.filtering import MovieFilter, genre_mask, masked_top_k
+from model.filtering import MovieFilter, filter_mask, masked_top_k
 from model.foldin import UserPrior, fold_in, prior_users
 from model.network import FactorModel
+from model.novelty import DEFAULT_STRENGTHS, penalise, popularity_penalty
 from model.popularity import bayesian_average
-from model.ranker import Ranker
+from model.ranker import LIKED, Ranker
 from model.results import RANK_BY
+from model.titles import release_years
 from model.vocab import Vocabulary
+
+# Up to this many rated movies explain one entry of a list.
+REASONS = 3
 
 # Why the popular fallback cannot be served by an artifact from before rating statistics.
 NO_POPULARITY = (
@@ -82,6 +87,8 @@ class Scorer:
         self.config = config or {}
         self.ridge = ridge
         self._genres = torch.from_numpy(vocab.genres.astype(np.float32))  # (N, G)
+        self.years = release_years(vocab.titles)  # (N,) int32, 0 where the title gives none
+        self._years = torch.from_numpy(self.years)
         self.prior = UserPrior.from_model(model, prior_users(np.diff(vocab.rated_indptr)))
         # Numpy views of the weights (shared memory): rating a few pairs costs a few numpy
         # calls instead of a torch forward pass (~90 µs of dispatch for a lone pair).
@@ -100,6 +107,12 @@ class Scorer:
         if vocab.rating_count is not None and vocab.rating_mean is not None:
             scores = bayesian_average(vocab.rating_count, vocab.rating_mean)
             self.popularity = torch.from_numpy(scores)  # (N,)
+        # What less obvious lists are penalised by (model.novelty), and how hard at each level.
+        counts = vocab.rating_count if vocab.rating_count is not None else np.zeros(vocab.num_items)
+        self._penalty = popularity_penalty(counts)
+        self.novelty_strengths = tuple(
+            ranker.config.novelty_strengths if ranker is not None else DEFAULT_STRENGTHS
+        )
 
     @classmethod
     def from_artifact(cls, directory: str | Path, ridge: float = 1.0) -> Self:
@@ -161,17 +174,50 @@ class Scorer:
         k: int,
         filters: Sequence[MovieFilter] | None = None,
         rank_by: str = "ranking",
+        novelty: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` unrated items per known user, in one scoring pass over the catalogue.
 
         Returns ``(items, scores)``, both (B, k'), k' = min(k, num_items), best first; where a
         user has fewer than k' eligible items the tail is padded with item -1 and score NaN.
-        Scores are :meth:`score_users`'; :meth:`predict_indices` gives the listed movies'
-        ratings.
+        Scores are :meth:`score_users`', re-ranked at ``novelty`` (B,) where given
+        (:mod:`model.novelty`); :meth:`predict_indices` gives the listed movies' ratings.
         """
         user_idx = np.asarray(user_idx, dtype=np.int64)
         rows, rated, _ = self._rated(user_idx)
-        return self._top_k(self.score_users(user_idx, rank_by), rows, rated, k, filters)
+        scores = self.score_users(user_idx, rank_by)
+        return self._top_k(scores, rows, rated, k, filters, novelty)
+
+    def histories(self, user_idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each known user's rated items (dense) and the stars given: what explains a list."""
+        out = []
+        for u in np.asarray(user_idx, dtype=np.int64):
+            start, stop = self.vocab.rated_indptr[u], self.vocab.rated_indptr[u + 1]
+            positions = np.arange(start, stop)
+            out.append((self.vocab.rated_items[positions], self.vocab.rated_stars(positions)))
+        return out
+
+    def reasons(
+        self, history: tuple[np.ndarray, np.ndarray], items: np.ndarray
+    ) -> list[list[tuple[int, float]]]:
+        """For each listed item (dense, -1 padding gets none) of one user given by ``history``
+        (rated items, stars), up to :data:`REASONS` ``(rated item, stars)``: the rated movies
+        whose terms ``x_j B_ji`` add most to the entry's item-item score, largest first,
+        positive terms only. Empty lists without a ranking model."""
+        listed = np.asarray(items, dtype=np.int64)
+        out: list[list[tuple[int, float]]] = [[] for _ in listed]
+        rated, stars = history
+        valid = np.flatnonzero(listed >= 0)
+        if self.ranker is None or not len(rated) or not len(valid):
+            return out
+        values = np.where(stars >= LIKED, 1.0, self.ranker.config.low_weight)
+        terms = self.ranker.contributions(rated, values, listed[valid])  # (h, k)
+        best = np.argsort(-terms, axis=0, kind="stable")[:REASONS]  # (<=3, k)
+        for col, entry in enumerate(valid):
+            out[entry] = [
+                (int(rated[j]), float(stars[j])) for j in best[:, col] if terms[j, col] > 0
+            ]
+        return out
 
     # ------------------------------------------------------------------ new users
 
@@ -202,6 +248,7 @@ class Scorer:
         filters: Sequence[MovieFilter] | None = None,
         stars: list[np.ndarray] | None = None,
         rank_by: str = "ranking",
+        novelty: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` items per user given by a vector and bias, skipping ``rated[b]`` (dense
         item indices) for row ``b``, which the user gave ``stars[b]``; returns like
@@ -214,13 +261,17 @@ class Scorer:
         if stars is not None and ranker is not None:
             history = ranker.history_rows(rows, cols, np.concatenate(stars), len(rated))
             scores = ranker.scores(history, scores)
-        return self._top_k(scores, rows, cols, k, filters)
+        return self._top_k(scores, rows, cols, k, filters, novelty)
 
     # ------------------------------------------------------------------ movies
 
     @torch.no_grad()
     def similar_indices(
-        self, item_idx: np.ndarray, k: int, filters: Sequence[MovieFilter] | None = None
+        self,
+        item_idx: np.ndarray,
+        k: int,
+        filters: Sequence[MovieFilter] | None = None,
+        novelty: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most like each of ``item_idx``, the item itself excluded; returns
         like :meth:`top_k_indices`. With a ranking model: the list of a user who liked only that
@@ -229,7 +280,7 @@ class Scorer:
         item_idx = np.asarray(item_idx, dtype=np.int64)
         if self.ranker is not None:
             scores = self.ranker.similar(item_idx)
-            return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters)
+            return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters, novelty)
         items = torch.from_numpy(item_idx)
         centred = self.model.item_codes[items] - self._code_mean  # (B, k)
         # (c_b . (q_j - m)) = c_b . q_j - c_b . m, so the catalogue is used as it is.
@@ -237,7 +288,7 @@ class Scorer:
         dots = centred @ self.model.codes_by_column() - shift  # (B, N)
         norms = self._code_norms[items][:, None] * self._code_norms[None, :]  # (B, N)
         scores = dots / norms.clamp_min(1e-12)
-        return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters)
+        return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters, novelty)
 
     @torch.no_grad()
     def _popular_indices(
@@ -261,10 +312,14 @@ class Scorer:
         cols: np.ndarray,
         k: int,
         filters: Sequence[MovieFilter] | None,
+        novelty: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` of ``scores`` (B, N) after removing entries ``(rows, cols)`` and what
-        ``filters`` (one per row) rule out; pads with item -1 / score NaN where too few remain
-        (see :func:`~model.filtering.masked_top_k`)."""
+        """Top-``k`` of ``scores`` (B, N), re-ranked at ``novelty`` (B,) where given, after
+        removing entries ``(rows, cols)`` and what ``filters`` (one per row) rule out; pads
+        with item -1 / score NaN where too few remain (see
+        :func:`~model.filtering.masked_top_k`)."""
+        if novelty is not None:
+            scores = penalise(scores, novelty, self._penalty, self.novelty_strengths)
         allowed = None
         if filters:
             if len(filters) != scores.shape[0]:
@@ -278,5 +333,5 @@ class Scorer:
             if dropped:
                 rows = np.concatenate([rows, *(np.full(len(c), r) for r, c in dropped)])
                 cols = np.concatenate([cols, *(c for _, c in dropped)])
-            allowed = genre_mask(filters, self._genres, self.vocab.genre_names)
+            allowed = filter_mask(filters, self._genres, self.vocab.genre_names, self._years)
         return masked_top_k(scores, rows, cols, k, allowed)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from model.network import FactorModel
 from model.ranker import LIKED, Ranker, RankerConfig, _z
+from train.fitting.discovery import Calibration
 from train.fitting.loop import EpochLoop, optimizer_step
 from train.fitting.settings import RankerTrainConfig
 from train.peers.ease import ease_weights
@@ -252,6 +253,9 @@ def fit_ranker(
     info["best_epoch"] = int(np.argmax(scores)) + 1  # the first of equals, as EarlyStopping
 
     best = choose_blend(ranker, x, rating_model, config, validate, info["weight_grid"])
+    strengths, reached = calibrate_novelty(ranker, x, rating_model, data, config.seed)
+    ranker.config = dataclasses.replace(ranker.config, novelty_strengths=strengths)
+    info["novelty_percentiles"] = reached
     info["chosen"] = {
         "l2": ranker.config.l2,
         "deep_weight": ranker.config.deep_weight,
@@ -260,6 +264,34 @@ def fit_ranker(
     }
     log.info("ranker chosen on validation: %s (%s %.4f)", info["chosen"], SELECTION_METRIC, best)
     return ranker.eval(), info
+
+
+def calibrate_novelty(
+    ranker: Ranker,
+    x: sp.csr_matrix,
+    rating_model: FactorModel | None,
+    data: Prepared,
+    seed: int,
+) -> tuple[list[float], list[float]]:
+    """The ranking model's novelty strengths, calibrated on ``data``'s validation users
+    (:mod:`train.fitting.discovery`), and the popularity percentile each level reaches."""
+
+    def score(u: np.ndarray) -> torch.Tensor:
+        stars = rating_model.score_all(torch.from_numpy(u)) if rating_model is not None else None
+        return ranker.scores(_dense(x, u), stars)
+
+    t, v = data.train, data.validation
+    if v is None:
+        raise ValueError("calibrating novelty needs a validation part")
+    calibration = Calibration(
+        score,
+        t.user_idx.numpy(),
+        t.item_idx.numpy(),
+        v.user_idx.numpy(),
+        data.vocab.num_items,
+        seed,
+    )
+    return calibration.strengths()
 
 
 def choose_item_item(
