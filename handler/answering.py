@@ -10,9 +10,15 @@ Request kinds and their fields are in :mod:`handler.parsing`; the answers:
                                     + "predictions": [{"movie_id", "title", "genres", "rating"}]
                                     if asked
     similar    {"movie": {"movie_id", "title", "genres"}, "recommendations": [...]}
+    chart      {"chart": "popular", "recommendations": [...]}
+    search     {"query", "results": [{"movie_id", "title", "year", "genres", "ratings"}]}
 
 A recommendation is ``{"movie_id", "title", "genres", "score"}``, plus ``"rating"`` (the
-predicted rating of the user for that movie) in top_k and new_user lists. ``ranked_by`` says
+predicted rating of the user for that movie) in top_k and new_user lists, and ``"because"``
+(``[{"movie_id", "title", "rating"}]``: up to 3 of the person's rated movies that added most to
+the entry's ranking score, with the stars they gave) when the request asked to ``explain``.
+A search result's ``year`` is null when the title gives none; ``ratings`` is how many ratings
+the movie has in what the model learnt from. ``ranked_by`` says
 what ordered the list: ``"ranking"`` (the ranking model; its score ranks movies within the list
 and is not a rating) or ``"rating"`` (the score is the predicted rating), as the request's
 ``rank_by`` asked. In similar lists the score is the ranking model's (or, for a model without
@@ -34,9 +40,11 @@ from typing import cast
 import numpy as np
 
 from handler.parsing import (
+    ChartRequest,
     Limits,
     NewUserRequest,
     RatingRequest,
+    SearchRequest,
     SimilarRequest,
     TopKRequest,
     decode_body,
@@ -70,6 +78,11 @@ def _recommendations(movies: tuple[RecommendedMovie, ...]) -> list[dict]:
         entry = {**_movie(movie), "score": round(movie.score, 4)}
         if movie.rating is not None:
             entry["rating"] = round(movie.rating, 4)
+        if movie.because is not None:
+            entry["because"] = [
+                {"movie_id": r.movie_id, "title": r.title, "rating": r.rating}
+                for r in movie.because
+            ]
         out.append(entry)
     return out
 
@@ -80,13 +93,15 @@ def answer_batch(recommender: Recommender, rows: list, limits: Limits) -> list[A
     Costs one Recommender call per kind of request (ratings and pairs share one), whatever the
     batch size: one forward pass for all rating pairs, one catalogue-scoring pass per way of
     ordering for all known users' top-K, one solve for all new users, one similarity pass, and
-    one popularity ranking.
+    one popularity ranking; one title look-up per search.
     """
     answers: Slots = [None] * len(rows)
     ratings: list[tuple[int, RatingRequest]] = []
     top_k: list[tuple[int, TopKRequest]] = []
     new_users: list[tuple[int, NewUserRequest]] = []
     similar: list[tuple[int, SimilarRequest]] = []
+    charts: list[tuple[int, ChartRequest]] = []
+    searches: list[tuple[int, SearchRequest]] = []
     genre_names, scale = recommender.genre_names, recommender.rating_scale
     for n, row in enumerate(rows):
         try:
@@ -100,12 +115,18 @@ def answer_batch(recommender: Recommender, rows: list, limits: Limits) -> list[A
             top_k.append((n, request))
         elif isinstance(request, NewUserRequest):
             new_users.append((n, request))
-        else:
+        elif isinstance(request, SimilarRequest):
             similar.append((n, request))
+        elif isinstance(request, ChartRequest):
+            charts.append((n, request))
+        else:
+            searches.append((n, request))
     _answer_ratings(recommender, ratings, answers)
     _answer_top_k(recommender, top_k, answers)
     _answer_new_users(recommender, new_users, answers)
     _answer_similar(recommender, similar, answers)
+    _answer_charts(recommender, charts, answers)
+    _answer_searches(recommender, searches, answers)
     return cast(list[Answer], answers)  # every slot is filled: each kind answers all its rows
 
 
@@ -151,6 +172,8 @@ def _answer_top_k(
         [r.filters for r in requests],
         [r.rank_by for r in requests],
         [r.fallback for r in requests],
+        [r.novelty for r in requests],
+        [r.explain for r in requests],
     )
     for (n, request), found in zip(top_k, lists):
         body: dict = {"user_id": request.user_id}
@@ -180,6 +203,8 @@ def _answer_new_users(
         [r.filters for r in requests],
         [r.rank_by for r in requests],
         [r.predict_movie_ids for r in requests],
+        [r.novelty for r in requests],
+        [r.explain for r in requests],
     )
     for (n, request), found in zip(new_users, lists):
         if found.unknown_predicted_ids:
@@ -206,7 +231,10 @@ def _answer_similar(
         return
     requests = [r for _, r in similar]
     lists = recommender.similar(
-        [r.movie_id for r in requests], [r.k for r in requests], [r.filters for r in requests]
+        [r.movie_id for r in requests],
+        [r.k for r in requests],
+        [r.filters for r in requests],
+        [r.novelty for r in requests],
     )
     for (n, request), found in zip(similar, lists):
         if found.movie is None:
@@ -214,3 +242,37 @@ def _answer_similar(
         else:
             body = {"movie": _movie(found.movie), "recommendations": _recommendations(found.movies)}
             answers[n] = (200, body)
+
+
+def _answer_charts(
+    recommender: Recommender, charts: list[tuple[int, ChartRequest]], answers: Slots
+) -> None:
+    if not charts:
+        return
+    requests = [r for _, r in charts]
+    try:
+        lists = recommender.chart([r.k for r in requests], [r.filters for r in requests])
+    except LookupError as exc:  # a vocabulary without rating statistics
+        for n, _ in charts:
+            answers[n] = error_answer(BadRequestError("chart", str(exc)))
+        return
+    for (n, request), found in zip(charts, lists):
+        body = {"chart": request.chart, "recommendations": _recommendations(found.movies)}
+        answers[n] = (200, body)
+
+
+def _answer_searches(
+    recommender: Recommender, searches: list[tuple[int, SearchRequest]], answers: Slots
+) -> None:
+    for n, request in searches:
+        results = [
+            {
+                "movie_id": m.movie_id,
+                "title": m.title,
+                "year": m.year or None,
+                "genres": list(m.genres),
+                "ratings": m.ratings,
+            }
+            for m in recommender.search(request.query, request.k)
+        ]
+        answers[n] = (200, {"query": request.query, "results": results})

@@ -9,8 +9,8 @@ undeclared ones nowhere):
     movierec_client_errors{field, status}   400 and 404 answers, by the field at fault
     movierec_handler_ms{kind}               handler milliseconds, summed over requests
 
-Kinds: rating, pairs, top_k, new_user, similar, fallback (a top_k answered with popular
-movies) and invalid (no kind recognised). Labels come from fixed sets only: a field name a
+Kinds: rating, pairs, top_k, new_user, similar, chart, search, fallback (a top_k answered with
+popular movies) and invalid (no kind recognised). Labels come from fixed sets only: a field name a
 client made up is counted as ``other``, so clients cannot grow the label set. One log line per
 counter and label set per batch (TorchServe carries metrics from the worker as log lines), not
 per request. Nothing here fails a batch: a metrics error is logged and the answers go out.
@@ -25,46 +25,36 @@ from collections import Counter
 from typing import Any, cast
 
 from handler.answering import Answer, answer_batch
+from handler.parsing import FIELDS as REQUEST_FIELDS
 from handler.parsing import Limits, decode_body
+from handler.parsing import request_kind as parsed_kind
 from model.errors import BadRequestError
 from model.recommender import Recommender
 
 log = logging.getLogger(__name__)
 
-KINDS = ("rating", "pairs", "top_k", "new_user", "similar", "fallback", "invalid")
-# Every field a request kind has (handler/parsing.py), and "body"; any other is "other".
-FIELDS = frozenset(
-    {
-        "body",
-        "user_id",
-        "movie_id",
-        "pairs",
-        "k",
-        "fallback",
-        "ratings",
-        "movie_ids",
-        "similar_to",
-        "genres",
-        "exclude_genres",
-        "exclude_movie_ids",
-        "rank_by",
-    }
+KINDS = (
+    "rating",
+    "pairs",
+    "top_k",
+    "new_user",
+    "similar",
+    "chart",
+    "search",
+    "fallback",
+    "invalid",
 )
+# Every field a request kind has (handler/parsing.py), and "body"; any other is "other".
+FIELDS = REQUEST_FIELDS | {"body"}
 # The kinds one answer_batch call answers together: a rating and pairs share a forward pass.
 _WORK = {"rating": "ratings", "pairs": "ratings", "top_k": "top_k", "new_user": "new_user"}
-_WORK |= {"similar": "similar", "invalid": "invalid"}
-_MAIN = {"pairs": "pairs", "ratings": "new_user", "similar_to": "similar"}
+_WORK |= {"similar": "similar", "chart": "chart", "search": "search", "invalid": "invalid"}
 
 
 def request_kind(body: object) -> str:
     """The kind of a decoded body, by its main field alone (as handler/parsing.py tells them
     apart, without validating the rest): ``invalid`` when it has none, or two."""
-    if not isinstance(body, dict):
-        return "invalid"
-    main = [f for f in ("pairs", "ratings", "similar_to", "user_id") if f in body]
-    if len(main) != 1:
-        return "invalid"
-    return _MAIN.get(main[0]) or ("rating" if "movie_id" in body else "top_k")
+    return parsed_kind(body) or "invalid"
 
 
 def error_field(field: object) -> str:

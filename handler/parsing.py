@@ -4,12 +4,19 @@ Kinds (told apart by their main field) and the fields each may carry:
 
     rating      {"user_id", "movie_id"}
     pairs       {"pairs": [[user_id, movie_id], ...]}
-    top_k       {"user_id", "k"?, "fallback"?, "rank_by"?, filters?}   fallback: "popular"
-    new_user    {"ratings": {"movie_id": stars, ...}, "k"?, "movie_ids"?, "rank_by"?, filters?}
-    similar     {"similar_to": movie_id, "k"?, filters?}
+    top_k       {"user_id", "k"?, "fallback"?, "rank_by"?, "novelty"?, "explain"?, filters?}
+    new_user    {"ratings": {"movie_id": stars, ...}, "k"?, "movie_ids"?, "rank_by"?,
+                 "novelty"?, "explain"?, filters?}
+    similar     {"similar_to": movie_id, "k"?, "novelty"?, filters?}
+    chart       {"chart": "popular", "k"?, filters?}
+    search      {"search": "title as typed", "k"?}
 
-    filters:    "genres": [names] (any of), "exclude_genres": [names], "exclude_movie_ids": [ids]
+    filters:    "genres": [names] (any of), "exclude_genres": [names], "exclude_movie_ids": [ids],
+                "years": [first, last] (release years, both included)
     rank_by:    "ranking" (default: the ranking model) or "rating" (highest predicted rating)
+    fallback:   "popular" (the chart stands in for a user the model does not know)
+    novelty:    0 (default: the lists as ranked) to 1 (the least obvious lists offered)
+    explain:    true adds to each entry the rated movies that put it there
 
 Everything wrong raises :class:`~model.errors.BadRequestError` naming the field. The typed
 requests carry raw ids and the model's own :class:`~model.filtering.MovieFilter`, which
@@ -29,6 +36,9 @@ import numpy as np
 from model.errors import BadRequestError
 from model.filtering import NO_FILTER, MovieFilter
 from model.results import FALLBACKS, RANK_BY
+from model.search import MAX_QUERY_LENGTH
+
+CHARTS = ("popular",)  # the charts a chart request may name
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,8 @@ class TopKRequest:
     filters: MovieFilter = NO_FILTER
     fallback: str | None = None
     rank_by: str = "ranking"
+    novelty: float = 0.0
+    explain: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,8 @@ class NewUserRequest:
     filters: MovieFilter = NO_FILTER
     predict_movie_ids: np.ndarray | None = None  # movies whose rating to predict, if asked
     rank_by: str = "ranking"
+    novelty: float = 0.0
+    explain: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,23 +103,56 @@ class SimilarRequest:
     movie_id: int
     k: int
     filters: MovieFilter = NO_FILTER
+    novelty: float = 0.0
 
 
-Request = RatingRequest | TopKRequest | NewUserRequest | SimilarRequest
+@dataclass(frozen=True)
+class ChartRequest:
+    """The top ``k`` of a chart (:data:`CHARTS`) among the movies ``filters`` keeps."""
 
-_FILTERS = frozenset({"genres", "exclude_genres", "exclude_movie_ids"})
+    chart: str
+    k: int
+    filters: MovieFilter = NO_FILTER
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """Up to ``k`` movies whose titles best match ``query``."""
+
+    query: str
+    k: int
+
+
+Request = (
+    RatingRequest | TopKRequest | NewUserRequest | SimilarRequest | ChartRequest | SearchRequest
+)
+
+_FILTERS = frozenset({"genres", "exclude_genres", "exclude_movie_ids", "years"})
+_LISTS = frozenset({"k", "rank_by", "novelty", "explain"})  # options of user lists
 # Each kind's main field, which tells the kinds apart, and every field the kind accepts.
-_MAIN = ("pairs", "ratings", "similar_to", "user_id")
+MAIN_FIELDS = {
+    "pairs": "pairs",
+    "ratings": "new_user",
+    "similar_to": "similar",
+    "chart": "chart",
+    "search": "search",
+    "user_id": "top_k",  # or "rating", with "movie_id"
+}
 _ALLOWED = {
     "rating": frozenset({"user_id", "movie_id"}),
     "pairs": frozenset({"pairs"}),
-    "top_k": frozenset({"user_id", "k", "fallback", "rank_by"}) | _FILTERS,
-    "new_user": frozenset({"ratings", "k", "movie_ids", "rank_by"}) | _FILTERS,
-    "similar": frozenset({"similar_to", "k"}) | _FILTERS,
+    "top_k": frozenset({"user_id", "fallback"}) | _LISTS | _FILTERS,
+    "new_user": frozenset({"ratings", "movie_ids"}) | _LISTS | _FILTERS,
+    "similar": frozenset({"similar_to", "k", "novelty"}) | _FILTERS,
+    "chart": frozenset({"chart", "k"}) | _FILTERS,
+    "search": frozenset({"search", "k"}),
 }
+# Every field some kind accepts (what error metrics label by name).
+FIELDS = frozenset().union(*_ALLOWED.values())
 _USAGE = (
     'expected {"user_id", "movie_id"}, {"pairs": [[user_id, movie_id], ...]}, '
-    '{"user_id", "k"}, {"ratings": {"movie_id": rating, ...}, "k"} or {"similar_to", "k"}'
+    '{"user_id", "k"}, {"ratings": {"movie_id": rating, ...}, "k"}, {"similar_to", "k"}, '
+    '{"chart": "popular", "k"} or {"search": "title", "k"}'
 )
 _MOVIE_KEY = re.compile(r"[0-9]{1,19}")
 
@@ -206,6 +253,24 @@ def _genres(body: dict, name: str, genre_names: tuple[str, ...]) -> tuple[str, .
     return tuple(dict.fromkeys(value))  # each genre once, in the order sent
 
 
+def _years(body: dict) -> tuple[int, int] | None:
+    value = body.get("years")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or any(isinstance(y, bool) or not isinstance(y, int) for y in value)
+    ):
+        raise BadRequestError("years", f"must be [first, last], two integers, got {_shown(value)}")
+    first, last = value
+    if first > last:
+        raise BadRequestError("years", f"first year {first} is after last year {last}")
+    if not (0 <= first and last < 10_000):
+        raise BadRequestError("years", f"must be years between 0 and 9999, got {_shown(value)}")
+    return first, last
+
+
 def _filters(body: dict, limits: Limits, genre_names: tuple[str, ...]) -> MovieFilter:
     excluded = body.get("exclude_movie_ids", [])
     limit = limits.max_ratings
@@ -215,7 +280,44 @@ def _filters(body: dict, limits: Limits, genre_names: tuple[str, ...]) -> MovieF
         exclude_movie_ids=tuple(
             _id_list(excluded, "exclude_movie_ids", limit, "max_ratings").tolist()
         ),
+        years=_years(body),
     )
+
+
+def _novelty(body: dict) -> float:
+    value = body.get("novelty", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequestError("novelty", f"must be a number between 0 and 1, got {_shown(value)}")
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise BadRequestError("novelty", f"must be between 0 and 1, got {value}")
+    return float(value)
+
+
+def _explain(body: dict) -> bool:
+    value = body.get("explain", False)
+    if not isinstance(value, bool):
+        raise BadRequestError("explain", f"must be true or false, got {_shown(value)}")
+    return value
+
+
+def _chart(body: dict) -> str:
+    value = body["chart"]
+    if not isinstance(value, str) or value not in CHARTS:
+        raise BadRequestError("chart", f"must be one of {', '.join(CHARTS)}, got {_shown(value)}")
+    return value
+
+
+def _query(body: dict) -> str:
+    value = body["search"]
+    if not isinstance(value, str):
+        raise BadRequestError("search", f"must be a string, got {_shown(value)}")
+    if not value.strip():
+        raise BadRequestError("search", "must not be empty")
+    if len(value) > MAX_QUERY_LENGTH:
+        raise BadRequestError(
+            "search", f"{len(value)} characters exceed the limit of {MAX_QUERY_LENGTH}"
+        )
+    return value
 
 
 def _ratings(value: object, limits: Limits, scale: tuple[float, float]) -> tuple[np.ndarray, ...]:
@@ -247,14 +349,26 @@ def _ratings(value: object, limits: Limits, scale: tuple[float, float]) -> tuple
     return np.array(movie_ids, dtype=np.int64), np.array(stars, dtype=np.float64)
 
 
+def request_kind(body: object) -> str | None:
+    """The kind of a decoded body by its main field alone, without validating the rest; None
+    when it has none, or two (:func:`parse_request` says which)."""
+    if not isinstance(body, dict):
+        return None
+    main = [f for f in MAIN_FIELDS if f in body]
+    if len(main) != 1:
+        return None
+    if main[0] == "user_id" and "movie_id" in body:
+        return "rating"
+    return MAIN_FIELDS[main[0]]
+
+
 def _kind(body: dict) -> str:
-    main = [f for f in _MAIN if f in body]
+    main = [f for f in MAIN_FIELDS if f in body]
     if not main:
         raise BadRequestError("body", f"no request kind recognised; {_USAGE}")
     if len(main) > 1:
         raise BadRequestError(main[1], f"{main[0]!r} and {main[1]!r} do not go together; {_USAGE}")
-    kind = {"pairs": "pairs", "ratings": "new_user", "similar_to": "similar"}.get(main[0])
-    kind = kind or ("rating" if "movie_id" in body else "top_k")
+    kind = "rating" if main[0] == "user_id" and "movie_id" in body else MAIN_FIELDS[main[0]]
     extra = sorted(set(body) - _ALLOWED[kind])
     if extra:
         allowed = ", ".join(sorted(_ALLOWED[kind]))
@@ -290,7 +404,9 @@ def _new_user(
         predict = _id_list(body["movie_ids"], "movie_ids", limits.max_pairs, "max_pairs")
         if not len(predict):
             raise BadRequestError("movie_ids", "must list at least one movie id")
-    return NewUserRequest(movie_ids, stars, k, filters, predict, _rank_by(body))
+    return NewUserRequest(
+        movie_ids, stars, k, filters, predict, _rank_by(body), _novelty(body), _explain(body)
+    )
 
 
 def _fallback(body: dict) -> str | None:
@@ -322,10 +438,22 @@ def parse_request(
     if kind == "pairs":
         return _pairs(body["pairs"], limits)
     k = _k(body, limits)
+    if kind == "search":
+        return SearchRequest(_query(body), k)
     filters = _filters(body, limits, genre_names)
+    if kind == "chart":
+        return ChartRequest(_chart(body), k, filters)
     if kind == "similar":
-        return SimilarRequest(_as_id(body["similar_to"], "similar_to"), k, filters)
+        return SimilarRequest(_as_id(body["similar_to"], "similar_to"), k, filters, _novelty(body))
     if kind == "new_user":
         return _new_user(body, limits, k, filters, rating_scale)
     fallback = _fallback(body)
-    return TopKRequest(_as_id(body["user_id"], "user_id"), k, filters, fallback, _rank_by(body))
+    return TopKRequest(
+        _as_id(body["user_id"], "user_id"),
+        k,
+        filters,
+        fallback,
+        _rank_by(body),
+        _novelty(body),
+        _explain(body),
+    )

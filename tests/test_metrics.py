@@ -32,7 +32,10 @@ def test_each_body_gets_its_kind_by_its_main_field():
     assert request_kind({"user_id": 1, "k": 3, "fallback": "popular"}) == "top_k"
     assert request_kind({"ratings": {}}) == "new_user"
     assert request_kind({"similar_to": 5, "zzz": 1}) == "similar"
-    for body in ({}, {"pairs": [], "ratings": {}}, [1], "x", None, {"movie_id": 3}):
+    assert request_kind({"chart": "popular", "years": "x"}) == "chart"
+    assert request_kind({"search": 3}) == "search"
+    invalid = ({}, {"pairs": [], "ratings": {}}, {"search": "x", "chart": "popular"}, [1], "x")
+    for body in (*invalid, None, {"movie_id": 3}):
         assert request_kind(body) == "invalid"
 
 
@@ -41,6 +44,8 @@ def test_error_fields_are_a_fixed_set_of_labels():
     assert error_field('ratings["11"]') == "ratings"
     assert error_field("genres[0]") == "genres"
     assert error_field("k") == "k"
+    for field in ("search", "chart", "years", "novelty", "explain"):
+        assert error_field(field) == field
     for made_up in ("movie", "x" * 500, 'pairs"]', None, ""):
         assert error_field(made_up) == "other"
 
@@ -61,6 +66,12 @@ def _rows(rec) -> list[dict]:
         {"body": {"similar_to": movie, "k": 2, "genres": ["Westerns"]}},
         {"body": {"user_id": user, "movie": movie}},
         {"body": b"not json"},
+        {"body": {"chart": "popular", "k": 2, "years": [1990, 1999]}},
+        {"body": {"chart": "popular", "years": [1999, 1990]}},
+        {"body": {"search": "movie", "k": 3}},
+        {"body": {"search": ""}},
+        {"body": {"user_id": user, "novelty": 2}},
+        {"body": {"ratings": {str(movie): 4}, "explain": "yes"}},
     ]
 
 
@@ -72,8 +83,13 @@ EXPECTED_REQUESTS = {
     ("top_k", "200"): 1,
     ("fallback", "200"): 1,
     ("top_k", "404"): 1,
-    ("top_k", "400"): 2,
+    ("top_k", "400"): 3,
     ("new_user", "200"): 1,
+    ("new_user", "400"): 1,
+    ("chart", "200"): 1,
+    ("chart", "400"): 1,
+    ("search", "200"): 1,
+    ("search", "400"): 1,
     ("similar", "400"): 1,
     ("invalid", "400"): 1,
 }
@@ -85,6 +101,10 @@ EXPECTED_ERRORS = {
     ("genres", "400"): 1,
     ("other", "400"): 1,
     ("body", "400"): 1,
+    ("years", "400"): 1,
+    ("search", "400"): 1,
+    ("novelty", "400"): 1,
+    ("explain", "400"): 1,
 }
 
 
