@@ -176,7 +176,9 @@ def _prepared():
         train=_encoded(users, items, np.full(len(users), 5.0)),
         validation=_encoded(val_users, val_items, val_ratings),
         test=_encoded(np.arange(8, n), missing[8:], np.full(n - 8, 5.0)),
-        vocab=SimpleNamespace(num_users=n, num_items=2 * BLOCK),
+        vocab=SimpleNamespace(
+            num_users=n, num_items=2 * BLOCK, genres=np.zeros((2 * BLOCK, 1), np.uint8)
+        ),
     )
 
 

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from train.evaluation.ranking import popularity_percentile, ranking_metrics
+from train.evaluation.ranking import (
+    genre_diversity,
+    head_items,
+    popularity_percentile,
+    ranking_metrics,
+    self_information,
+)
 
 
 def _metrics(scores: np.ndarray, k: int = 2, **kwargs):
@@ -97,3 +103,35 @@ def test_coverage_and_popularity_percentile_by_hand():
     assert (one["coverage@1"], one["popularity_percentile@1"]) == (0.25, 12.5)
     assert (two["coverage@2"], two["popularity_percentile@2"]) == (0.75, 31.25)
     assert one["recall@1"] == two["recall@2"] == 1.0
+
+
+def test_the_head_is_the_fewest_most_rated_movies_holding_half_the_ratings():
+    # Counts 6, 3, 2, 1, 0 of 12 ratings: movie 0 holds half alone.
+    items = np.repeat(np.arange(5), [6, 3, 2, 1, 0])
+    assert head_items(items, 5).tolist() == [True, False, False, False, False]
+    # Counts 5, 4, 3 of 12: half needs the first two.
+    assert head_items(np.repeat(np.arange(3), [5, 4, 3]), 3).tolist() == [True, True, False]
+
+
+def test_self_information_is_minus_log2_of_the_share_a_movie_without_ratings_counting_one():
+    items = np.repeat(np.arange(3), [4, 2, 0])  # 6 ratings: shares 2/3, 1/3, (1)/6
+    assert self_information(items, 3) == pytest.approx(-np.log2([4 / 6, 2 / 6, 1 / 6]))
+
+
+def test_genre_diversity_is_one_minus_jaccard_over_pairs():
+    genres = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]])
+    # Items 0 and 1 share 1 of 2 genres (distance 0.5); 0 and 2 nothing (1); 1 and 2 (1).
+    # Items 3 and 4 have no genres: alike (0).
+    out = genre_diversity(np.array([[0, 1, 2], [3, 4, 3]]), genres)
+    assert out == pytest.approx([(0.5 + 1 + 1) / 3, 0.0])
+    assert genre_diversity(np.array([[0]]), genres).tolist() == [0.0]
+
+
+def test_beyond_accuracy_figures_of_a_known_list():
+    genres = np.array([[1, 0], [0, 1], [1, 1], [1, 0], [0, 1]])
+    # Top-2 of user 0 (item 0 is trained): items 3 and 4, neither rated in training.
+    m = _metrics(np.array([[9, 0, 1, 8, 7], [0, 0, 0, 0, 0]]), genres=genres)
+    # One training rating, of item 0: the head is item 0, both listed movies are tail.
+    assert m["long_tail@2"] == 1.0
+    assert m["novelty@2"] == pytest.approx(0.0)  # share 1/1 (each counts one of one rating)
+    assert m["diversity@2"] == pytest.approx(1.0)  # genres {0} and {1}: nothing shared

@@ -7,13 +7,21 @@ would never recommend what the user rated in either). Recall@K is truncated
 (hits / min(K, relevant)), as in Liang et al. 2018, so a perfect list scores 1 even for users
 with more than K relevant movies; NDCG@K uses binary gains.
 
-Two discovery measures describe the top-``k`` lists themselves:
+Beyond accuracy, five measures describe the top-``k`` lists themselves:
 
 - ``coverage@k``: the share of all ``num_items`` movies that appear in at least one evaluated
   user's top-``k``;
 - ``popularity_percentile@k``: the mean, over every recommended entry, of the movie's
   percentile among all movies by training rating count (0-100, ties counted half, so a chart
-  of the most-rated movies scores close to 100 and a uniform pick about 50).
+  of the most-rated movies scores close to 100 and a uniform pick about 50);
+- ``novelty@k``: the mean self-information of the recommended movies, ``-log2`` of each
+  movie's share of the training ratings (a movie without training ratings counts one), in
+  bits: higher is less expected;
+- ``diversity@k``: intra-list genre diversity, the mean over lists of the mean over pairs of
+  listed movies of ``1 - Jaccard(genres_i, genres_j)`` (two movies without genres count as
+  alike), given the catalogue's genres;
+- ``long_tail@k``: the share of recommended entries outside the head, the most-rated movies
+  that together hold half of the training ratings.
 """
 
 from __future__ import annotations
@@ -47,6 +55,39 @@ def popularity_percentile(train_items: np.ndarray, num_items: int) -> np.ndarray
     return 100.0 * (below + at_most) / (2.0 * num_items)
 
 
+def head_items(train_items: np.ndarray, num_items: int) -> np.ndarray:
+    """(N,) bool: the most-rated movies that together hold half of the training ratings (the
+    fewest such, ties broken by index): what ``long_tail@k`` counts as not the tail."""
+    counts = np.bincount(train_items, minlength=num_items)
+    order = np.argsort(-counts, kind="stable")
+    held = np.cumsum(counts[order])
+    size = int(np.searchsorted(held, held[-1] / 2.0)) + 1 if held[-1] > 0 else 0
+    head = np.zeros(num_items, dtype=bool)
+    head[order[:size]] = True
+    return head
+
+
+def self_information(train_items: np.ndarray, num_items: int) -> np.ndarray:
+    """(N,) ``-log2`` of each movie's share of the training ratings (at least one rating)."""
+    counts = np.maximum(np.bincount(train_items, minlength=num_items), 1).astype(np.float64)
+    return -np.log2(counts / max(len(train_items), 1))
+
+
+def genre_diversity(lists: np.ndarray, genres: np.ndarray) -> np.ndarray:
+    """(B,) intra-list diversity of top lists (B, k) of dense items: the mean over pairs of
+    ``1 - Jaccard`` of their multi-hot ``genres`` (N, G) rows; 0 for a list of one."""
+    flags = torch.from_numpy(np.asarray(genres, dtype=np.float32)[lists])  # (B, k, G)
+    shared = flags @ flags.transpose(1, 2)  # (B, k, k)
+    sizes = flags.sum(2)  # (B, k)
+    union = sizes[:, :, None] + sizes[:, None, :] - shared
+    distance = 1.0 - torch.where(union > 0, shared / union.clamp_min(1.0), torch.ones(()))
+    k = lists.shape[1]
+    pairs = k * (k - 1)
+    if pairs == 0:
+        return np.zeros(len(lists))
+    return (distance.sum((1, 2)) / pairs).numpy().astype(np.float64)  # diagonal is 0
+
+
 def ranking_metrics(
     score_users: Callable[[np.ndarray], torch.Tensor],
     train_users: np.ndarray,
@@ -61,6 +102,7 @@ def ranking_metrics(
     chunk: int = 512,
     seen: tuple[np.ndarray, np.ndarray] | None = None,
     recall_at: tuple[int, ...] = RECALL_CUTOFFS,
+    genres: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Ranking quality of ``score_users`` over test users with at least one relevant movie.
 
@@ -84,12 +126,15 @@ def ranking_metrics(
         training and validation pairs concatenated when scoring test.
     recall_at : tuple of int
         Further recall cutoffs.
+    genres : numpy.ndarray, shape (num_items, G), optional
+        Multi-hot genres of the catalogue; without them ``diversity@k`` is left out.
 
     Returns
     -------
     dict
         ``recall@c`` for ``k`` and each of ``recall_at``, ``ndcg@k``, ``coverage@k``,
-        ``popularity_percentile@k``, and ``users`` (how many were evaluated).
+        ``popularity_percentile@k``, ``novelty@k``, ``long_tail@k``, ``diversity@k`` (with
+        ``genres``), and ``users`` (how many were evaluated).
     """
     cutoffs = sorted({k, *recall_at})
     if cutoffs[0] < 1:
@@ -100,6 +145,9 @@ def ranking_metrics(
     rel_ptr, rel_items = _csr(test_users[relevant], test_items[relevant], num_users)
     seen_ptr, seen_items = _csr(seen_users, seen_items, num_users)
     percentile = popularity_percentile(train_items, num_items)
+    information = self_information(train_items, num_items)
+    tail = ~head_items(train_items, num_items)
+    diversity: list[np.ndarray] = []
     users = np.flatnonzero(np.diff(rel_ptr) > 0)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     recalls: dict[int, list[float]] = {c: [] for c in cutoffs}
@@ -113,6 +161,8 @@ def ranking_metrics(
         scores[torch.from_numpy(rows), torch.from_numpy(cols.astype(np.int64))] = -torch.inf
         top = torch.topk(scores, depth, dim=1).indices.numpy()  # (B, depth), best first
         recommended += np.bincount(top[:, :k].ravel(), minlength=num_items)
+        if genres is not None:
+            diversity.append(genre_diversity(top[:, :k], genres))
         for row, u in enumerate(batch):
             rel = rel_items[rel_ptr[u] : rel_ptr[u + 1]]
             hits = np.isin(top[row], rel)  # (depth,)
@@ -126,6 +176,11 @@ def ranking_metrics(
     out[f"popularity_percentile@{k}"] = float(
         (recommended * percentile).sum() / max(recommended.sum(), 1)
     )
+    entries = max(recommended.sum(), 1)
+    out[f"novelty@{k}"] = float((recommended * information).sum() / entries)
+    out[f"long_tail@{k}"] = float(recommended[tail].sum() / entries)
+    if genres is not None:
+        out[f"diversity@{k}"] = float(np.concatenate(diversity).mean()) if diversity else 0.0
     out["users"] = len(users)
     return out
 

@@ -77,6 +77,7 @@ def ranking_on(
         data.vocab.num_users,
         data.vocab.num_items,
         seen=seen,
+        genres=data.vocab.genres,
     )
 
 
