@@ -1,0 +1,373 @@
+"""Less obvious lists and what they cost: movierec beside penalised peers, and explanations.
+
+    python -m train.tradeoff --dataset ml-1m --seeds 0 1 2
+
+For each seed, on the protocol of :mod:`train.evaluate`: the ranking model is trained on the
+training part with every choice made on validation (its stars from the fast preset's rating
+model, to keep the run within minutes; the full preset's stars are the evaluation report's),
+and the ranking peers are tuned on validation as in :mod:`train.peers.tuning`. Then:
+
+- **Trade-off curve**: every model's novelty strengths are calibrated on validation the same
+  way (:mod:`train.fitting.discovery`: the popularity penalty of :mod:`model.novelty` at each
+  level brings the validation lists' popularity percentile down by that share of the way to
+  70), and test is scored once per level: Recall@10, NDCG@10 and the beyond-accuracy figures
+  of :mod:`train.evaluation.ranking`, against the mean popularity percentile.
+- **Faithfulness of explanations**: for sampled test users' top-10 (novelty 0), the first
+  movie an entry's explanation cites is removed from the user's history and the entry's
+  ranking score recomputed; so is a random other movie of the history. The share of (user,
+  entry) pairs where the cited movie's removal lowers the score more, and the mean drops.
+
+Writes ``reports/<dataset>-tradeoff.md``, ``.json`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from client import cli
+from model.artifact import cpu_name, provenance
+from model.novelty import LEVELS, penalise, popularity_penalty
+from model.ranker import Ranker, RankerConfig
+from train import data
+from train.evaluate import protocol
+from train.fitting.discovery import Calibration
+from train.fitting.experiment import Prepared, autorec_configs, prepare, run_autorec
+from train.fitting.ranker_training import fit_ranker, history_matrix, split_scorer
+from train.fitting.settings import RankerTrainConfig
+from train.peers import ranking_on
+from train.peers.tuning import tune_peers
+
+log = logging.getLogger("tradeoff")
+
+PENALISED = ("EASE", "EASE (rating-aware)")  # peers swept with the same penalty
+AT_NOVELTY_0 = ("iALS", "most popular")  # peers shown at novelty 0 only
+FAITHFULNESS_USERS = 500  # test users whose top-10 explanations are checked, per seed
+LEVEL_GRID = (90.0, 85.0, 80.0, 75.0, 70.0)  # popularity percentiles the curves are compared at
+FIGURES = (
+    "recall@10",
+    "ndcg@10",
+    "popularity_percentile@10",
+    "coverage@10",
+    "novelty@10",
+    "diversity@10",
+    "long_tail@10",
+)
+
+
+def _curve(score, prepared: Prepared, strengths: list[float], penalty: torch.Tensor) -> list:
+    """Test figures of ``score`` at each novelty level (one test pass per level)."""
+    rows = []
+    for level in LEVELS:
+        levels = lambda u, level=level: np.full(len(u), level)
+        scored = lambda u, levels=levels: penalise(score(u), levels(u), penalty, strengths)
+        figures = ranking_on(scored, prepared, "test")
+        rows.append({"novelty": level, **{f: figures[f] for f in FIGURES}})
+        log.info("  novelty %.2f: %s", level, {f: round(figures[f], 4) for f in FIGURES[:3]})
+    return rows
+
+
+def _strengths(score, prepared: Prepared, seed: int) -> list[float]:
+    t, v = prepared.train, prepared.validation
+    if v is None:
+        raise ValueError("calibrating novelty needs a validation part")
+    calibration = Calibration(
+        score,
+        t.user_idx.numpy(),
+        t.item_idx.numpy(),
+        v.user_idx.numpy(),
+        prepared.vocab.num_items,
+        seed,
+    )
+    return calibration.strengths()[0]
+
+
+def faithfulness(
+    ranker: Ranker, rating_model, prepared: Prepared, seed: int, users: int = FAITHFULNESS_USERS
+) -> dict:
+    """Removing the first cited movie vs a random other rated movie, over sampled test users'
+    top-10 (see the module docstring)."""
+    t = prepared.train
+    x = history_matrix(
+        t.user_idx.numpy(),
+        t.item_idx.numpy(),
+        t.rating.numpy(),
+        prepared.vocab.num_users,
+        prepared.vocab.num_items,
+        ranker.config.low_weight,
+    )
+    rng = np.random.default_rng(seed)
+    if prepared.test is None:
+        raise ValueError("faithfulness is measured on test users")
+    test_users = np.unique(prepared.test.user_idx.numpy())
+    chosen = rng.choice(test_users, min(users, len(test_users)), replace=False)
+    wins, cited_drops, random_drops, skipped = 0, [], [], 0
+    for u in chosen:
+        history = torch.from_numpy(x[[u]].toarray())  # (1, N)
+        rated = np.flatnonzero(history[0].numpy())
+        if len(rated) < 2:
+            continue
+        stars = rating_model.score_all(torch.tensor([int(u)])) if rating_model is not None else None
+        scores = ranker.scores(history, stars)[0]
+        scores[torch.from_numpy(rated)] = -torch.inf
+        top = torch.topk(scores, 10).indices.numpy()
+        values = history[0].numpy()[rated]
+        terms = ranker.contributions(rated, values, top)  # (h, 10)
+        for col, entry in enumerate(top):
+            if terms[:, col].max() <= 0:
+                skipped += 1
+                continue
+            cited = int(np.argmax(terms[:, col]))
+            other = int(rng.choice(np.delete(np.arange(len(rated)), cited)))
+            removed = history.repeat(2, 1)
+            removed[0, rated[cited]] = 0.0
+            removed[1, rated[other]] = 0.0
+            both = ranker.scores(removed, None if stars is None else stars.repeat(2, 1))
+            base = float(scores[entry])
+            drop_cited, drop_other = base - float(both[0, entry]), base - float(both[1, entry])
+            wins += drop_cited > drop_other
+            cited_drops.append(drop_cited)
+            random_drops.append(drop_other)
+    pairs = len(cited_drops)
+    return {
+        "pairs": pairs,
+        "share": wins / max(pairs, 1),
+        "mean_drop_cited": float(np.mean(cited_drops)) if pairs else 0.0,
+        "mean_drop_random": float(np.mean(random_drops)) if pairs else 0.0,
+        "entries_without_reason": skipped,
+        "users": len(chosen),
+    }
+
+
+def run_seed(dataset: data.Dataset, seed: int) -> dict:
+    split = protocol(dataset, seed)
+    prepared = prepare(dataset, split)
+    log.info("seed %d: %s", seed, split.protocol)
+    rating_model = run_autorec(prepared, autorec_configs(prepared, "fast", seed)).model
+    ranker, info = fit_ranker(
+        prepared, rating_model, RankerConfig(prepared.vocab.num_items), RankerTrainConfig(seed=seed)
+    )
+    penalty = popularity_penalty(prepared.vocab.rating_count)
+    curves, strengths = {}, {}
+    strengths["movierec"] = list(ranker.config.novelty_strengths)
+    log.info("seed %d movierec %s", seed, info["chosen"])
+    curves["movierec"] = _curve(
+        split_scorer(prepared, ranker, rating_model), prepared, strengths["movierec"], penalty
+    )
+    tuned = tune_peers(prepared, seed)
+    for name in PENALISED:
+        peer = tuned[name].peer
+        strengths[name] = _strengths(peer.score, prepared, seed)
+        log.info("seed %d %s %s", seed, name, tuned[name].params)
+        curves[name] = _curve(peer.score, prepared, strengths[name], penalty)
+    for name in AT_NOVELTY_0:
+        figures = ranking_on(tuned[name].peer.score, prepared, "test")
+        curves[name] = [{"novelty": 0.0, **{f: figures[f] for f in FIGURES}}]
+    return {
+        "protocol": split.protocol,
+        "curves": curves,
+        "strengths": strengths,
+        "params": {"movierec": info["chosen"], **{n: tuned[n].params for n in tuned}},
+        "faithfulness": faithfulness(ranker, rating_model, prepared, seed),
+    }
+
+
+def _mean_curves(per_seed: list[dict]) -> dict[str, list[dict]]:
+    out = {}
+    for name in per_seed[0]["curves"]:
+        rows = []
+        for j, row in enumerate(per_seed[0]["curves"][name]):
+            values = {f: [s["curves"][name][j][f] for s in per_seed] for f in FIGURES}
+            rows.append(
+                {
+                    "novelty": row["novelty"],
+                    **{f: float(np.mean(v)) for f, v in values.items()},
+                    **{f"{f}_std": float(np.std(v)) for f, v in values.items()},
+                }
+            )
+        out[name] = rows
+    return out
+
+
+def at_percentile(curve: list[dict], level: float, figure: str = "recall@10") -> float | None:
+    """``figure`` of a curve interpolated at popularity percentile ``level``; None where the
+    curve does not reach it."""
+    pct = np.array([r["popularity_percentile@10"] for r in curve])
+    values = np.array([r[figure] for r in curve])
+    order = np.argsort(pct)
+    if not pct.min() <= level <= pct.max():
+        return None
+    return float(np.interp(level, pct[order], values[order]))
+
+
+def targets(curves: dict[str, list[dict]]) -> dict:
+    """The comparisons at equal popularity: movierec against the penalised peers at each of
+    :data:`LEVEL_GRID` both reach, and movierec's Recall@10 at 85."""
+    ours = curves["movierec"]
+    rows = []
+    for level in LEVEL_GRID:
+        row: dict = {"percentile": level, "movierec": at_percentile(ours, level)}
+        for name in PENALISED:
+            row[name] = at_percentile(curves[name], level)
+        rows.append(row)
+    return {"at_85": at_percentile(ours, 85.0), "levels": rows}
+
+
+def plot(curves: dict[str, list[dict]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, figure in zip(axes, ("recall@10", "ndcg@10")):
+        for name, curve in curves.items():
+            pct = [r["popularity_percentile@10"] for r in curve]
+            values = [r[figure] for r in curve]
+            errors = [r[f"{figure}_std"] for r in curve]
+            style = "o" if len(curve) == 1 else "o-"
+            ax.errorbar(pct, values, yerr=errors, fmt=style, label=name, capsize=2)
+        ax.set_xlabel("mean popularity percentile of the top-10 (lower: less obvious)")
+        ax.set_ylabel(figure)
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(report: dict) -> str:
+    name, curves, seeds = report["dataset"], report["curves"], report["seeds"]
+    lines = [
+        f"# {name}: less obvious lists, and explanations",
+        "",
+        f"Protocol: {report['protocol']}. Seeds: {', '.join(map(str, seeds))} (mean ± "
+        "standard deviation). Relevant: test movies rated 4 or more; candidates: movies the "
+        "user rated in neither training nor validation. movierec is the ranking model trained "
+        "on the training part, every choice made on validation, its stars from the fast "
+        "preset's rating model. Each model's novelty strengths are calibrated on validation "
+        "the same way (at novelty t the popularity penalty brings the validation top-10's mean "
+        "popularity percentile a share t of the way from where it is to 70); test is scored "
+        "once per level.",
+        "",
+        "| model | novelty | Recall@10 | NDCG@10 | popularity percentile | coverage@10 | "
+        "novelty (bits) | genre diversity | long-tail share |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, curve in curves.items():
+        for r in curve:
+            lines.append(
+                f"| {model} | {r['novelty']:g} | {r['recall@10']:.4f} ± {r['recall@10_std']:.4f}"
+                f" | {r['ndcg@10']:.4f} ± {r['ndcg@10_std']:.4f}"
+                f" | {r['popularity_percentile@10']:.1f} | {r['coverage@10']:.3f}"
+                f" | {r['novelty@10']:.2f} | {r['diversity@10']:.3f} | {r['long_tail@10']:.3f} |"
+            )
+    t = report["targets"]
+    lines += [
+        "",
+        f"![trade-off]({name}-tradeoff.png)",
+        "",
+        "Recall@10 at equal popularity (each curve interpolated linearly between its levels; "
+        "blank where a curve does not reach that percentile):",
+        "",
+        "| popularity percentile | movierec | EASE | movierec / EASE | EASE (rating-aware) | "
+        "movierec / rating-aware EASE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in t["levels"]:
+        ours, ease, aware = row["movierec"], row["EASE"], row["EASE (rating-aware)"]
+        lines.append(
+            f"| {row['percentile']:g} | {_fmt(ours)} | {_fmt(ease)} | "
+            f"{_fmt(ours / ease if ours and ease else None, 3)} | {_fmt(aware)} | "
+            f"{_fmt(ours / aware if ours and aware else None, 3)} |"
+        )
+    lines += ["", f"movierec's Recall@10 at popularity percentile 85: {_fmt(t['at_85'])}.", ""]
+    lines += [
+        "## Explanations",
+        "",
+        "An entry's explanation cites the rated movies whose item-item terms `x_j B_ji` add "
+        "most to its ranking score. For the top-10 (novelty 0) of sampled test users, the "
+        "first cited movie is removed from the history and the entry's whole ranking score "
+        "(item-item, deep and rating parts, each row standardised again) recomputed; so is a "
+        "random other rated movie.",
+        "",
+        "| seed | users | (user, entry) pairs | cited removal lowers the score more | "
+        "mean drop, cited | mean drop, random | entries without a positive term |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for seed, s in zip(seeds, report["per_seed"]):
+        f = s["faithfulness"]
+        lines.append(
+            f"| {seed} | {f['users']} | {f['pairs']} | {100 * f['share']:.1f}% | "
+            f"{f['mean_drop_cited']:.4f} | {f['mean_drop_random']:.4f} | "
+            f"{f['entries_without_reason']} |"
+        )
+    meta = report["meta"]
+    lines += [
+        "",
+        "## How it was made",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- machine: {meta['cpu']}, {meta['provenance']['machine']}",
+        f"- git {meta['provenance']['git_commit']}"
+        + (" (uncommitted changes)" if meta["provenance"]["git_dirty"] else ""),
+        f"- date: {meta['provenance']['created']}; total time {meta['seconds']:.0f} s",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser("python -m train.tradeoff", __doc__)
+    parser.add_argument("--dataset", default="ml-1m")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
+    parser.add_argument("--out", default="reports", help="folder of the report")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    made_by, started = provenance(), time.perf_counter()
+    dataset = data.load(args.dataset)
+    with threadpool_limits(args.threads):
+        per_seed = [run_seed(dataset, seed) for seed in args.seeds]
+    curves = _mean_curves(per_seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "dataset": args.dataset,
+        "seeds": args.seeds,
+        "protocol": per_seed[0]["protocol"],
+        "curves": curves,
+        "targets": targets(curves),
+        "per_seed": per_seed,
+        "meta": {
+            "command": "python -m train.tradeoff "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "cpu": cpu_name(),
+            "provenance": made_by,
+            "seconds": time.perf_counter() - started,
+        },
+    }
+    (out / f"{args.dataset}-tradeoff.json").write_text(json.dumps(report, indent=1))
+    plot(
+        curves, out / f"{args.dataset}-tradeoff.png", f"{args.dataset}: accuracy against popularity"
+    )
+    (out / f"{args.dataset}-tradeoff.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
