@@ -266,7 +266,7 @@ def _years(body: dict) -> tuple[int, int] | None:
     first, last = value
     if first > last:
         raise BadRequestError("years", f"first year {first} is after last year {last}")
-    if not (0 <= first and last < 10_000):
+    if first < 0 or last >= 10_000:
         raise BadRequestError("years", f"must be years between 0 and 9999, got {_shown(value)}")
     return first, last
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from handler.parsing import Limits, NewUserRequest, parse_request
+from handler.parsing import (
+    ChartRequest,
+    Limits,
+    NewUserRequest,
+    SearchRequest,
+    SimilarRequest,
+    TopKRequest,
+    parse_request,
+)
 from model.errors import BadRequestError
 from tests.conftest import GENRES
 
@@ -69,6 +77,30 @@ def test_pairs_are_parsed_into_the_ids_sent():
         ({"ratings": {"1": 5}, "movie_ids": [1] * 5}, "movie_ids"),
         ({"ratings": {"1": 5}, "fallback": "popular"}, "fallback"),
         ({"ratings": {"1": 5}, "k": 6}, "k"),
+        ({"search": 3}, "search"),
+        ({"search": ""}, "search"),
+        ({"search": "   "}, "search"),
+        ({"search": "x" * 201}, "search"),
+        ({"search": "heat", "genres": ["Drama"]}, "genres"),
+        ({"search": "heat", "k": 6}, "k"),
+        ({"chart": "newest"}, "chart"),
+        ({"chart": ["popular"]}, "chart"),
+        ({"chart": "popular", "novelty": 0.5}, "novelty"),
+        ({"chart": "popular", "years": [1999, 1990]}, "years"),
+        ({"user_id": 1, "years": [1990]}, "years"),
+        ({"user_id": 1, "years": [1990, "1999"]}, "years"),
+        ({"user_id": 1, "years": [1990.0, 1999]}, "years"),
+        ({"user_id": 1, "years": [True, 1999]}, "years"),
+        ({"user_id": 1, "years": "1990-1999"}, "years"),
+        ({"user_id": 1, "novelty": 1.5}, "novelty"),
+        ({"user_id": 1, "novelty": -0.1}, "novelty"),
+        ({"user_id": 1, "novelty": "high"}, "novelty"),
+        ({"user_id": 1, "novelty": True}, "novelty"),
+        ({"ratings": {"1": 5}, "novelty": float("nan")}, "novelty"),
+        ({"ratings": {"1": 5}, "explain": "yes"}, "explain"),
+        ({"ratings": {"1": 5}, "explain": 1}, "explain"),
+        ({"similar_to": 1, "explain": True}, "explain"),
+        ({"user_id": 1, "movie_id": 2, "novelty": 0.5}, "novelty"),
     ],
 )
 def test_bad_requests_name_the_field(body, field):
@@ -98,3 +130,20 @@ def test_a_new_user_request_is_parsed_in_request_order():
     assert request.movie_ids.tolist() == [50, 1, 7] and request.ratings.tolist() == [4.5, 5, 1]
     assert request.predict_movie_ids.tolist() == [3, 9] and request.k == 10
     assert request.filters.genres == ("Drama",)
+
+
+def test_discovery_fields_are_parsed():
+    limits = Limits()
+    search = parse_request({"search": "Godfather", "k": 5}, limits, GENRES)
+    assert isinstance(search, SearchRequest) and (search.query, search.k) == ("Godfather", 5)
+    chart = parse_request({"chart": "popular", "years": [1990, 1999]}, limits, GENRES)
+    assert isinstance(chart, ChartRequest) and chart.filters.years == (1990, 1999)
+    assert chart.k == limits.default_k
+    top = parse_request({"user_id": 3, "novelty": 0.5, "explain": True}, limits, GENRES)
+    assert isinstance(top, TopKRequest) and (top.novelty, top.explain) == (0.5, True)
+    plain = parse_request({"user_id": 3}, limits, GENRES)
+    assert (plain.novelty, plain.explain, plain.filters.years) == (0.0, False, None)
+    new = parse_request({"ratings": {"1": 5}, "novelty": 1, "explain": False}, limits, GENRES)
+    assert isinstance(new, NewUserRequest) and new.novelty == 1.0
+    similar = parse_request({"similar_to": 1, "novelty": 0.25, "years": [1, 1]}, limits, GENRES)
+    assert isinstance(similar, SimilarRequest) and similar.novelty == 0.25
