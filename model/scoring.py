@@ -305,6 +305,12 @@ class Scorer:
 
     # ------------------------------------------------------------------ shared
 
+    def rerank(self, scores: torch.Tensor, novelty: np.ndarray) -> torch.Tensor:
+        """Scores (B, N) re-ranked at ``novelty`` (B,) with this model's calibrated strengths
+        (:func:`model.novelty.penalise`; rows at 0 untouched): what every list kind does
+        before it removes rated and filtered movies."""
+        return penalise(scores, novelty, self._penalty, self.novelty_strengths)
+
     def _top_k(
         self,
         scores: torch.Tensor,
@@ -319,7 +325,7 @@ class Scorer:
         with item -1 / score NaN where too few remain (see
         :func:`~model.filtering.masked_top_k`)."""
         if novelty is not None:
-            scores = penalise(scores, novelty, self._penalty, self.novelty_strengths)
+            scores = self.rerank(scores, novelty)
         allowed = None
         if filters:
             if len(filters) != scores.shape[0]:

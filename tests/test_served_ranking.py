@@ -2,7 +2,8 @@
 stopped; :func:`loadtest.scenarios.served_ranking.compare`), ranks over HTTP exactly as the offline
 evaluation ranks the same model: the ranking model's lists under the reports' protocol
 (training and validation movies excluded, the latter by the request's exclude_movie_ids), and
-the lists by predicted rating (``rank_by`` "rating", training movies excluded).
+the lists by predicted rating (``rank_by`` "rating", training movies excluded), and the ranking
+model's lists at a novelty above 0.
 
 The artifact's vocabulary holds the training part only, so the server excludes from a user's
 top-10 what :func:`train.evaluation.ranking.ranking_metrics` excludes and the held-out movies stay
@@ -48,10 +49,12 @@ def split_artifact(tmp_path_factory) -> tuple[data.Dataset, data.Split, Path]:
 def test_served_top_10_reproduces_the_offline_recall(split_artifact):
     dataset, split, artifact_dir = split_artifact
     try:
-        results = compare(artifact_dir, dataset, split, K)
+        results = compare(artifact_dir, dataset, split, K, novelties=(0.0, 0.75))
     except ServerError as exc:
         pytest.fail(f"TorchServe did not start: {exc}")
-    assert set(results) == {"rating", "ranking"}
+    assert set(results) == {"rating", "ranking", "ranking, novelty 0.75"}
+    # Less obvious lists are other lists: the check below is not of one list twice.
+    assert results["ranking, novelty 0.75"][1] != results["ranking"][1]
     for served, offline in results.values():
         assert served["users"] == offline["users"] > 50
         assert served[f"recall@{K}"] == pytest.approx(offline[f"recall@{K}"], abs=1e-9)

@@ -15,6 +15,10 @@ model on the same split. Two orders are checked:
   validation movies (:func:`train.peers.tuning.ranking_on`);
 - the rating model's (``"rank_by": "rating"``), with training movies excluded only.
 
+``--novelty`` checks the ranking model's order at each novelty given (0 is the default
+request; others add ``"novelty"`` to every request and re-rank the offline scores with the
+artifact's calibrated strengths, :mod:`model.novelty`).
+
 Pass the split options the artifact was trained with (they are checked against its
 config.json). With ``--keep-split`` the artifact holds only the training part, so what the
 server excludes is what the offline metric excludes and the figures agree; a refit artifact
@@ -53,10 +57,11 @@ def http_ranking(
     threshold: float = 4.0,
     rank_by: str = "rating",
     exclude: pd.DataFrame | None = None,
+    novelty: float = 0.0,
 ) -> dict[str, float]:
-    """Recall@k and NDCG@k of the served top-k (ordered as ``rank_by`` asks) of every user of
-    ``test`` (raw ids) with a rating >= ``threshold``, one request per user, as
-    :func:`ranking_metrics` defines them; each request also excludes that user's movies of
+    """Recall@k and NDCG@k of the served top-k (ordered as ``rank_by`` asks, at ``novelty``)
+    of every user of ``test`` (raw ids) with a rating >= ``threshold``, one request per user,
+    as :func:`ranking_metrics` defines them; each request also excludes that user's movies of
     ``exclude`` (raw ids), if given."""
     relevant = test[test["rating"] >= threshold].groupby("user_id")["movie_id"]
     excluded = {} if exclude is None else exclude.groupby("user_id")["movie_id"].apply(list)
@@ -64,7 +69,12 @@ def http_ranking(
     recalls, ndcgs = [], []
     for user_id, movies in relevant:
         drop = [int(m) for m in excluded.get(user_id, [])]
-        answer = api.top_k(int(user_id), k=k, rank_by=rank_by, exclude_movie_ids=drop or None)
+        body: dict = {"user_id": int(user_id), "k": k, "rank_by": rank_by}
+        if drop:
+            body["exclude_movie_ids"] = drop
+        if novelty:
+            body["novelty"] = novelty
+        answer = api.predict(body)
         top = [r["movie_id"] for r in answer["recommendations"]]
         hits = np.isin(top, movies.to_numpy())
         ideal = min(k, len(movies))
@@ -83,16 +93,22 @@ def offline_ranking(
     split: data.Split,
     k: int = 10,
     rank_by: str = "rating",
+    novelty: float = 0.0,
 ) -> dict[str, float]:
     """:func:`ranking_metrics` of the artifact on ``split``: by predicted rating with training
     movies excluded, or (``rank_by="ranking"``) the ranking model's order under the reports'
     protocol (:func:`train.peers.tuning.ranking_on`: training and validation movies
-    excluded). Both score users with :meth:`Recommender.score_users`, the serving code."""
+    excluded). Both score users with :meth:`Recommender.score_users`, the serving code, and
+    re-rank at ``novelty`` with :meth:`Recommender.rerank`, as the server does."""
     rec = Recommender.from_artifact(artifact_dir)
     prepared = prepare(dataset, split)
     if not np.array_equal(prepared.vocab.user_ids, rec.vocab.user_ids):
         raise DataError(f"{artifact_dir}: its users are not those of {dataset.name}")
-    score = lambda users: rec.score_users(users, rank_by)
+
+    def score(users: np.ndarray) -> torch.Tensor:
+        scores = rec.score_users(users, rank_by)
+        return rec.rerank(scores, np.full(len(users), novelty)) if novelty else scores
+
     t, s, v = prepared.train, prepared.test, prepared.validation
     seen = None
     if rank_by == "ranking":
@@ -120,10 +136,16 @@ def offline_ranking(
 
 
 def compare(
-    artifact_dir: str | Path, dataset: data.Dataset, split: data.Split, k: int = 10
+    artifact_dir: str | Path,
+    dataset: data.Dataset,
+    split: data.Split,
+    k: int = 10,
+    novelties: tuple[float, ...] = (0.0,),
 ) -> dict[str, tuple[dict, dict]]:
-    """``{rank_by: (served, offline)}`` ranking figures of a split-trained artifact on
-    ``split``, for both orders (the ranking model's only when the artifact has one).
+    """``{order: (served, offline)}`` ranking figures of a split-trained artifact on
+    ``split``, for both orders (the ranking model's only when the artifact has one): keys
+    ``"rating"``, ``"ranking"`` (novelty 0, when in ``novelties``) and ``"ranking, novelty
+    0.5"`` for each other novelty.
 
     Raises ``DataError`` when the artifact was not trained on that split's training part."""
     config = json.loads((Path(artifact_dir) / artifact.CONFIG).read_text())
@@ -138,14 +160,17 @@ def compare(
         mar = archive.build(artifact_dir, Path(tmp) / "model_store")
         with local_torchserve(mar.parent, ["movierec"], home=Path(tmp) / "ts") as server:
             api = MovieRecClient(server.url, key_file=server.key_file)
-            served = {"rating": http_ranking(api, split.test, k)}
-            if "ranker" in config:
-                served["ranking"] = http_ranking(
-                    api, split.test, k, rank_by="ranking", exclude=split.validation
+            served = {("rating", 0.0): http_ranking(api, split.test, k)}
+            for novelty in novelties if "ranker" in config else ():
+                served[("ranking", novelty)] = http_ranking(
+                    api, split.test, k, rank_by="ranking", exclude=split.validation, novelty=novelty
                 )
     return {
-        rank_by: (figures, offline_ranking(artifact_dir, dataset, split, k, rank_by))
-        for rank_by, figures in served.items()
+        (rank_by if not novelty else f"{rank_by}, novelty {novelty:g}"): (
+            figures,
+            offline_ranking(artifact_dir, dataset, split, k, rank_by, novelty),
+        )
+        for (rank_by, novelty), figures in served.items()
     }
 
 
@@ -159,11 +184,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--validation", type=float, default=0.1, help="as given to python -m train")
     p.add_argument("--seed", type=int, default=0, help="as given to python -m train")
     p.add_argument("-k", type=int, default=10)
+    p.add_argument(
+        "--novelty",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="novelty values of the ranking model's lists to check (0 to 1)",
+    )
     args = p.parse_args(argv)
+    if not all(0.0 <= n <= 1.0 for n in args.novelty):
+        p.error("--novelty values must lie between 0 and 1")
     try:
         dataset = data.load(args.dataset, args.data_dir)
         split = make_split(dataset, args)
-        results = compare(args.artifact, dataset, split, args.k)
+        results = compare(args.artifact, dataset, split, args.k, tuple(args.novelty))
     except (DataError, ServerError) as exc:
         log.error("%s", exc)
         return 1
