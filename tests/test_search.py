@@ -1,6 +1,6 @@
 """Title search (model.search) on a small hand-made catalogue whose right answers are known:
 case, accents, punctuation, articles, alternative titles, years, typos, typing, ties; the
-query builders and the scoring of train.search_quality."""
+query builders and the scoring of train.search_quality; the micro-benchmark's structure."""
 
 from __future__ import annotations
 
@@ -301,3 +301,22 @@ def test_evaluation_counts_namesakes_as_right():
     text = search_quality.markdown(report)
     assert "| clean (lower-cased, no article, no year) | 20 | 100.0 % |" in text
     assert "right movie first for >= 95% | 100.0 % | met |" in text
+
+
+# ----------------------------------------------------------------------- the micro-benchmark
+
+
+def test_search_micro_benchmark_and_its_lines_in_the_bench_report():
+    from loadtest.scenarios import bench, micro
+
+    titles, counts = micro.generated_titles(300, seed=1)
+    assert len(titles) == len(counts) == 300 and all(t.endswith(")") for t in titles)
+    figures = micro.search_latency(num_titles=300, queries=20, budget_s=5)
+    assert figures["titles"] == 300 and figures["queries"] == 20
+    assert 0 < figures["p50_ms"] <= figures["p90_ms"] <= figures["max_ms"]
+    assert set(figures["p50_ms_by_kind"]) <= set(search_quality.KINDS)
+    lines = bench.search_section(
+        figures | {"titles": 62_000, "p50_ms": 12.5, "p90_ms": 20.0, "queries": 1_000}
+    )
+    assert "| 1,000 | 12.50 | 20.00 |" in "\n".join(lines)
+    assert "| title search over 62k titles <= 10 ms p50 | 12.5 ms | **not met** |" in lines

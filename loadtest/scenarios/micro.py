@@ -11,7 +11,11 @@
   dense one would not fit), with random weights, and a generated vocabulary (every user rated
   20-200 movies), saved as a real artifact and loaded by the handler with the served
   ``handler:`` settings (torch threads included);
-- a new user's top-K (20 ratings given) on the same catalogues.
+- a new user's top-K (20 ratings given) on the same catalogues;
+- title search (:class:`model.search.TitleIndex`) over 62,000 generated titles: the index's
+  build time and the latency of queries of every kind :mod:`train.search_quality` asks
+  (clean, one typo, typing, with the article, with the year); ``--search-only`` runs just this
+  one, without an artifact.
 
 Every loop is bounded by a count and a time budget.
 """
@@ -40,8 +44,9 @@ from loadtest.traffic import Catalogue
 from model import artifact
 from model.network import FactorModel, FactorModelConfig
 from model.ranker import Ranker, RankerConfig
+from model.search import TitleIndex
 from model.vocab import Vocabulary
-from train import archive
+from train import archive, search_quality
 from train.fitting.ranker_training import DENSE_ITEM_ITEM_LIMIT, PRUNED_NEIGHBORS
 
 log = logging.getLogger("loadtest.scenarios.micro")
@@ -51,6 +56,28 @@ CATALOGUE_SIZES = (1_682, 10_000, 62_000)  # ML-100K, ML-10M-ish, ML-25M/ml-late
 # Vector sizes also timed on the largest catalogue: a bigger dataset may need bigger vectors
 # than the ML-100K model's (one unprojected member exports 500, three 1,500).
 OTHER_DIMS = (128, 256, 512, 1_500)
+SEARCH_TITLES = 62_000  # the largest catalogue: title search scans every name once a query
+
+# Title words: common ones, which many titles share (as "Love", "Night", "Man" are), and made-up
+# names from syllables (people, places), which few do; accented letters as MovieLens has them.
+# Space-separated words.
+_TITLE_WORDS = (
+    "love night man day house girl life world last dead time little big black white blue red "
+    "city dark star war king queen story secret lost return rise fall heart blood dream home "
+    "road river island summer winter death game ghost shadow moon sun fire water stone iron "
+    "golden silent wild young old new first final great long hidden broken street angel devil "
+    "murder money power family brother sister father mother son daughter children boy woman "
+    "men women friends lover kiss dance song music party school town country valley mountain "
+    "sea ocean sky storm wind rain snow christmas holiday journey escape hunt chase run "
+    "killer hero legend empire kingdom paradise heaven hell sin truth lies eyes hands face "
+    "body mind soul spirit memory letter book picture mirror door window garden castle"
+)
+_SYLLABLES = (
+    "ka lo mi ra to ne sa vi de ar en or us el in on ti ma be ro an ce da fe go ha ju le mo "
+    "nu pe ri su ta ve wa yo ze bru cha dre fla gri klo pra sto tre vé ño ür å"
+)
+# Articles MovieLens moves to the end, with how often a generated title carries each.
+_MOVED_ARTICLES = {"The": 0.15, "A": 0.03, "An": 0.005, "La": 0.004, "Les": 0.003, "Das": 0.002}
 
 
 @dataclass
@@ -292,6 +319,111 @@ def top_k_latency(
     return results
 
 
+def generated_titles(num_titles: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``num_titles`` MovieLens-style titles and rating counts: ``"Night River, The (1987)"``,
+    ``"Kalomi Heart 2: Rise of Stone (2004)"``, ``"Summer Love (Tremo Dañve) (1971)"``.
+
+    One to five words, half of them common ones and half made-up names; some titles with the
+    article moved to the end, a sequel number, a subtitle or an alternative title; a year from
+    1920 to 2023, more of them recent; counts falling with a random popularity rank, as
+    MovieLens' do.
+    """
+    rng = np.random.default_rng(seed)
+    syllables, common_words = np.array(_SYLLABLES.split()), _TITLE_WORDS.split()
+    made_up = sorted(
+        {
+            "".join(syllables[row[:size]])
+            for row, size in zip(
+                rng.integers(len(syllables), size=(num_titles, 3)),
+                rng.integers(2, 4, num_titles),
+            )
+        }
+    )
+    pool = np.array([w.capitalize() for w in common_words + made_up])
+    # Half the words drawn are common ones (the first by rank more often), half made-up.
+    common = 1 / np.arange(1, len(common_words) + 1)
+    weights = np.concatenate(
+        [0.5 * common / common.sum(), np.full(len(made_up), 0.5 / len(made_up))]
+    )
+    drawn = iter(pool[rng.choice(len(pool), 8 * num_titles, p=weights)].tolist())
+
+    def words(n: int) -> str:
+        return " ".join(next(drawn) for _ in range(n))
+
+    lengths = rng.choice([1, 2, 3, 4, 5], num_titles, p=[0.25, 0.35, 0.22, 0.12, 0.06])
+    extras = rng.random((num_titles, 4))  # sequel, subtitle, article, alternative title
+    extra_words = rng.integers(1, 4, (num_titles, 2))
+    cumulative = np.cumsum(list(_MOVED_ARTICLES.values()))
+    years = np.clip(2024 - rng.exponential(20, num_titles), 1920, 2023).astype(int)
+    titles = []
+    for i in range(num_titles):
+        name = words(int(lengths[i]))
+        if extras[i, 0] < 0.05:
+            name += f" {2 + i % 3}"
+        if extras[i, 1] < 0.08:
+            name += f": {words(int(extra_words[i, 0]))}"
+        article = int(np.searchsorted(cumulative, extras[i, 2], side="right"))
+        if article < len(_MOVED_ARTICLES):
+            name += f", {list(_MOVED_ARTICLES)[article]}"
+        if extras[i, 3] < 0.08:
+            name += f" ({words(int(extra_words[i, 1]))})"
+        titles.append(f"{name} ({years[i]})")
+    counts = (50_000 / (1 + rng.permutation(num_titles)) ** 0.9).astype(np.int64)
+    return np.array(titles), counts
+
+
+def search_latency(
+    num_titles: int = SEARCH_TITLES,
+    k: int = 10,
+    queries: int = 1_000,
+    budget_s: float = 10.0,
+    seed: int = 0,
+) -> dict:
+    """Title search over ``num_titles`` generated titles: the index's build time, and the
+    latency of up to ``queries`` queries (or ``budget_s``) drawn from every kind of
+    :func:`train.search_quality.queries`, by kind and overall."""
+    titles, counts = generated_titles(num_titles, seed)
+    started = time.perf_counter()
+    index = TitleIndex(titles, counts)
+    build_s = time.perf_counter() - started
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(num_titles, min(num_titles, queries), replace=False)
+    asked = search_quality.queries(titles[np.sort(sample)], seed)
+    asked = [asked[i] for i in rng.permutation(len(asked))[:queries]]  # kinds mixed
+    for query in asked[:3]:  # warm-up, unmeasured
+        index.search(query.text, k)
+    by_kind: dict[str, list[float]] = {}
+    deadline = time.perf_counter() + budget_s
+    for query in asked:
+        start = time.perf_counter()
+        index.search(query.text, k)
+        by_kind.setdefault(query.kind, []).append(1000 * (time.perf_counter() - start))
+        if time.perf_counter() > deadline:
+            break
+    every = Timing([ms for samples in by_kind.values() for ms in samples])
+    figures = {
+        "titles": num_titles,
+        "names": index.num_names,
+        "k": k,
+        "build_s": build_s,
+        "queries": len(every.samples_ms),
+        "p50_ms": every.p50,
+        "p90_ms": every.percentile(90),
+        "p95_ms": every.p95,
+        "max_ms": max(every.samples_ms),
+        "p50_ms_by_kind": {kind: Timing(ms).p50 for kind, ms in sorted(by_kind.items())},
+    }
+    log.info(
+        "title search over %d titles: built in %.2f s; p50 %.2f ms, p90 %.2f ms over %d queries",
+        num_titles,
+        build_s,
+        figures["p50_ms"],
+        figures["p90_ms"],
+        figures["queries"],
+    )
+    return figures
+
+
 def find_artifact(path: str | Path) -> Path | None:
     """``path`` when it holds a trained artifact; otherwise ``None``, having logged how to
     train one."""
@@ -301,18 +433,26 @@ def find_artifact(path: str | Path) -> Path | None:
     return None
 
 
-def benchmarks(artifact_dir: str | Path) -> tuple[dict, list[dict]]:
+def benchmarks(artifact_dir: str | Path) -> tuple[dict, list[dict], dict]:
     """Every micro-benchmark at its defaults, sized after the artifact's own model:
-    ``(pairs_request, top_k_latency)``."""
+    ``(pairs_request, top_k_latency, search_latency)``."""
     config = json.loads((Path(artifact_dir) / artifact.CONFIG).read_text())
     pairs = pairs_request(artifact_dir)
-    return pairs, top_k_latency(config["model"], ranker_config=config.get("ranker"))
+    topk = top_k_latency(config["model"], ranker_config=config.get("ranker"))
+    return pairs, topk, search_latency()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.parser("python -m loadtest.scenarios.micro", __doc__)
     p.add_argument("--artifact", default="artifacts/ml-100k", help="trained artifact folder")
-    artifact_dir = find_artifact(p.parse_args(argv).artifact)
+    p.add_argument(
+        "--search-only", action="store_true", help="title search only (needs no artifact)"
+    )
+    args = p.parse_args(argv)
+    if args.search_only:
+        print(json.dumps(search_latency(), indent=2))
+        return 0
+    artifact_dir = find_artifact(args.artifact)
     if artifact_dir is None:
         return 1
     for figures in benchmarks(artifact_dir):
