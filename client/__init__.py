@@ -2,8 +2,12 @@
 
 from client import MovieRecClient
 api = MovieRecClient()                      # server and token found as described below
-api.rating(196, 242); api.recommend(196, k=10, genres=["Comedy"])
-api.new_user({1: 5, 50: 4.5}, k=10); api.similar(50, k=10)
+api.rating(196, 242); api.recommend(196, k=10, genres=["Comedy"], explain=True)
+api.new_user({1: 5, 50: 4.5}, k=10, novelty=0.5); api.similar(50, k=10, years=(1990, 1999))
+api.search("star wars"); api.chart(k=20, genres=["Comedy"])
+api.resolve_title("fargo")                  # one search result, or TitleError
+
+Options a caller leaves out are left out of the request, so the server's defaults apply.
 
 The server: ``url`` if given, else ``$MOVIEREC_URL``, else ``inference_address`` of
 ./config.properties, else http://127.0.0.1:8080. The token: the ``inference`` key of
@@ -17,12 +21,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+CHART = "popular"  # the chart :meth:`MovieRecClient.chart` asks for: the server's only one
+# Results a title is resolved among: enough for every remake and sequel of one name to show up
+# as a candidate, few enough to print.
+RESOLVE_K = 10
 
 
 class ClientError(Exception):
@@ -48,6 +57,28 @@ class ClientError(Exception):
         self.message = message
         self.kind = kind
         self.field = field
+
+
+class TitleError(ValueError):
+    """A typed title that names no movie, or several (:func:`match_title`).
+
+    Attributes
+    ----------
+    title : str
+        The title as typed.
+    candidates : list of dict
+        The search results it might mean (``movie_id``, ``title``, ``year``, ...); empty when
+        nothing matched.
+    """
+
+    def __init__(self, title: str, candidates: list[dict]):
+        if candidates:
+            message = f"{title!r} matches {len(candidates)} movies: give its id or full title"
+        else:
+            message = f"no movie matches {title!r}"
+        super().__init__(message)
+        self.title = title
+        self.candidates = candidates
 
 
 def config_value(config: str | Path, key: str) -> str | None:
@@ -116,15 +147,91 @@ def fresh_token(
         time.sleep(0.05)
 
 
+# How a title may be typed besides as written: its article in front ("The Godfather" for
+# MovieLens's "Godfather, The"), English only; the server's search knows more languages, and a
+# title typed otherwise still resolves when it is the only result.
+_MOVED_ARTICLE = re.compile(r"^(.*\S),\s*(the|a|an)$", re.IGNORECASE)
+_YEAR = re.compile(r"\s*\(\d{4}\)$")
+
+
+def _plain(text: str) -> str:
+    """``text`` case-folded with runs of white space made one space: how titles are compared."""
+    return " ".join(text.casefold().split())
+
+
+def title_forms(title: str) -> set[str]:
+    """The texts that name ``title`` exactly, compared as :func:`_plain` writes them: the
+    title as written, without its year, and with a moved English article put back in front.
+
+    ``"Godfather, The (1972)"`` -> ``{"godfather, the (1972)", "godfather, the",
+    "the godfather (1972)", "the godfather"}``.
+    """
+    written = _plain(title)
+    year = _YEAR.search(written)
+    name = written[: year.start()] if year else written
+    suffix = year.group() if year else ""
+    names = {name}
+    moved = _MOVED_ARTICLE.match(name)
+    if moved:
+        names.add(f"{moved.group(2)} {moved.group(1)}")
+    return names | {n + suffix for n in names}
+
+
+def match_title(title: str, results: list[dict]) -> dict:
+    """The search result ``title`` names: the one whose title it spells exactly (any case,
+    the year left out or not, see :func:`title_forms`), else the only result.
+
+    Parameters
+    ----------
+    title : str
+        The title as a person typed it.
+    results : list of dict
+        The search answer's ``results`` for ``title``, best first.
+
+    Returns
+    -------
+    dict
+        One of ``results``.
+
+    Raises
+    ------
+    TitleError
+        No result (``candidates`` empty), or several and not exactly one of them spelled as
+        typed (``candidates``: those spelled as typed, e.g. the remakes of one name, else all).
+    """
+    typed = _plain(title)
+    exact = [r for r in results if typed in title_forms(r["title"])]
+    if len(exact) == 1:
+        return exact[0]
+    if not exact and len(results) == 1:
+        return results[0]
+    raise TitleError(title, exact or results)
+
+
 def _filters(
-    genres: list[str] | None, exclude_genres: list[str] | None, exclude_movie_ids: list[int] | None
+    genres: list[str] | None,
+    exclude_genres: list[str] | None,
+    exclude_movie_ids: list[int] | None,
+    years: tuple[int, int] | list[int] | None = None,
 ) -> dict:
     given = {
         "genres": genres,
         "exclude_genres": exclude_genres,
         "exclude_movie_ids": exclude_movie_ids,
+        "years": years,
     }
     return {k: list(v) for k, v in given.items() if v}
+
+
+def _options(novelty: float | None = None, explain: bool = False) -> dict:
+    """The list options a caller gave; those left out are not sent (the server's defaults:
+    no novelty, no explanations), so a plain request stays what it always was."""
+    given: dict = {}
+    if novelty is not None:
+        given["novelty"] = novelty
+    if explain:
+        given["explain"] = True
+    return given
 
 
 def _is_token_refusal(status: int, answer: object) -> bool:
@@ -238,21 +345,31 @@ class MovieRecClient:
         exclude_movie_ids: list[int] | None = None,
         fallback: str | None = None,
         rank_by: str | None = None,
+        novelty: float | None = None,
+        explain: bool = False,
+        years: tuple[int, int] | None = None,
     ) -> dict:
         """Top-``k`` movies for a known user, or with ``fallback="popular"`` the popular ones
         for an unknown user: the whole answer (``ranked_by``, ``recommendations``, and
         ``fallback`` when it was used). ``rank_by="rating"`` orders by predicted rating
-        instead of the ranking model."""
-        body = {"user_id": user_id, "k": k, **_filters(genres, exclude_genres, exclude_movie_ids)}
+        instead of the ranking model; ``novelty`` (0 to 1) trades obvious picks for less
+        known ones; ``explain`` adds to each entry ``because``, the user's rated movies that
+        put it there (``[{"movie_id", "title", "rating"}]``); ``years`` ``(first, last)``
+        keeps movies released in those years."""
+        body = {
+            "user_id": user_id,
+            "k": k,
+            **_filters(genres, exclude_genres, exclude_movie_ids, years),
+        }
         if fallback:
             body["fallback"] = fallback
         if rank_by:
             body["rank_by"] = rank_by
-        return self.predict(body)
+        return self.predict({**body, **_options(novelty, explain)})
 
     def recommend(self, user_id: int, k: int = 10, **options) -> list[dict]:
         """Like :meth:`top_k` (same options), but only the list of
-        ``{"movie_id", "title", "genres", "score", "rating"}``."""
+        ``{"movie_id", "title", "genres", "score", "rating"}`` (and ``because``, if asked)."""
         return self.top_k(user_id, k, **options)["recommendations"]
 
     def new_user(
@@ -264,20 +381,25 @@ class MovieRecClient:
         exclude_genres: list[str] | None = None,
         exclude_movie_ids: list[int] | None = None,
         rank_by: str | None = None,
+        novelty: float | None = None,
+        explain: bool = False,
+        years: tuple[int, int] | None = None,
     ) -> dict:
         """Top-``k`` for a user given by ``{movie_id: rating}`` (and predicted ratings of
         ``movie_ids``): the whole answer, with ``ranked_by``, ``recommendations``,
-        ``unknown_movie_ids`` and, if asked, ``predictions``."""
+        ``unknown_movie_ids`` and, if asked, ``predictions``. ``novelty``, ``explain`` and
+        ``years`` as for :meth:`top_k`; the movies ``because`` cites are among ``ratings``.
+        Titles become ids with :meth:`resolve_title`."""
         body = {
             "ratings": {str(m): r for m, r in ratings.items()},
             "k": k,
-            **_filters(genres, exclude_genres, exclude_movie_ids),
+            **_filters(genres, exclude_genres, exclude_movie_ids, years),
         }
         if movie_ids:
             body["movie_ids"] = list(movie_ids)
         if rank_by:
             body["rank_by"] = rank_by
-        return self.predict(body)
+        return self.predict({**body, **_options(novelty, explain)})
 
     def similar(
         self,
@@ -286,16 +408,56 @@ class MovieRecClient:
         genres: list[str] | None = None,
         exclude_genres: list[str] | None = None,
         exclude_movie_ids: list[int] | None = None,
+        novelty: float | None = None,
+        years: tuple[int, int] | None = None,
     ) -> dict:
         """The ``k`` movies most similar to ``movie_id``: the whole answer, with ``movie``
         and ``recommendations`` (scores of the ranking model: what a user who liked
-        ``movie_id`` would be recommended)."""
+        ``movie_id`` would be recommended). ``novelty`` and ``years`` as for :meth:`top_k`."""
         body = {
             "similar_to": movie_id,
             "k": k,
-            **_filters(genres, exclude_genres, exclude_movie_ids),
+            **_filters(genres, exclude_genres, exclude_movie_ids, years),
         }
-        return self.predict(body)
+        return self.predict({**body, **_options(novelty)})
+
+    def chart(
+        self,
+        k: int = 20,
+        genres: list[str] | None = None,
+        exclude_genres: list[str] | None = None,
+        exclude_movie_ids: list[int] | None = None,
+        years: tuple[int, int] | None = None,
+    ) -> list[dict]:
+        """The ``k`` best-liked movies (Bayesian-average rating) among those the filters keep:
+        ``[{"movie_id", "title", "genres", "score"}]``, best first; the same for everyone."""
+        body = {
+            "chart": CHART,
+            "k": k,
+            **_filters(genres, exclude_genres, exclude_movie_ids, years),
+        }
+        return self.predict(body)["recommendations"]
+
+    def search(self, query: str, k: int = 10) -> list[dict]:
+        """Up to ``k`` movies whose titles best match ``query`` as a person types it (any
+        case, accents or not, a typo, the start of a title, a year at the end), best first:
+        ``[{"movie_id", "title", "year", "genres", "ratings"}]``, ``year`` None when the title
+        gives none and ``ratings`` how many ratings the model learnt from. Empty when nothing
+        matches."""
+        return self.predict({"search": query, "k": k})["results"]
+
+    def resolve_title(self, title: str) -> dict:
+        """The movie ``title`` names, as a search result: searched for, then taken when
+        exactly one result is spelled as typed or there is only one (:func:`match_title`).
+
+        Raises
+        ------
+        TitleError
+            Nothing matches, or several movies do: ``candidates`` lists them.
+        ClientError
+            The search failed.
+        """
+        return match_title(title, self.search(title, RESOLVE_K))
 
     def wait_until_ready(self, timeout: float = 120.0) -> None:
         """Poll until a worker with the model answers (any answer of the handler's own)."""
