@@ -172,7 +172,7 @@ def evaluate(titles: np.ndarray, counts: np.ndarray | None, seed: int = 0) -> di
         if query.kind == "year":  # the year tells remakes apart
             right = {i for i in right if years[i] == years[query.item_idx]}
         started = time.perf_counter()
-        found, _ = index.search(query.text, TOP_K)
+        found, scores = index.search(query.text, TOP_K)
         search_s += time.perf_counter() - started
         rank = rank_of_right(found, right)
         ranks[query.kind].append(rank)
@@ -184,7 +184,9 @@ def evaluate(titles: np.ndarray, counts: np.ndarray | None, seed: int = 0) -> di
                 | {
                     "wanted": str(titles[query.item_idx]),
                     "first": str(titles[found[0]]) if len(found) else None,
+                    "first_score": round(float(scores[0]), 1) if len(found) else None,
                     "rank": rank,
+                    "score": round(float(scores[rank - 1]), 1) if rank else None,
                 }
             )
     kinds = {}
@@ -230,13 +232,17 @@ def _failure_lines(kind: str, listed: list[dict]) -> list[str]:
     lines = [
         f"### {KINDS[kind]}: {len(listed)} not first",
         "",
-        "| query | wanted | first result | rank of the wanted movie |",
+        "| query | wanted | first result (score) | the wanted movie's rank (score) |",
         "|---|---|---|---|",
     ]
     for failure in listed[:FAILURES_LISTED]:
-        rank = failure["rank"] if failure["rank"] is not None else f"> {TOP_K}"
-        first = failure["first"] if failure["first"] is not None else "(nothing)"
-        lines.append(f"| `{failure['text']}` | {failure['wanted']} | {first} | {rank} |")
+        first = "(nothing)"
+        if failure["first"] is not None:
+            first = f"{failure['first']} ({failure['first_score']:g})"
+        wanted = f"> {TOP_K}"
+        if failure["rank"] is not None:
+            wanted = f"{failure['rank']} ({failure['score']:g})"
+        lines.append(f"| `{failure['text']}` | {failure['wanted']} | {first} | {wanted} |")
     if len(listed) > FAILURES_LISTED:
         lines.append(f"| ... {len(listed) - FAILURES_LISTED} more in search.json | | | |")
     return [*lines, ""]
@@ -305,7 +311,9 @@ def markdown(report: dict) -> str:
         "## Failures",
         "",
         f"Queries whose movie is not first, the first {FAILURES_LISTED} of each kind in title "
-        "order (all in search.json).",
+        "order (all in search.json). Where the scores are equal, the wanted movie lost the tie "
+        "to a movie with more ratings: another movie has the same name, often as its "
+        "alternative title, or starts with what was typed.",
         "",
     ]
     for kind in KINDS:
