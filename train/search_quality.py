@@ -151,26 +151,43 @@ def rank_of_right(found: np.ndarray, right: set[int]) -> int | None:
     return None
 
 
+def namesakes(titles: np.ndarray) -> dict[str, set[int]]:
+    """The movies of each clean query: several where titles clean alike (remakes), which a
+    clean query cannot tell apart, so each is a right answer to the others' queries."""
+    groups: dict[str, set[int]] = defaultdict(set)
+    for item_idx, title in enumerate(titles):
+        groups[clean_query(str(title))].add(item_idx)
+    return groups
+
+
+def _failure(
+    query: Query, titles: np.ndarray, found: np.ndarray, scores: np.ndarray, rank: int | None
+) -> dict:
+    """One query whose movie is not first: what was wanted, what came first, both scores."""
+    return asdict(query) | {
+        "wanted": str(titles[query.item_idx]),
+        "first": str(titles[found[0]]) if len(found) else None,
+        "first_score": round(float(scores[0]), 1) if len(found) else None,
+        "rank": rank,
+        "score": round(float(scores[rank - 1]), 1) if rank else None,
+    }
+
+
 def evaluate(titles: np.ndarray, counts: np.ndarray | None, seed: int = 0) -> dict:
     """Build the index, ask every query, and gather the shares and failures per kind."""
     started = time.perf_counter()
     index = TitleIndex(titles, counts)
     build_s = time.perf_counter() - started
-    # Movies that a clean query cannot tell apart: the right answers of each other's queries.
-    namesakes: dict[str, set[int]] = defaultdict(set)
-    for item_idx, title in enumerate(titles):
-        namesakes[clean_query(str(title))].add(item_idx)
-    years = index.years
-    asked = queries(titles, seed)
+    groups, asked = namesakes(titles), queries(titles, seed)
     ranks: dict[str, list[int | None]] = defaultdict(list)
-    failures: dict[str, list[dict]] = defaultdict(list)
     ambiguous: dict[str, int] = defaultdict(int)
     texts: dict[str, set[str]] = defaultdict(set)
+    failures: dict[str, list[dict]] = defaultdict(list)
     search_s = 0.0
     for query in asked:
-        right = namesakes[clean_query(str(titles[query.item_idx]))]
+        right = groups[clean_query(str(titles[query.item_idx]))]
         if query.kind == "year":  # the year tells remakes apart
-            right = {i for i in right if years[i] == years[query.item_idx]}
+            right = {i for i in right if index.years[i] == index.years[query.item_idx]}
         started = time.perf_counter()
         found, scores = index.search(query.text, TOP_K)
         search_s += time.perf_counter() - started
@@ -179,19 +196,9 @@ def evaluate(titles: np.ndarray, counts: np.ndarray | None, seed: int = 0) -> di
         ambiguous[query.kind] += len(right) > 1
         texts[query.kind].add(query.text)
         if rank != 1:
-            failures[query.kind].append(
-                asdict(query)
-                | {
-                    "wanted": str(titles[query.item_idx]),
-                    "first": str(titles[found[0]]) if len(found) else None,
-                    "first_score": round(float(scores[0]), 1) if len(found) else None,
-                    "rank": rank,
-                    "score": round(float(scores[rank - 1]), 1) if rank else None,
-                }
-            )
-    kinds = {}
-    for kind, got in ranks.items():
-        kinds[kind] = {
+            failures[query.kind].append(_failure(query, titles, found, scores, rank))
+    kinds = {
+        kind: {
             "queries": len(got),
             "ambiguous_queries": ambiguous[kind],
             "distinct_texts": len(texts[kind]),
@@ -200,15 +207,18 @@ def evaluate(titles: np.ndarray, counts: np.ndarray | None, seed: int = 0) -> di
                 for k in (1, 3, TOP_K)
             },
         }
+        for kind, got in ranks.items()
+    }
     return {
         "movies": len(titles),
         "names": index.num_names,
         "build_s": build_s,
         "mean_search_ms": 1000 * search_s / max(len(asked), 1),
-        "namesake_groups": sum(len(group) > 1 for group in namesakes.values()),
-        "namesake_movies": sum(len(group) for group in namesakes.values() if len(group) > 1),
-        "short_clean_queries": ranks["clean"]
-        and sum(len(_letters(clean_query(str(t)))) < MIN_TYPO_LETTERS for t in titles),
+        "namesake_groups": sum(len(group) > 1 for group in groups.values()),
+        "namesake_movies": sum(len(group) for group in groups.values() if len(group) > 1),
+        "short_clean_queries": sum(
+            q.kind == "clean" and len(_letters(q.text)) < MIN_TYPO_LETTERS for q in asked
+        ),
         "kinds": kinds,
         "targets": [
             {
