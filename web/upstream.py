@@ -1,0 +1,131 @@
+"""The model server as the web app sees it: one call per page request, through the client.
+
+Every call builds a :class:`client.MovieRecClient`, which reads the inference key from
+key_file.json right then: the key supervisor (``python -m client.keys``) renews keys by
+rewriting that file, so a key read at start would stop working at the first expiry. A key
+refused on the way (renewed meanwhile) is re-read and the request sent once more by the client
+itself. The key never leaves this process: the page only ever sees the answers.
+
+What can go wrong is sorted into what the page shows (:class:`UpstreamError`'s ``state``):
+
+- ``down``: nothing listens at the model server's address, or it left no key file: it is not
+  running (the page says to start it with ``make serve``);
+- ``starting``: it answers, but the model is not loaded yet (TorchServe's 404 for an unknown
+  model, 503 while no worker is up);
+- ``refused``: the model refused the request (400/404 with the handler's message and field);
+- ``failed``: anything else (a worker died, a key that keeps being refused).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from client import ClientError, MovieRecClient
+
+log = logging.getLogger(__name__)
+
+NOT_RUNNING = "The model server is not running: start it with make serve"
+STARTING = "The model server is starting; the lists will appear in a moment"
+
+
+@dataclass
+class UpstreamError(Exception):
+    """A model-server call that gave no answer for the page (see the module docstring).
+
+    Attributes
+    ----------
+    state : str
+        ``down``, ``starting``, ``refused`` or ``failed``.
+    status : int
+        The HTTP status the web app answers with.
+    message : str
+        What the page shows: the model's own message for ``refused``.
+    field : str or None
+        The request field the model named, for ``refused``.
+    """
+
+    state: str
+    status: int
+    message: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.message}"
+
+    def to_json(self) -> dict:
+        """The error body: ``{"error": {"status", "state", "field", "message"}}``."""
+        return {
+            "error": {
+                "status": self.status,
+                "state": self.state,
+                "field": self.field,
+                "message": self.message,
+            }
+        }
+
+
+def classify(exc: ClientError) -> UpstreamError:
+    """The page's view of a client error (module docstring)."""
+    if exc.kind in ("unreachable", "no_key"):
+        return UpstreamError("down", 503, f"{NOT_RUNNING} ({exc.message})")
+    if exc.kind in ("bad_request", "not_found") and exc.field is not None:
+        # The handler's own refusal: it always names the field; TorchServe's never does.
+        return UpstreamError("refused", exc.status, exc.message, exc.field)
+    if exc.status in (404, 503):
+        return UpstreamError("starting", 503, f"{STARTING} ({exc.message})")
+    return UpstreamError("failed", 502, f"The model server failed: {exc.message}")
+
+
+class Upstream:
+    """Calls ``POST /predictions/<model>`` on the model server with a key read at each call.
+
+    Parameters
+    ----------
+    url : str
+        The inference address, e.g. ``http://127.0.0.1:8080``.
+    key_file : path
+        TorchServe's key_file.json.
+    model : str
+        The model name.
+    timeout : float
+        Seconds to wait for one answer.
+    """
+
+    def __init__(
+        self, url: str, key_file: str | Path, model: str = "movierec", timeout: float = 10.0
+    ):
+        self.url = url.rstrip("/")
+        self.key_file = Path(key_file)
+        self.model = model
+        self.timeout = timeout
+
+    def _client(self) -> MovieRecClient:
+        # A new client reads the key now (module docstring); it costs one small file read.
+        return MovieRecClient(
+            self.url, model=self.model, key_file=self.key_file, timeout=self.timeout
+        )
+
+    def predict(self, body: dict) -> dict:
+        """The model's answer to ``body``; raises :class:`UpstreamError`."""
+        try:
+            return self._client().predict(body)
+        except ClientError as exc:
+            error = classify(exc)
+            if error.state != "refused":
+                log.warning("model server: %s", error)
+            raise error from None
+
+    def state(self) -> UpstreamError | None:
+        """None when the model answers; else why not (``down``, ``starting``, ``failed``).
+
+        An empty body is what the handler always refuses with a 400 naming a field: such an
+        answer proves that a worker has the model loaded, at no cost to it.
+        """
+        try:
+            self._client().predict({})
+        except ClientError as exc:
+            error = classify(exc)
+            return None if error.state == "refused" else error
+        return None
