@@ -253,8 +253,8 @@ class Ranker(nn.Module):
         hit = targets[order][at] == neighbors  # (h, width): a kept weight towards an entry
         rows, places = np.nonzero(hit)
         out = np.zeros((len(history), len(targets)), dtype=np.float32)
-        weights = self.neighbor_weights[history].numpy()
-        np.add.at(out, (rows, order[at[rows, places]]), weights[rows, places])
+        kept = self.neighbor_weights[history].numpy()
+        np.add.at(out, (rows, order[at[rows, places]]), kept[rows, places])
         return out * values.numpy()[:, None]
 
     @torch.no_grad()

@@ -10,8 +10,11 @@ matrix factorization and our model (fast and full presets; the full preset serve
 of its autoencoders blended with that matrix factorization, weights chosen on validation, and
 the report gives them per seed), all trained in the same run on the same splits; the top-10
 ranking of our model beside the ranking peers (most popular, EASE, rating-aware EASE, iALS:
-:mod:`train.peers`), with Recall@10/@20, NDCG@10, catalogue coverage and the popularity of what
-is recommended; learning curves; and the command, seeds, versions and machine. Epochs, blend
+:mod:`train.peers`), with Recall@10/@20, NDCG@10 and what the lists are beyond accuracy
+(coverage, popularity, novelty, genre diversity, long tail); the accuracy of less obvious lists
+against their popularity, ours beside penalised peers, and how faithful explanations are
+(:mod:`train.tradeoff`, with ``-tradeoff.png``); learning curves; and the command, seeds,
+versions and machine. Epochs, blend
 weights, presets and the peers' hyperparameters are chosen on validation data only; the test
 part is scored once, at the end.
 """
@@ -33,7 +36,7 @@ from client import cli
 from model.artifact import cpu_name, provenance
 from model.errors import DataError
 from model.ranker import RankerConfig
-from train import data
+from train import data, tradeoff
 from train.fitting.experiment import (
     Prepared,
     RunResult,
@@ -48,7 +51,8 @@ from train.fitting.experiment import (
 )
 from train.fitting.ranker_training import fit_ranker, split_scorer
 from train.fitting.settings import PRESETS, RankerTrainConfig, TrainConfig, preset_with
-from train.peers import MostPopular, ranking_on, run_peers, tune
+from train.peers import MostPopular, ranking_on, tune
+from train.peers.tuning import peer_row, tune_peers
 
 log = logging.getLogger("evaluate")
 
@@ -58,7 +62,16 @@ log = logging.getLogger("evaluate")
 MODELS = ("global", "bias", "mf", *PRESETS, "ranker", "peers")
 
 # Figures of every ranking row, aggregated over seeds (see train.evaluation.ranking).
-RANKING_METRICS = ("recall@10", "recall@20", "ndcg@10", "coverage@10", "popularity_percentile@10")
+RANKING_METRICS = (
+    "recall@10",
+    "recall@20",
+    "ndcg@10",
+    "coverage@10",
+    "popularity_percentile@10",
+    "novelty@10",
+    "diversity@10",
+    "long_tail@10",
+)
 
 
 def protocol(dataset: data.Dataset, seed: int) -> data.Split:
@@ -69,8 +82,10 @@ def protocol(dataset: data.Dataset, seed: int) -> data.Split:
     return data.random_split(dataset.ratings, validation=0.05, test=0.1, seed=seed)
 
 
-def _ranker_row(prepared: Prepared, rating_model, seed: int) -> dict:
-    """Our ranking model trained on the split (choices on validation), scored once on test."""
+def _ranker_row(prepared: Prepared, rating_model, seed: int) -> tuple[dict, tuple, dict]:
+    """Our ranking model trained on the split (choices on validation), scored once on test;
+    with its scorer and calibrated novelty strengths, and how faithful its explanations
+    are."""
     started = time.perf_counter()
     config = RankerTrainConfig(seed=seed)
     ranker, info = fit_ranker(
@@ -78,30 +93,39 @@ def _ranker_row(prepared: Prepared, rating_model, seed: int) -> dict:
     )
     seconds = time.perf_counter() - started
     score = split_scorer(prepared, ranker, rating_model)
-    return {
+    row = {
         **ranking_on(score, prepared, "test"),
         "validation": ranking_on(score, prepared, "validation"),
         "params": info["chosen"],
         "fit_seconds": seconds,
         "history": info["history"],
         "grid": {"l2": info["l2_grid"], "weights": info["weight_grid"]},
+        "novelty_strengths": list(ranker.config.novelty_strengths),
     }
+    faithful = {"seed": seed, **tradeoff.faithfulness(ranker, rating_model, prepared, seed)}
+    return row, (score, list(ranker.config.novelty_strengths)), faithful
 
 
-def _ranking(model, prepared: Prepared, seed: int, peers: bool, ranker: bool) -> dict:
+def _ranking(
+    model, prepared: Prepared, seed: int, peers: bool, ranker: bool
+) -> tuple[dict, dict | None]:
     """Ranking rows, keyed by model name: each holds its test figures at the top level, and
-    ``validation`` (and, for a tuned model, ``params``, ``fit_seconds``, ``grid``)."""
-    rows = {}
+    ``validation`` (and, for a tuned model, ``params``, ``fit_seconds``, ``grid``); and, with
+    both our ranking model and the peers, the trade-off curves and the faithfulness of
+    explanations (:mod:`train.tradeoff`)."""
+    rows, ours, faithful = {}, None, None
     if ranker:
-        rows["movierec"] = _ranker_row(prepared, model, seed)
+        rows["movierec"], ours, faithful = _ranker_row(prepared, model, seed)
     if model is not None:
         score = lambda u: model.score_all(torch.from_numpy(u))
         rows["movierec, by predicted rating"] = {
             **ranking_on(score, prepared, "test"),
             "validation": ranking_on(score, prepared, "validation"),
         }
+    tunings = None
     if peers:
-        tuned = run_peers(prepared, seed)
+        tunings = tune_peers(prepared, seed)
+        tuned = {name: peer_row(tuning, prepared) for name, tuning in tunings.items()}
     else:  # the reference row every ranking table has, without the slower peers
         popular = tune(MostPopular, [{}], prepared)
         tuned = {"most popular": {"test": ranking_on(popular.peer.score, prepared, "test")}}
@@ -115,7 +139,10 @@ def _ranking(model, prepared: Prepared, seed: int, peers: bool, ranker: bool) ->
             rows[name]["ndcg@10"],
             row.get("params") or "",
         )
-    return rows
+    if ours is None or tunings is None:
+        return rows, None
+    curves = tradeoff.run(prepared, seed, ours, tunings)
+    return rows, {"curves": curves, "faithfulness": faithful}
 
 
 def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
@@ -169,7 +196,11 @@ def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
             run.seconds + refit.seconds,
         )
     if ranked is not None or {"peers", "ranker"} & set(models):
-        out["ranking"] = _ranking(ranked, prepared, seed, "peers" in models, "ranker" in models)
+        out["ranking"], found = _ranking(
+            ranked, prepared, seed, "peers" in models, "ranker" in models
+        )
+        if found is not None:
+            out["tradeoff"] = found
     return out
 
 
@@ -196,11 +227,21 @@ def aggregate(per_seed: list[dict]) -> dict:
     if "ranking" in per_seed[0]:
         for name in per_seed[0]["ranking"]:
             rows = [s["ranking"][name] for s in per_seed]
-            ranking[name] = {metric: stats([r[metric] for r in rows]) for metric in RANKING_METRICS}
+            ranking[name] = {
+                metric: stats([r[metric] for r in rows])
+                for metric in RANKING_METRICS
+                if metric in rows[0]
+            }
             if "params" in rows[0]:
                 ranking[name]["params"] = [r["params"] for r in rows]  # chosen, per seed
                 ranking[name]["fit_seconds"] = stats([r["fit_seconds"] for r in rows])
-    return {"models": table, "ranking": ranking}
+    out = {"models": table, "ranking": ranking}
+    if "tradeoff" in per_seed[0]:
+        out["tradeoff"] = {
+            "curves": tradeoff.mean_curves([s["tradeoff"] for s in per_seed]),
+            "faithfulness": [s["tradeoff"]["faithfulness"] for s in per_seed],
+        }
+    return out
 
 
 def plot_curves(per_seed: list[dict], path: Path, title: str) -> None:
@@ -340,21 +381,29 @@ def markdown(report: dict) -> str:
             "movie the user rated in neither training nor validation; Recall@K = hits / "
             "min(K, relevant)). Coverage: share of all movies in at least one user's top-10; "
             "popularity: mean percentile of the recommended movies by training rating count "
-            "(100 = the most rated). Peers learn from the training part; their hyperparameters "
-            "are chosen on validation NDCG@10 (train.peers.tuning), fit time is the chosen "
-            "setting's.",
+            "(100 = the most rated); novelty: mean self-information of the recommended movies, "
+            "-log2 of their share of the training ratings (bits); genre diversity: mean over "
+            "lists of 1 - Jaccard of the genres of two listed movies; long tail: share of the "
+            "recommended movies outside the most-rated movies that hold half of the training "
+            "ratings. Peers learn from the training part; their hyperparameters are chosen on "
+            "validation NDCG@10 (train.peers.tuning), fit time is the chosen setting's.",
             "",
             "| ranking | Recall@10 | Recall@20 | NDCG@10 | coverage@10 | popularity "
-            "percentile | chosen on validation | fit (s) |",
-            "|---|---|---|---|---|---|---|---|",
+            "percentile | novelty (bits) | genre diversity | long-tail share | chosen on "
+            "validation | fit (s) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, row in agg["ranking"].items():
             fit = f"{row['fit_seconds']['mean']:.1f}" if "fit_seconds" in row else ""
+            beyond = " | ".join(
+                f"{row[m]['mean']:.{d}f}" if m in row else ""
+                for m, d in (("novelty@10", 2), ("diversity@10", 3), ("long_tail@10", 3))
+            )
             lines.append(
                 f"| {name} | {fmt(row['recall@10'])} | {fmt(row['recall@20'])} | "
                 f"{fmt(row['ndcg@10'])} | {fmt(row['coverage@10'])} | "
                 f"{row['popularity_percentile@10']['mean']:.1f} ± "
-                f"{row['popularity_percentile@10']['std']:.1f} | "
+                f"{row['popularity_percentile@10']['std']:.1f} | {beyond} | "
                 f"{_chosen(row.get('params'), meta['seeds'])} | {fit} |"
             )
     lines.append("")
@@ -363,6 +412,9 @@ def markdown(report: dict) -> str:
     if {"movierec (fast preset)", "movierec (full preset)"} <= set(agg["models"]):
         lines += [_curves_note(meta["dataset"]), ""]
     lines += _blend_lines(report["per_seed"], meta["seeds"])
+    if "tradeoff" in agg:
+        found = agg["tradeoff"]
+        lines += tradeoff.markdown_lines(meta["dataset"], found["curves"], found["faithfulness"])
     lines += [
         "## How it was made",
         "",
@@ -420,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     if per_seed[0]["histories"]:
         plot_curves(
             per_seed, out / f"{dataset.name}-curves.png", f"{dataset.name}, seed {args.seeds[0]}"
+        )
+    if "tradeoff" in report["aggregate"]:
+        tradeoff.plot(
+            report["aggregate"]["tradeoff"]["curves"],
+            out / f"{dataset.name}-tradeoff.png",
+            f"{dataset.name}: top-10 accuracy against popularity, seeds {args.seeds}",
         )
     (out / f"{dataset.name}.md").write_text(markdown(report))
     print(markdown(report))

@@ -1,11 +1,7 @@
 """Less obvious lists and what they cost: movierec beside penalised peers, and explanations.
 
-    python -m train.tradeoff --dataset ml-1m --seeds 0 1 2
-
-For each seed, on the protocol of :mod:`train.evaluate`: the ranking model is trained on the
-training part with every choice made on validation (its stars from the fast preset's rating
-model, to keep the run within minutes; the full preset's stars are the evaluation report's),
-and the ranking peers are tuned on validation as in :mod:`train.peers.tuning`. Then:
+Part of ``make evaluate`` (:mod:`train.evaluate`), on its splits, with its ranking model and
+its tuned peers:
 
 - **Trade-off curve**: every model's novelty strengths are calibrated on validation the same
   way (:mod:`train.fitting.discovery`: the popularity penalty of :mod:`model.novelty` at each
@@ -17,35 +13,29 @@ and the ranking peers are tuned on validation as in :mod:`train.peers.tuning`. T
   ranking score recomputed; so is a random other movie of the history. The share of (user,
   entry) pairs where the cited movie's removal lowers the score more, and the mean drops.
 
-Writes ``reports/<dataset>-tradeoff.md``, ``.json`` and ``.png``.
+The report gives the mean curves over seeds, the comparisons at equal popularity, a plot
+(``reports/<dataset>-tradeoff.png``) and the faithfulness per seed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
-from client import cli
-from model.artifact import cpu_name, provenance
+from model.network import FactorModel
 from model.novelty import LEVELS, penalise, popularity_penalty
-from model.ranker import Ranker, RankerConfig
-from train import data
-from train.evaluate import protocol
+from model.ranker import Ranker
 from train.fitting.discovery import Calibration
-from train.fitting.experiment import Prepared, autorec_configs, prepare, run_autorec
-from train.fitting.ranker_training import fit_ranker, history_matrix, split_scorer
-from train.fitting.settings import RankerTrainConfig
+from train.fitting.experiment import Prepared
+from train.fitting.ranker_training import history_matrix
 from train.peers import ranking_on
-from train.peers.tuning import tune_peers
+from train.peers.tuning import Tuning
 
-log = logging.getLogger("tradeoff")
+log = logging.getLogger(__name__)
 
 PENALISED = ("EASE", "EASE (rating-aware)")  # peers swept with the same penalty
 AT_NOVELTY_0 = ("iALS", "most popular")  # peers shown at novelty 0 only
@@ -62,7 +52,12 @@ FIGURES = (
 )
 
 
-def _curve(score, prepared: Prepared, strengths: list[float], penalty: torch.Tensor) -> list:
+Scorer = Callable[[np.ndarray], torch.Tensor]
+
+
+def _curve(
+    score: Scorer, prepared: Prepared, strengths: list[float], penalty: torch.Tensor
+) -> list:
     """Test figures of ``score`` at each novelty level (one test pass per level)."""
     rows = []
     for level in LEVELS:
@@ -74,7 +69,7 @@ def _curve(score, prepared: Prepared, strengths: list[float], penalty: torch.Ten
     return rows
 
 
-def _strengths(score, prepared: Prepared, seed: int) -> list[float]:
+def _strengths(score: Scorer, prepared: Prepared, seed: int) -> list[float]:
     t, v = prepared.train, prepared.validation
     if v is None:
         raise ValueError("calibrating novelty needs a validation part")
@@ -90,7 +85,11 @@ def _strengths(score, prepared: Prepared, seed: int) -> list[float]:
 
 
 def faithfulness(
-    ranker: Ranker, rating_model, prepared: Prepared, seed: int, users: int = FAITHFULNESS_USERS
+    ranker: Ranker,
+    rating_model: FactorModel | None,
+    prepared: Prepared,
+    seed: int,
+    users: int = FAITHFULNESS_USERS,
 ) -> dict:
     """Removing the first cited movie vs a random other rated movie, over sampled test users'
     top-10 (see the module docstring)."""
@@ -146,40 +145,30 @@ def faithfulness(
     }
 
 
-def run_seed(dataset: data.Dataset, seed: int) -> dict:
-    split = protocol(dataset, seed)
-    prepared = prepare(dataset, split)
-    log.info("seed %d: %s", seed, split.protocol)
-    rating_model = run_autorec(prepared, autorec_configs(prepared, "fast", seed)).model
-    ranker, info = fit_ranker(
-        prepared, rating_model, RankerConfig(prepared.vocab.num_items), RankerTrainConfig(seed=seed)
-    )
+def run(
+    prepared: Prepared,
+    seed: int,
+    ours: tuple[Scorer, list[float]],
+    peers: dict[str, Tuning],
+) -> dict[str, list[dict]]:
+    """Test curves of movierec (``ours``: its scorer and calibrated strengths) and of the
+    penalised peers (each calibrated here), and the other peers at novelty 0."""
     penalty = popularity_penalty(prepared.vocab.rating_count)
-    curves, strengths = {}, {}
-    strengths["movierec"] = list(ranker.config.novelty_strengths)
-    log.info("seed %d movierec %s", seed, info["chosen"])
-    curves["movierec"] = _curve(
-        split_scorer(prepared, ranker, rating_model), prepared, strengths["movierec"], penalty
-    )
-    tuned = tune_peers(prepared, seed)
+    log.info("seed %d: movierec at each novelty level", seed)
+    curves = {"movierec": _curve(ours[0], prepared, ours[1], penalty)}
     for name in PENALISED:
-        peer = tuned[name].peer
-        strengths[name] = _strengths(peer.score, prepared, seed)
-        log.info("seed %d %s %s", seed, name, tuned[name].params)
-        curves[name] = _curve(peer.score, prepared, strengths[name], penalty)
+        score = peers[name].peer.score
+        log.info("seed %d: %s at each novelty level", seed, name)
+        curves[name] = _curve(score, prepared, _strengths(score, prepared, seed), penalty)
     for name in AT_NOVELTY_0:
-        figures = ranking_on(tuned[name].peer.score, prepared, "test")
+        figures = ranking_on(peers[name].peer.score, prepared, "test")
         curves[name] = [{"novelty": 0.0, **{f: figures[f] for f in FIGURES}}]
-    return {
-        "protocol": split.protocol,
-        "curves": curves,
-        "strengths": strengths,
-        "params": {"movierec": info["chosen"], **{n: tuned[n].params for n in tuned}},
-        "faithfulness": faithfulness(ranker, rating_model, prepared, seed),
-    }
+    return curves
 
 
-def _mean_curves(per_seed: list[dict]) -> dict[str, list[dict]]:
+def mean_curves(per_seed: list[dict]) -> dict[str, list[dict]]:
+    """Each model's curve, every figure's mean and standard deviation over the seeds'
+    ``{"curves": ...}``."""
     out = {}
     for name in per_seed[0]["curves"]:
         rows = []
@@ -249,19 +238,22 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def markdown(report: dict) -> str:
-    name, curves, seeds = report["dataset"], report["curves"], report["seeds"]
+def markdown_lines(dataset: str, curves: dict[str, list[dict]], faithful: list[dict]) -> list[str]:
+    """The report's section: the curves, the comparisons at equal popularity, the plot and
+    the faithfulness of explanations per seed (``faithful``: :func:`faithfulness`' rows,
+    each with its ``seed``)."""
     lines = [
-        f"# {name}: less obvious lists, and explanations",
+        "## Less obvious lists: accuracy against popularity",
         "",
-        f"Protocol: {report['protocol']}. Seeds: {', '.join(map(str, seeds))} (mean ± "
-        "standard deviation). Relevant: test movies rated 4 or more; candidates: movies the "
-        "user rated in neither training nor validation. movierec is the ranking model trained "
-        "on the training part, every choice made on validation, its stars from the fast "
-        "preset's rating model. Each model's novelty strengths are calibrated on validation "
-        "the same way (at novelty t the popularity penalty brings the validation top-10's mean "
-        "popularity percentile a share t of the way from where it is to 70); test is scored "
-        "once per level.",
+        "`novelty` (0 to 1) re-ranks a list with a popularity penalty on its standardised "
+        "scores (model/novelty.py). Each model's strengths are calibrated on validation the "
+        "same way: at novelty t the penalty brings the validation top-10's mean popularity "
+        "percentile a share t of the way from where it is to 70; test is scored once per "
+        "level. EASE and rating-aware EASE are the tuned rows above with the same penalty, "
+        "calibrated the same way; iALS and most popular are shown at novelty 0. Novelty: mean "
+        "self-information of the listed movies (bits); genre diversity: mean 1 - Jaccard of "
+        "the genres of two movies of a list; long tail: share of listed movies outside the "
+        "most-rated movies that hold half of the training ratings.",
         "",
         "| model | novelty | Recall@10 | NDCG@10 | popularity percentile | coverage@10 | "
         "novelty (bits) | genre diversity | long-tail share |",
@@ -275,13 +267,13 @@ def markdown(report: dict) -> str:
                 f" | {r['popularity_percentile@10']:.1f} | {r['coverage@10']:.3f}"
                 f" | {r['novelty@10']:.2f} | {r['diversity@10']:.3f} | {r['long_tail@10']:.3f} |"
             )
-    t = report["targets"]
+    t = targets(curves)
     lines += [
         "",
-        f"![trade-off]({name}-tradeoff.png)",
+        f"![accuracy against popularity]({dataset}-tradeoff.png)",
         "",
-        "Recall@10 at equal popularity (each curve interpolated linearly between its levels; "
-        "blank where a curve does not reach that percentile):",
+        "Recall@10 at equal popularity (each mean curve interpolated linearly between its "
+        "levels; blank where a curve does not reach that percentile):",
         "",
         "| popularity percentile | movierec | EASE | movierec / EASE | EASE (rating-aware) | "
         "movierec / rating-aware EASE |",
@@ -294,80 +286,26 @@ def markdown(report: dict) -> str:
             f"{_fmt(ours / ease if ours and ease else None, 3)} | {_fmt(aware)} | "
             f"{_fmt(ours / aware if ours and aware else None, 3)} |"
         )
-    lines += ["", f"movierec's Recall@10 at popularity percentile 85: {_fmt(t['at_85'])}.", ""]
     lines += [
+        "",
+        f"movierec's Recall@10 at popularity percentile 85: {_fmt(t['at_85'])}.",
+        "",
         "## Explanations",
         "",
-        "An entry's explanation cites the rated movies whose item-item terms `x_j B_ji` add "
-        "most to its ranking score. For the top-10 (novelty 0) of sampled test users, the "
-        "first cited movie is removed from the history and the entry's whole ranking score "
-        "(item-item, deep and rating parts, each row standardised again) recomputed; so is a "
-        "random other rated movie.",
+        "An entry's explanation (`explain`) cites the rated movies whose item-item terms "
+        "`x_j B_ji` add most to its ranking score. For the top-10 (novelty 0) of "
+        f"{FAITHFULNESS_USERS} sampled test users per seed, the first cited movie is removed "
+        "from the history and the entry's whole ranking score (item-item, deep and rating "
+        "parts, the row standardised again) recomputed; so is a random other rated movie.",
         "",
-        "| seed | users | (user, entry) pairs | cited removal lowers the score more | "
+        "| seed | (user, entry) pairs | removing the cited movie lowers the score more | "
         "mean drop, cited | mean drop, random | entries without a positive term |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
-    for seed, s in zip(seeds, report["per_seed"]):
-        f = s["faithfulness"]
+    for f in faithful:
         lines.append(
-            f"| {seed} | {f['users']} | {f['pairs']} | {100 * f['share']:.1f}% | "
+            f"| {f['seed']} | {f['pairs']} | {100 * f['share']:.1f}% | "
             f"{f['mean_drop_cited']:.4f} | {f['mean_drop_random']:.4f} | "
             f"{f['entries_without_reason']} |"
         )
-    meta = report["meta"]
-    lines += [
-        "",
-        "## How it was made",
-        "",
-        f"- command: `{meta['command']}`",
-        f"- machine: {meta['cpu']}, {meta['provenance']['machine']}",
-        f"- git {meta['provenance']['git_commit']}"
-        + (" (uncommitted changes)" if meta["provenance"]["git_dirty"] else ""),
-        f"- date: {meta['provenance']['created']}; total time {meta['seconds']:.0f} s",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = cli.parser("python -m train.tradeoff", __doc__)
-    parser.add_argument("--dataset", default="ml-1m")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
-    parser.add_argument("--out", default="reports", help="folder of the report")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    made_by, started = provenance(), time.perf_counter()
-    dataset = data.load(args.dataset)
-    with threadpool_limits(args.threads):
-        per_seed = [run_seed(dataset, seed) for seed in args.seeds]
-    curves = _mean_curves(per_seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    report = {
-        "dataset": args.dataset,
-        "seeds": args.seeds,
-        "protocol": per_seed[0]["protocol"],
-        "curves": curves,
-        "targets": targets(curves),
-        "per_seed": per_seed,
-        "meta": {
-            "command": "python -m train.tradeoff "
-            + " ".join(sys.argv[1:] if argv is None else argv),
-            "cpu": cpu_name(),
-            "provenance": made_by,
-            "seconds": time.perf_counter() - started,
-        },
-    }
-    (out / f"{args.dataset}-tradeoff.json").write_text(json.dumps(report, indent=1))
-    plot(
-        curves, out / f"{args.dataset}-tradeoff.png", f"{args.dataset}: accuracy against popularity"
-    )
-    (out / f"{args.dataset}-tradeoff.md").write_text(markdown(report))
-    print(markdown(report))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return [*lines, ""]

@@ -148,7 +148,7 @@ def tune(
     return Tuning(best[1], best[2], table)
 
 
-def _row(tuning: Tuning, data: Prepared) -> dict:
+def peer_row(tuning: Tuning, data: Prepared) -> dict:
     row = tuning.best
     return {
         "params": tuning.params,
@@ -191,4 +191,4 @@ def tune_peers(data: Prepared, seed: int = 0, metric: str = SELECTION_METRIC) ->
 def run_peers(data: Prepared, seed: int = 0, metric: str = SELECTION_METRIC) -> dict[str, dict]:
     """:func:`tune_peers`, each then scored once on test; keyed by the model name the report
     shows."""
-    return {name: _row(tuning, data) for name, tuning in tune_peers(data, seed, metric).items()}
+    return {name: peer_row(tuning, data) for name, tuning in tune_peers(data, seed, metric).items()}
