@@ -76,6 +76,7 @@ _FOLD = str.maketrans(
     | dict.fromkeys(_APOSTROPHES, "")
 )
 _NOT_WORD = re.compile(r"[\W_]+")
+_DIGIT = re.compile(r"\d")
 
 
 def normalise(text: str) -> str:
@@ -245,7 +246,7 @@ class TitleIndex:
         owner = np.array(owners, dtype=np.int64)
         self._all = _Shelf(names, owner)
         # Names with a digit: the only ones a year at the end of a query may belong to.
-        numbered = [i for i, name in enumerate(names) if any(c.isdigit() for c in name)]
+        numbered = [i for i, name in enumerate(names) if _DIGIT.search(name)]
         self._numbered = _Shelf([names[i] for i in numbered], owner[numbered])
         # The names in alphabetical order: those starting with a query are one contiguous run.
         order = sorted(range(len(names)), key=names.__getitem__)
