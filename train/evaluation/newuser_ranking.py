@@ -19,7 +19,9 @@ Protocol (:func:`evaluate_ranking`):
    ``fold_in`` then ``top_k_vectors(..., stars=..., rank_by="ranking")``. The top-20 it
    returns becomes a score row that ranks those 20 first (:func:`list_scores`), which is all
    the metrics look at. Peers: ``score_history`` (EASE: x·B; iALS: the least-squares fold-in
-   of the user's vector; most popular: the chart).
+   of the user's vector; most popular: the chart). From ``given`` ratings, ours is also
+   scored at each novelty level above 0 (:mod:`model.novelty`, the strengths its training
+   calibrated on validation): the curve of less obvious lists for new users.
 4. More like this movie: each held-out user with a given movie rated 4 or more asks for the
    10 movies most similar to one of them (a seeded choice). Hits are the listed movies among
    the user's relevant, not given movies (:func:`train.evaluation.ranking.list_hits`). Ours:
@@ -39,6 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from model.novelty import LEVELS
 from model.ranker import LIKED, RankerConfig
 from model.recommender import Recommender
 from train.data import Dataset, Split
@@ -152,7 +155,9 @@ class _Users:
         return len(self.items)
 
 
-def _served_scorer(recommender: Recommender, users: _Users, rank_by: str) -> Callable:
+def _served_scorer(
+    recommender: Recommender, users: _Users, rank_by: str, novelty: float = 0.0
+) -> Callable:
     depth = max(K, *RECALL_CUTOFFS)
 
     def score(rows: np.ndarray) -> torch.Tensor:
@@ -160,7 +165,13 @@ def _served_scorer(recommender: Recommender, users: _Users, rank_by: str) -> Cal
         stars = [users.stars[r] for r in rows]
         vectors, biases = recommender.fold_in(items, stars)
         lists, _ = recommender.top_k_vectors(
-            vectors, biases, items, depth, stars=stars, rank_by=rank_by
+            vectors,
+            biases,
+            items,
+            depth,
+            stars=stars,
+            rank_by=rank_by,
+            novelty=np.full(len(rows), novelty) if novelty else None,
         )
         return list_scores(lists, recommender.vocab.num_items)
 
@@ -272,6 +283,11 @@ def evaluate_ranking(
             BY_RATING: _served_scorer(recommender, users, "rating"),
             **{peer: _history_scorer(t.peer, users) for peer, t in peers.items()},
         }
+        if i == 0:  # the curve of less obvious lists, from the fewest ratings
+            for level in LEVELS[1:]:
+                scorers[f"{OURS}, novelty {level:g}"] = _served_scorer(
+                    recommender, users, "ranking", level
+                )
         ranking = {m: _ranking(s, users, data, config.chunk) for m, s in scorers.items()}
         similar = _similar(similar_lists, users, np.random.default_rng([seed, 3, i]))
         settings[name] = {
