@@ -30,6 +30,7 @@ let listRun = { seq: 0, abort: null };
 let searchRun = { seq: 0, abort: null };
 let similarRun = { seq: 0, abort: null };
 let groupCount = 0; // names radio groups uniquely
+let configLoaded = Promise.resolve(); // settles once /api/config has answered (or failed)
 
 const $ = (id) => document.getElementById(id);
 
@@ -374,6 +375,7 @@ async function refreshList(startedAt) {
     report(error);
     return;
   }
+  await configLoaded;
   if (seq !== listRun.seq) return;
   const movies = answer.recommendations || [];
   state.unknown = new Set((answer.unknown_movie_ids || []).map(String));
@@ -625,13 +627,17 @@ async function start() {
     renderRatings();
     refreshList();
   });
-  try {
-    state.config = await api("/api/config");
-  } catch (error) {
-    report(error);
-  }
-  fillFilters();
-  renderRatings();
+  // The first list is asked for at once, beside the catalogue's facts; it is drawn (stars
+  // need the scale) once both are in.
+  configLoaded = api("/api/config")
+    .then((config) => {
+      state.config = config;
+    })
+    .catch(report)
+    .finally(() => {
+      fillFilters();
+      renderRatings();
+    });
   await refreshList();
 }
 
