@@ -26,13 +26,14 @@ import pandas as pd
 import pytest
 
 from client.keys import expiration
-from loadtest.server import Server, ServerError, free_ports, local_torchserve
+from loadtest.server import Server, ServerError, local_torchserve
 from model import artifact
 from model.vocab import Vocabulary
 from tests.conftest import GENRES, item_ratings, tiny_autorec, tiny_ranker
 from train import archive
 from train.fitting.settings import AutoRecTrainConfig
 from train.fitting.training import encode, fit_autorec
+from web.local import local_web
 
 pytestmark = pytest.mark.integration
 
@@ -199,39 +200,9 @@ def model_server(tmp_path_factory, web_artifact) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def web_url(tmp_path_factory, model_server, web_artifact) -> Iterator[str]:
     """``python -m web`` (as ``make serve`` starts it) on a free port; always stopped."""
-    (port,) = free_ports(1)
     log = tmp_path_factory.mktemp("web") / "web.log"
-    command = [
-        sys.executable,
-        "-m",
-        "web",
-        "--port",
-        str(port),
-        "--url",
-        model_server.url,
-        "--key-file",
-        str(model_server.key_file),
-        "--artifact",
-        str(web_artifact),
-    ]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        waited = subprocess.run(
-            [sys.executable, "-m", "web", "--wait", "60", "--port", str(port)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        )
-        assert waited.returncode == 0, log.read_text()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with local_web(model_server.url, model_server.key_file, web_artifact, log) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
