@@ -323,10 +323,10 @@ def generated_titles(num_titles: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     """``num_titles`` MovieLens-style titles and rating counts: ``"Night River, The (1987)"``,
     ``"Kalomi Heart 2: Rise of Stone (2004)"``, ``"Summer Love (Tremo Dañve) (1971)"``.
 
-    One to five words, half of them common ones and half made-up names; some titles with the
-    article moved to the end, a sequel number, a subtitle or an alternative title; a year from
-    1920 to 2023, more of them recent; counts falling with a random popularity rank, as
-    MovieLens' do.
+    One to five words, common ones and made-up names (a one-word title is a made-up name, so
+    that, as in MovieLens, few titles are the same); some titles with the article moved to the
+    end, a sequel number, a subtitle or an alternative title; a year from 1920 to 2023, more of
+    them recent; counts falling with a random popularity rank, as MovieLens' do.
     """
     rng = np.random.default_rng(seed)
     syllables, common_words = np.array(_SYLLABLES.split()), _TITLE_WORDS.split()
@@ -340,15 +340,16 @@ def generated_titles(num_titles: int, seed: int = 0) -> tuple[np.ndarray, np.nda
         }
     )
     pool = np.array([w.capitalize() for w in common_words + made_up])
-    # Half the words drawn are common ones (the first by rank more often), half made-up.
-    common = 1 / np.arange(1, len(common_words) + 1)
+    # 40 % of the words drawn are common ones (the first by rank more often), 60 % made-up.
+    common = 1 / np.sqrt(np.arange(1, len(common_words) + 1))
     weights = np.concatenate(
-        [0.5 * common / common.sum(), np.full(len(made_up), 0.5 / len(made_up))]
+        [0.4 * common / common.sum(), np.full(len(made_up), 0.6 / len(made_up))]
     )
     drawn = iter(pool[rng.choice(len(pool), 8 * num_titles, p=weights)].tolist())
+    names = iter(pool[len(common_words) + rng.integers(len(made_up), size=2 * num_titles)].tolist())
 
     def words(n: int) -> str:
-        return " ".join(next(drawn) for _ in range(n))
+        return next(names) if n == 1 else " ".join(next(drawn) for _ in range(n))
 
     lengths = rng.choice([1, 2, 3, 4, 5], num_titles, p=[0.25, 0.35, 0.22, 0.12, 0.06])
     extras = rng.random((num_titles, 4))  # sequel, subtitle, article, alternative title
