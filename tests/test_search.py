@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rapidfuzz import fuzz, process
 
 from model.search import (
     MAX_QUERY_LENGTH,
@@ -168,6 +169,25 @@ def test_very_long_queries_are_answered(index):
     items, _ = index.search("godfather " * MAX_QUERY_LENGTH, 5)
     assert len(items) <= 5
     assert first(index, "the shawshank redemption" + " " * MAX_QUERY_LENGTH) == 5
+
+
+def test_skipping_names_by_their_letters_never_drops_a_match():
+    # The letter bound must keep every name fuzz.ratio scores at MIN_SCORE or more: compare
+    # with scoring every name, on random names over a small alphabet (many near misses),
+    # non-Latin letters and a name with more of one letter than a byte counts.
+    rng = np.random.default_rng(0)
+    letters = list("abcde xyz19ж")
+    titles = ["".join(rng.choice(letters, rng.integers(1, 30))) + " (2000)" for _ in range(400)]
+    titles.append("a" * 600 + " (2000)")
+    index = TitleIndex(titles)
+    scanner = index._scanner
+    queries = [normalise(t[: rng.integers(1, 40)]) for t in titles[:100]] + ["a" * 590, "ж"]
+    for query in filter(None, queries):
+        items, scores = scanner.scan(query)
+        every = process.cdist([query], scanner.names, scorer=fuzz.ratio, score_cutoff=MIN_SCORE)
+        hits = np.flatnonzero(every[0])
+        expected = sorted(zip(scanner.owners[hits].tolist(), every[0][hits].tolist()))
+        assert sorted(zip(items.tolist(), scores.tolist())) == expected, query
 
 
 def test_an_empty_catalogue_finds_nothing():
