@@ -316,7 +316,7 @@ def markdown(report: dict) -> str:
         "such.",
         f"- speed: the index is built in {figures['build_s']:.2f} s and answers in "
         f"{figures['mean_search_ms']:.2f} ms per query on average here (the micro-benchmark "
-        "`python -m loadtest.scenarios.micro` times 62,000 titles).",
+        "`python -m loadtest.scenarios.micro --search-only` times 62,000 titles).",
         "",
         "## Failures",
         "",
