@@ -321,6 +321,7 @@ def test_evaluation_counts_namesakes_as_right():
     text = search_quality.markdown(report)
     assert "| clean (lower-cased, no article, no year) | 20 | 100.0 % |" in text
     assert "right movie first for >= 95% | 100.0 % | met |" in text
+    assert "(Heat (1986) and Heat (1995), say)" in text
 
 
 # ----------------------------------------------------------------------- the micro-benchmark

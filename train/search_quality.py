@@ -216,6 +216,9 @@ def evaluate(titles: np.ndarray, counts: np.ndarray | None, seed: int = 0) -> di
         "mean_search_ms": 1000 * search_s / max(len(asked), 1),
         "namesake_groups": sum(len(group) > 1 for group in groups.values()),
         "namesake_movies": sum(len(group) for group in groups.values() if len(group) > 1),
+        "namesake_example": next(
+            ([str(titles[i]) for i in sorted(g)] for g in groups.values() if len(g) > 1), []
+        ),
         "short_clean_queries": sum(
             q.kind == "clean" and len(_letters(q.text)) < MIN_TYPO_LETTERS for q in asked
         ),
@@ -310,10 +313,10 @@ def markdown(report: dict) -> str:
         "article, `heat 1995` for those with a year (no target); a query with the year is "
         "right only for a movie of that year.",
         f"- namesakes: {figures['namesake_groups']} groups of titles ({figures['namesake_movies']}"
-        " movies) clean to the same query (remakes such as Heat of 1986 and of 1995), which "
-        "cannot tell them apart: a query counts as right when the result is any movie of its "
-        f"group. {clean['ambiguous_queries']} of the {clean['queries']:,} clean queries are "
-        "such.",
+        f" movies) clean to the same query ({' and '.join(figures['namesake_example'])}, say),"
+        " which cannot tell them apart: a query counts as right when the result is any movie "
+        f"of its group. {clean['ambiguous_queries']} of the {clean['queries']:,} clean queries "
+        "are such.",
         f"- speed: the index is built in {figures['build_s']:.2f} s and answers in "
         f"{figures['mean_search_ms']:.2f} ms per query on average here (the micro-benchmark "
         "`python -m loadtest.scenarios.micro --search-only` times 62,000 titles).",
