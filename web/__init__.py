@@ -9,6 +9,7 @@ key_file.json at each call. Ratings stay in the browser; nothing about a person 
 - :mod:`web.validation`: what each route accepts, and the model server's request it makes;
 - :mod:`web.upstream`: the model server calls, and what the page is told when they fail;
 - :mod:`web.catalogue`: genres, decades and the star scale, from the served artifact;
+- :mod:`web.local`: a private web app in front of a given TorchServe (tests, fuzz, measures);
 - :mod:`web.browser`: finding a Chromium for the browser tests and measurements;
 - :mod:`web.measure`: the page's speeds in a real browser, and its screenshots.
 
