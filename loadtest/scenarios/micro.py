@@ -252,8 +252,8 @@ def top_k_latency(
     other_dims: tuple[int, ...] = OTHER_DIMS,
     ranker_config: dict | None = None,
 ) -> list[dict]:
-    """Top-K latency through ``handle()``: one user per call, a batch of 16 users, and one new
-    user given by 20 ratings.
+    """Top-K latency through ``handle()``: one user per call (as asked by default, explained,
+    and at novelty 0.5), a batch of 16 users, and one new user given by 20 ratings.
 
     Every catalogue size at the trained model's vector size, and the largest catalogue again
     at each of ``other_dims`` (what a model that needs bigger vectors would cost). With
@@ -276,6 +276,14 @@ def top_k_latency(
             def one(rng=rng, user_ids=user_ids, handler=handler):
                 return _handle(handler, [{"body": {"user_id": int(rng.choice(user_ids)), "k": k}}])
 
+            def explained(rng=rng, user_ids=user_ids, handler=handler):
+                body = {"user_id": int(rng.choice(user_ids)), "k": k, "explain": True}
+                return _handle(handler, [{"body": body}])
+
+            def novel(rng=rng, user_ids=user_ids, handler=handler):
+                body = {"user_id": int(rng.choice(user_ids)), "k": k, "novelty": 0.5}
+                return _handle(handler, [{"body": body}])
+
             def sixteen(rng=rng, user_ids=user_ids, handler=handler):
                 users = rng.choice(user_ids, 16, replace=False).tolist()
                 return _handle(handler, [{"body": {"user_id": u, "k": k}} for u in users])
@@ -286,6 +294,8 @@ def top_k_latency(
                 return _handle(handler, [{"body": {"ratings": stars, "k": k}}])
 
             single = timed(one, reps, budget_s)
+            explain = timed(explained, reps, budget_s)
+            novelty = timed(novel, reps, budget_s)
             batch = timed(sixteen, max(10, reps // 8), budget_s)
             new = timed(new_user, reps, budget_s)
             results.append(
@@ -298,6 +308,8 @@ def top_k_latency(
                     "p50_ms": single.p50,
                     "p95_ms": single.p95,
                     "min_ms": single.best,
+                    "explain_p50_ms": explain.p50,
+                    "novelty_p50_ms": novelty.p50,
                     "batch16_p50_ms": batch.p50,
                     "batch16_reps": len(batch.samples_ms),
                     "new_user_p50_ms": new.p50,
@@ -306,13 +318,16 @@ def top_k_latency(
                 }
             )
             log.info(
-                "top-%d over %d movies, %d-dim vectors: p50 %.2f ms, p95 %.2f ms; "
-                "batch of 16: p50 %.2f ms; new user: p50 %.2f ms",
+                "top-%d over %d movies, %d-dim vectors: p50 %.2f ms, p95 %.2f ms; explained: "
+                "p50 %.2f ms; novelty 0.5: p50 %.2f ms; batch of 16: p50 %.2f ms; new user: "
+                "p50 %.2f ms",
                 k,
                 size,
                 dim,
                 single.p50,
                 single.p95,
+                explain.p50,
+                novelty.p50,
                 batch.p50,
                 new.p50,
             )
