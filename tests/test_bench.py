@@ -92,6 +92,8 @@ def test_medians_over_rounds_and_the_report():
                 "p50_ms": 18.0,
                 "p95_ms": 20.0,
                 "min_ms": 16.0,
+                "explain_p50_ms": 11.5,
+                "novelty_p50_ms": 19.0,
                 "batch16_p50_ms": 150.0,
                 "batch16_reps": 10,
             },
@@ -116,6 +118,7 @@ def test_medians_over_rounds_and_the_report():
     assert "| top-K over 62k movies <= 10 ms p50 | 18.0 ms | **not met** |" in text
     assert "| 0.50 / 0.20 / 0.40 | 120 / 80 | 0.25 |" in text and "| 1 | echo | 3000 |" in text
     assert "movierec / echo req/s, round by round: 0.90x, 0.95x, 0.96x" in text
-    assert "| 62,000 movies | 64* | 18.00 | 20.00 | 16.00 | 50 |  |  | 150.0 |" in text
-    assert "| 62,000 movies | 8 | 2.00 | 3.00 | 1.00 | 50 | 20.0 |" in text
+    assert "| 62,000 movies | 64* | 18.00 | 20.00 | 16.00 | 50 | 11.50 | 19.00 | 150.0 |" in text
+    assert "| 62,000 movies | 8 | 2.00 | 3.00 | 1.00 | 50 |  |  | 20.0 |" in text
+    assert "| top-10 with explanations over 62k movies <= 12 ms p50 | 11.5 ms | met |" in text
     assert "Other processes used 0.50 CPU cores" in text
