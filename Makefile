@@ -13,6 +13,9 @@ ARTIFACT ?= artifacts/$(DATASET)
 TRAIN_ARGS ?=
 MAR     := model_store/movierec.mar
 KEYS_PID := logs/keys.pid
+# The page (docs/web.md): python -m web on 127.0.0.1:WEB_PORT, in front of TorchServe.
+WEB_PORT ?= 8000
+WEB_PID  := logs/web.pid
 URL     ?= http://127.0.0.1:8080
 # make loadtest: closed-loop Locust users, users started per second, run time (see docs/loadtesting.md).
 USERS      ?= 16
@@ -24,13 +27,13 @@ SCALE_ARGS ?=
 SOAK_ARGS ?=
 
 .PHONY: help all install check-java data train archive serve stop demo fuzz faults upgrade evaluate \
-	test test-unit lint format clean loadtest soak knee bench scale
+	test test-unit browser lint format clean loadtest soak knee bench scale
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-all: install archive serve  ## set up, train on ML-100K, build the .mar, start TorchServe, call it
+all: install archive serve  ## set up, train on ML-100K, build the .mar, start TorchServe and the page
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,7 +68,7 @@ $(MAR): $(ARTIFACT)/weights.pt $(wildcard handler/*) $(wildcard model/*.py)
 
 archive: $(MAR)  ## build model_store/movierec.mar from the trained artifact
 
-serve: check-java $(MAR)  ## start TorchServe with config.properties, its key supervisor, example calls
+serve: check-java $(MAR)  ## start TorchServe, its key supervisor and the page (WEB_PORT=8000), call it
 	@mkdir -p logs
 	$(BIN)/torchserve --start --ts-config config.properties --ncs >> logs/torchserve.out 2>&1 \
 	  || { tail -n 5 logs/torchserve.out; exit 1; }
@@ -76,8 +79,14 @@ serve: check-java $(MAR)  ## start TorchServe with config.properties, its key su
 	$(PY) -m client demo --url $(URL)
 	@echo "Your own calls (see README and docs/api.md): token() { python3 -c 'import json;"\
 	  "print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])'; }"
+	@# The page (docs/web.md); it reads the key from key_file.json at each call, like the client.
+	@$(PY) -m web --stop --pid-file $(WEB_PID) >/dev/null
+	nohup $(PY) -m web --port $(WEB_PORT) --artifact $(ARTIFACT) --pid-file $(WEB_PID) \
+	  >> logs/web.log 2>&1 < /dev/null &
+	@$(PY) -m web --wait --port $(WEB_PORT) || { tail -n 5 logs/web.log; exit 1; }
 
-stop:  ## stop TorchServe and its key supervisor
+stop:  ## stop the page, TorchServe and its key supervisor
+	-$(PY) -m web --stop --pid-file $(WEB_PID)
 	-$(PY) -m client.keys --stop --pid-file $(KEYS_PID)
 	-$(BIN)/torchserve --stop
 
@@ -117,8 +126,16 @@ bench: $(ARTIFACT)/weights.pt  ## echo floor vs naive vs our handler, micro-benc
 scale: $(VENV)/.installed  ## ML-25M-size .mar: size, start-up, worker RSS, top-10 latency: reports/scale.md
 	$(PY) -m loadtest.scenarios.scale --out reports/scale.md $(SCALE_ARGS)
 
-test: install  ## run unit and integration tests (starts its own TorchServe on free ports)
+test: install browser  ## run unit, integration and browser tests (own TorchServe on free ports)
 	$(PY) -m pytest
+
+browser: $(VENV)/.installed  ## a Chromium for the browser tests (Debian's chromium, as root with apt)
+	@$(PY) -m web.browser >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	      >/dev/null; \
+	  else $(PY) -m web.browser; exit 1; fi; }
 
 test-unit: $(VENV)/.installed  ## run the tests that need no Java and no server (not `integration`)
 	$(PY) -m pytest -m "not integration"
