@@ -53,7 +53,7 @@ def local_web(
     (port,) = free_ports(1)
     command = [
         *(sys.executable, "-m", "web", "--port", str(port), "--url", model_url),
-        *("--key-file", str(key_file), "--artifact", str(artifact)),
+        *("--key-file", str(Path(key_file).resolve()), "--artifact", str(Path(artifact).resolve())),
     ]
     with open(log_file, "ab") as out:
         process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)

@@ -220,7 +220,7 @@ def screenshots(browser: Any, url: str, folder: Path) -> list[str]:
             page.locator(f"#picked-list label[data-value='{stars}']").click()
             page.locator(f"#list-cards:not([data-updates='{before}'])").wait_for()
         if width < 600:  # a phone shows the search and its suggestions first
-            box.press_sequentially("amel")
+            box.press_sequentially("shaw")
             page.locator("#suggestions li").first.wait_for()
         page.screenshot(path=str(folder / name))
         taken.append(str(folder / name))
@@ -248,8 +248,10 @@ def write_report(out: Path, results: dict) -> None:
     lines = [
         "# The page's speeds",
         "",
-        f"`python -m web.measure` on {results['when']}: {results['machine']}; "
-        f"model {results['mar']} ({results['dataset']}), headless Chromium {results['browser']}.",
+        f"`{results['command']}` on {results['when']}: {results['machine']}; "
+        f"model {results['model']}, headless Chromium {results['browser']}; "
+        f"1-minute load average {results['load_average_at_start']} at the start, "
+        f"{results['load_average_at_end']} at the end.",
         "Browser timings are the page's own Performance API entries (web/static/app.js); "
         "the web app's cost is measured from Python, interleaved with direct calls.",
         "",
@@ -286,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     with zipfile.ZipFile(mar) as archive:
         config = json.loads(archive.read("config.json"))
     dataset = config.get("data", {}).get("dataset", "unknown data")
+    model = f"{mar.name} ({dataset}, preset {config.get('preset', '?')})"
     try:
         with (
             tempfile.TemporaryDirectory() as home,
@@ -297,9 +300,14 @@ def main(argv: list[str] | None = None) -> int:
                 "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
                 f"{platform.system()} {platform.release()}",
-                "mar": str(args.mar),
-                "dataset": dataset,
+                "model": model,
+                # What was measured and how (where the files went changes no figure).
+                "command": f"python -m web.measure --mar {args.mar} --artifact {args.artifact} "
+                f"--loads {args.loads} --clicks {args.clicks} --key-delay {args.key_delay:g} "
+                f"--requests {args.requests}",
                 "browser": browser.version,
+                # Others' work on a shared machine slows every figure: say how busy it was.
+                "load_average_at_start": round(os.getloadavg()[0], 2),
             }
             log.info("page loads")
             results["loads"] = measure_loads(browser, url, args.loads)
@@ -314,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ServerError, WebError, BrowserMissing) as exc:
         log.error("%s", exc)
         return 1
+    results["load_average_at_end"] = round(os.getloadavg()[0], 2)
     write_report(Path(args.out), results)
     print(Path(f"{args.out}.md").read_text())
     return 0

@@ -56,12 +56,22 @@ function yearOf(movie) {
   return match ? Number(match[1]) : null;
 }
 
+// Articles MovieLens moves to the end of a name ("Godfather, The", "Boot, Das", "Avventura,
+// L'"), in the languages of its titles (the list of model/search.py).
+const ARTICLE = new RegExp(
+  "^(.*?), (The|A|An|Le|La|Les|L'|Un|Une|El|Los|Las|Una|Il|Lo|Gli|I|Uno|Der|Die|Das|Den|Ein|" +
+    "Eine|O|Os|As|Um|Uma|De|Het|Een|Det|En|Ett)( \\(.*\\))?$",
+);
+
 /** The title without its year, the article moved back: "Godfather, The (1972)" -> "The
- *  Godfather". The year is shown beside it. */
+ *  Godfather", "Avventura, L' (1960)" -> "L'Avventura". The year is shown beside it. */
 function displayTitle(title) {
   let name = (title || "").replace(YEAR, "").trim();
-  const article = /^(.*?), (The|A|An)( \(.*\))?$/.exec(name);
-  if (article) name = `${article[2]} ${article[1]}${article[3] || ""}`;
+  const article = ARTICLE.exec(name);
+  if (article) {
+    const space = article[2].endsWith("'") ? "" : " ";
+    name = `${article[2]}${space}${article[1]}${article[3] || ""}`;
+  }
   return name || title || "";
 }
 
