@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from client import ClientError, MovieRecClient
+from client import ClientError, MovieRecClient, fresh_token
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,18 @@ class Upstream:
         self.timeout = timeout
 
     def _client(self) -> MovieRecClient:
-        # A new client reads the key now (module docstring); it costs one small file read.
+        """A client with the key read now (module docstring); it costs one small file read."""
+        try:
+            return self._new_client()
+        except ClientError as exc:
+            if exc.kind != "no_key" or not self.key_file.exists():
+                raise
+        # TorchServe rewrites key_file.json in place when a key is renewed: a read in the
+        # middle sees half a file. Wait (up to 2 s) until it reads whole, then read it again.
+        fresh_token(None, "inference", self.key_file)
+        return self._new_client()
+
+    def _new_client(self) -> MovieRecClient:
         return MovieRecClient(
             self.url, model=self.model, key_file=self.key_file, timeout=self.timeout
         )

@@ -490,7 +490,7 @@ function renderRatings() {
       const year = yearOf(movie);
       const item = el("li", { attrs: { "data-movie": id } }, [
         el("span", { cls: "title-text", text: year ? `${name} (${year})` : name }),
-        el("div", { cls: "row" }, [starControl(movie), remove]),
+        el("div", { cls: "row" }, [starControl(movie), moreButton(movie), remove]),
       ]);
       if (state.unknown.has(id)) {
         item.append(el("span", { cls: "unknown", text: "Not in this model's catalogue" }));
