@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -351,6 +352,22 @@ def test_each_call_reads_the_key_file_again(url, fake):
     assert post(url, "/api/chart", {})[0] == 200
     status, body, _ = request(url, "GET", "/")
     assert status == 200 and "key-renewed" not in body["text"]
+
+
+def test_a_key_file_read_while_it_is_rewritten_is_read_again(url, fake):
+    """TorchServe rewrites key_file.json in place: a call that reads half of it waits for the
+    whole file instead of telling the page that the model server is down."""
+    whole = fake.key_file.read_text()
+    fake.rotate_key("key-next")
+    fake.key_file.write_text(fake.key_file.read_text()[:10])  # half written
+    timer = threading.Timer(0.3, fake.rotate_key, args=("key-next",))
+    timer.start()
+    try:
+        status, body, _ = post(url, "/api/chart", {})
+    finally:
+        timer.join()
+    assert status == 200, body
+    assert whole != fake.key_file.read_text()
 
 
 def test_a_stopped_model_server_says_how_to_start_it(tmp_path):

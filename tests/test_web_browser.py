@@ -361,6 +361,7 @@ def test_search_rate_see_reasons_change_a_rating_and_reload(visit):
     page.keyboard.press("ArrowLeft")  # 5 -> 1 star, one change per key
     expect(star_wars.locator("input[value='1']")).to_be_checked()
     visit.wait_update(before)
+    visit.wait_ready()  # the list of the last change: each key asked for one
     assert visit.list_text() != before_text
     stored = json.loads(page.evaluate("localStorage.getItem('movierec.ratings.v1')"))
     assert [(r["movie_id"], r["stars"]) for r in stored] == [(1, 1), (4, 5), (2, 2)]
