@@ -489,8 +489,11 @@ function renderRatings() {
       });
       const year = yearOf(movie);
       const item = el("li", { attrs: { "data-movie": id } }, [
-        el("span", { cls: "title-text", text: year ? `${name} (${year})` : name }),
-        el("div", { cls: "row" }, [starControl(movie), moreButton(movie), remove]),
+        el("div", { cls: "row" }, [
+          el("span", { cls: "title-text", text: year ? `${name} (${year})` : name }),
+          remove,
+        ]),
+        el("div", { cls: "row" }, [starControl(movie), moreButton(movie)]),
       ]);
       if (state.unknown.has(id)) {
         item.append(el("span", { cls: "unknown", text: "Not in this model's catalogue" }));
