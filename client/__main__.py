@@ -32,7 +32,8 @@ import json
 import sys
 from collections.abc import Collection
 
-from client import ClientError, MovieRecClient, TitleError, cli
+from client import ClientError, MovieRecClient, TitleError
+from model import console
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECTION = 1, 2, 3
 LIST_K = 10  # list length of recommend, similar, new-user and search when -k is not given
@@ -157,7 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_argument("--json", action="store_true", help="print the JSON answer instead")
     filters = _list_options(LIST_K)
 
-    p = cli.parser("python -m client", __doc__)
+    p = console.parser("python -m client", __doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     rec = sub.add_parser("recommend", parents=[common, filters], help="top-K for a user")
     rec.add_argument("--user", type=int, required=True, help="user id")

@@ -34,7 +34,8 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client import cli, config_value
+from client import config_value
+from model import console
 
 log = logging.getLogger("client.keys")
 
@@ -218,7 +219,7 @@ def stop(pid_file: str | Path, timeout: float = 10.0) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = cli.parser("python -m client.keys", __doc__)
+    p = console.parser("python -m client.keys", __doc__)
     p.add_argument("--config", default="config.properties", help="TorchServe's config file")
     p.add_argument(
         "--url", default=None, help="management address (default: from --config, else :8081)"

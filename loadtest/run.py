@@ -25,8 +25,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from client import ClientError, cli, read_token
+from client import ClientError, read_token
 from loadtest.server import REPO, ServerError, answers, local_torchserve
+from model import console
 
 log = logging.getLogger("loadtest")
 
@@ -166,9 +167,9 @@ def locust_thread(server, mar: str | Path, report_prefix: str | Path, users: int
 def parser(
     prog: str, doc: str | None, mar_help: str = "archive to serve"
 ) -> argparse.ArgumentParser:
-    """:func:`client.cli.parser` with ``--mar``, the archive every load command serves or
+    """:func:`model.console.parser` with ``--mar``, the archive every load command serves or
     draws its ids from (default: what ``make archive`` builds)."""
-    p = cli.parser(prog, doc)
+    p = console.parser(prog, doc)
     p.add_argument("--mar", default=str(MAR), help=mar_help)
     return p
 

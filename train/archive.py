@@ -17,8 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from client import cli
-from model import __version__, artifact
+from model import __version__, artifact, console
 from model.errors import DataError
 
 log = logging.getLogger("archive")
@@ -93,7 +92,7 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m train.archive", __doc__)
+    p = console.parser("python -m train.archive", __doc__)
     p.add_argument("--artifact", default="artifacts/ml-100k", help="folder written by train")
     p.add_argument("--export-path", default="model_store", help="where the .mar goes")
     p.add_argument("--model-name", default="movierec")

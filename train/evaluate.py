@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from client import cli
+from model import console
 from model.artifact import cpu_name, provenance
 from model.errors import DataError
 from model.ranker import RankerConfig
@@ -430,7 +430,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m train.evaluate", __doc__)
+    p = console.parser("python -m train.evaluate", __doc__)
     p.add_argument("--dataset", default="ml-100k", choices=sorted(data.DATASETS))
     p.add_argument("--data-dir", default="data")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

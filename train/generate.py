@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 
-from client import cli
+from model import console
 from train.data.registry import is_synthetic
 from train.data.synthetic import SyntheticConfig, generate
 
@@ -24,7 +24,7 @@ log = logging.getLogger("train.generate")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = SyntheticConfig()
-    p = cli.parser("python -m train.generate", __doc__)
+    p = console.parser("python -m train.generate", __doc__)
     p.add_argument("--ratings", type=int, default=defaults.num_ratings, help="total ratings")
     p.add_argument("--users", type=int, default=defaults.num_users)
     p.add_argument("--movies", type=int, default=defaults.num_movies, help="catalogue size")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from client import cli
+from model import console
 from model.errors import DataError
 from train import data
 from train.evaluation.newuser_ranking import OURS, RankingConfig, evaluate_ranking
@@ -48,7 +48,7 @@ PARTS = ("rmse", "ranking")  # see the module docstring
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = NewUserConfig()
-    p = cli.parser("python -m train.newusers", __doc__)
+    p = console.parser("python -m train.newusers", __doc__)
     p.add_argument("--dataset", default="ml-100k", type=_dataset_name)
     p.add_argument("--data-dir", default="data", help="one folder per dataset (default: data)")
     settings.add_preset_options(p, defaults.preset, only=("epochs",))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from client import cli
+from model import console
 from model.errors import DataError
 from model.ranker import Ranker, RankerConfig
 from train import data
@@ -107,7 +107,7 @@ def measure(dataset: data.Dataset, batches: int, l2: float = 800.0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m train.ranker_scale", __doc__)
+    p = console.parser("python -m train.ranker_scale", __doc__)
     p.add_argument("--dataset", default="synthetic-25m")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--batches", type=int, default=40, help="deep-part steps to time")

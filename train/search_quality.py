@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from client import cli
+from model import console
 from model.artifact import cpu_name, provenance
 from model.errors import DataError
 from model.search import TitleIndex, split_title, without_article
@@ -347,7 +347,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m train.search_quality", __doc__)
+    p = console.parser("python -m train.search_quality", __doc__)
     p.add_argument("--dataset", default="ml-1m", choices=sorted(data.DATASETS))
     p.add_argument("--data-dir", default="data")
     p.add_argument("--seed", type=int, default=0, help="seed of the typo queries")

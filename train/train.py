@@ -38,8 +38,7 @@ from pathlib import Path
 
 import torch
 
-from client import cli
-from model import artifact
+from model import artifact, console
 from model.errors import DataError
 from model.ranker import Ranker, RankerConfig
 from train import data
@@ -78,7 +77,7 @@ def _dataset_name(value: str) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = cli.parser("python -m train", __doc__)
+    p = console.parser("python -m train", __doc__)
     p.add_argument(
         "--dataset",
         default="ml-100k",

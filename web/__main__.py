@@ -27,7 +27,8 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
-from client import cli, find_url
+from client import find_url
+from model import console
 
 log = logging.getLogger("web")
 
@@ -96,7 +97,7 @@ def stop(pid_file: Path, timeout: float = 10.0) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = cli.parser("python -m web", __doc__)
+    p = console.parser("python -m web", __doc__)
     p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: loopback)")
     p.add_argument(
         "--port",

@@ -40,9 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from client import MovieRecClient, cli, read_token
+from client import MovieRecClient, read_token
 from loadtest.run import find_archive
 from loadtest.server import ServerError, local_torchserve
+from model import console
 from web import validation
 from web.browser import BrowserMissing, chromium
 from web.catalogue import Catalogue
@@ -286,7 +287,7 @@ def write_report(out: Path, results: dict) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = cli.parser("python -m web.measure", __doc__)
+    p = console.parser("python -m web.measure", __doc__)
     p.add_argument("--mar", default="model_store/movierec.mar", help="the model archive to serve")
     p.add_argument("--artifact", default="artifacts/ml-100k", help="its artifact folder")
     p.add_argument("--out", default="reports/web", help="report path without .json/.md")

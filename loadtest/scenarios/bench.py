@@ -36,11 +36,11 @@ from pathlib import Path
 import psutil
 import yaml
 
-from client import cli
 from loadtest import report
 from loadtest.run import Figures, run_locust, seconds, timespan, totals
 from loadtest.scenarios import micro
 from loadtest.server import REPO, Server, ServerError, local_torchserve
+from model import console
 from train import archive
 
 log = logging.getLogger("loadtest.scenarios.bench")
@@ -218,7 +218,7 @@ def search_section(search: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.scenarios.bench", __doc__)
+    p = console.parser("python -m loadtest.scenarios.bench", __doc__)
     p.add_argument("--artifact", default="artifacts/ml-100k", help="trained artifact folder")
     p.add_argument("--users", type=int, default=16, help="closed-loop Locust users per server")
     p.add_argument(

@@ -36,12 +36,11 @@ import torch
 import yaml
 from ts.context import Context, RequestProcessor
 
-from client import cli
 from handler.answering import to_json
 from handler.movierec_handler import MovieRecHandler
 from handler.parsing import Limits, decode_body, parse_request
 from loadtest.traffic import Catalogue
-from model import artifact
+from model import artifact, console
 from model.network import FactorModel, FactorModelConfig
 from model.ranker import Ranker, RankerConfig
 from model.search import TitleIndex
@@ -459,7 +458,7 @@ def benchmarks(artifact_dir: str | Path) -> tuple[dict, list[dict], dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.scenarios.micro", __doc__)
+    p = console.parser("python -m loadtest.scenarios.micro", __doc__)
     p.add_argument("--artifact", default="artifacts/ml-100k", help="trained artifact folder")
     p.add_argument(
         "--search-only", action="store_true", help="title search only (needs no artifact)"

@@ -46,11 +46,10 @@ import numpy as np
 import psutil
 import yaml
 
-from client import cli
 from loadtest import report
 from loadtest.scenarios import micro
 from loadtest.server import Server, ServerError, local_torchserve
-from model import artifact
+from model import artifact, console
 from model.ranker import RankerConfig
 from model.vocab import Vocabulary
 from train import archive
@@ -309,7 +308,7 @@ def markdown(result: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.scenarios.scale", __doc__)
+    p = console.parser("python -m loadtest.scenarios.scale", __doc__)
     p.add_argument("--users", type=int, default=ML25M_USERS)
     p.add_argument("--movies", type=int, default=ML25M_MOVIES)
     p.add_argument("--code-dim", type=int, default=ML25M_CODE_DIM)

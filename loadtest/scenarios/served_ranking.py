@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from client import MovieRecClient, cli
+from client import MovieRecClient
 from loadtest.server import ServerError, local_torchserve
-from model import artifact
+from model import artifact, console
 from model.errors import DataError
 from model.recommender import Recommender
 from train import archive, data
@@ -175,7 +175,7 @@ def compare(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.scenarios.served_ranking", __doc__)
+    p = console.parser("python -m loadtest.scenarios.served_ranking", __doc__)
     p.add_argument("--artifact", required=True, help="folder written by python -m train")
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--data-dir", default="data")

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from client import MovieRecClient, cli
+from client import MovieRecClient
 from loadtest.server import ServerError, local_torchserve
-from model import artifact
+from model import artifact, console
 from model.errors import DataError
 from train import archive, data
 from train.evaluation.metrics import mae, rmse
@@ -86,7 +86,7 @@ def compare(artifact_dir: str | Path, split: data.Split) -> tuple[dict, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m loadtest.scenarios.served_ratings", __doc__)
+    p = console.parser("python -m loadtest.scenarios.served_ratings", __doc__)
     p.add_argument("--artifact", required=True, help="folder written by python -m train")
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--data-dir", default="data")

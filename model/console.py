@@ -1,16 +1,21 @@
 """The preamble every movierec command line shares.
 
-    from client import cli
+    from model import console
 
     def main(argv=None):
-        p = cli.parser("python -m loadtest.scenarios.fuzz", __doc__)
+        p = console.parser("python -m loadtest.scenarios.fuzz", __doc__)
         p.add_argument(...)
         args = p.parse_args(argv)
 
 One place decides how our tools log (INFO, a timestamp and the logger's name on each line) and
-how their ``--help`` reads (the module's docstring, its layout kept). It lives in :mod:`client`
-because that package needs nothing beyond the standard library, so ``train``, ``loadtest`` and
-``client`` may all import it without pulling in torch.
+how their ``--help`` reads (the module's docstring, its layout kept).
+
+It lives in :mod:`model` because that is the one package every other one already builds on
+(``train``, ``loadtest`` and ``web`` import the served core), so no command line depends on
+another side's package for it: ``train`` does not import ``client``. It needs nothing beyond
+the standard library, and importing it runs only ``model/__init__.py``, which imports
+nothing, so ``client`` uses it too without pulling in torch. The .mar packs it with the rest
+of :mod:`model`; the handler does not use it.
 """
 
 from __future__ import annotations
