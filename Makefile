@@ -2,6 +2,8 @@
 # `make help` lists every target.
 
 SHELL := /bin/bash
+# A recipe line that pipes (`... | tee report.md`) fails when any command of the pipe fails.
+.SHELLFLAGS := -o pipefail -c
 .DEFAULT_GOAL := help
 
 VENV    ?= .venv
@@ -26,12 +28,12 @@ BENCH_ARGS ?=
 SCALE_ARGS ?=
 SOAK_ARGS ?=
 
-.PHONY: help all install check-java data train archive serve stop demo fuzz faults upgrade evaluate \
+.PHONY: help all install install-serve check-java data train archive serve stop demo fuzz faults upgrade evaluate \
 	test test-unit browser lint format clean loadtest soak knee bench scale
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
-	  awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	  awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 all: install archive serve  ## set up, train on ML-100K, build the .mar, start TorchServe and the page
 
@@ -42,6 +44,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@# The project itself, editable; --no-deps because the pins above are the lock.
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
+
+# A server only: TorchServe, the handler's model code, the client and the page; no training,
+# plots or load tests (requirements-serve.txt). Serve a .mar built elsewhere with it.
+install-serve: check-java  ## create .venv with the serving packages only (a machine that only serves)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet pip==26.3
+	$(BIN)/pip install --quiet -r requirements-serve.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 
 install: check-java $(VENV)/.installed  ## create .venv: pinned dependencies and dev tools, movierec editable
 	@# `source .venv/bin/activate` then makes a plain `torchserve --start` read config.properties
@@ -58,7 +68,15 @@ data: $(VENV)/.installed  ## fetch the dataset (DATASET=ml-100k) into data/
 	$(PY) -c "import logging; logging.basicConfig(level=logging.INFO); \
 	  from train.data import fetch; print(fetch('$(DATASET)'))"
 
-$(ARTIFACT)/weights.pt: $(VENV)/.installed $(wildcard model/*.py train/*.py train/*/*.py)
+# What the artifact was trained with: rewritten only when DATASET, ARTIFACT or TRAIN_ARGS
+# change, so that `make train TRAIN_ARGS=...` retrains and an unchanged call does nothing.
+TRAINED_WITH := $(ARTIFACT).args
+$(TRAINED_WITH): FORCE
+	@mkdir -p $(dir $@)
+	@echo '--dataset $(DATASET) --output $(ARTIFACT) $(TRAIN_ARGS)' | cmp -s - $@ \
+	  || echo '--dataset $(DATASET) --output $(ARTIFACT) $(TRAIN_ARGS)' > $@
+
+$(ARTIFACT)/weights.pt: $(VENV)/.installed $(TRAINED_WITH) $(wildcard model/*.py train/*.py train/*/*.py)
 	$(PY) -m train --dataset $(DATASET) --output $(ARTIFACT) --quiet $(TRAIN_ARGS)
 
 train: $(ARTIFACT)/weights.pt  ## train into artifacts/DATASET/ (TRAIN_ARGS="--epochs 5" passes options)
@@ -105,8 +123,10 @@ upgrade: $(MAR)  ## bring in a new model version under Locust load, switch to it
 
 evaluate: $(VENV)/.installed  ## reports/DATASET.md, DATASET-newusers.md (fold-in RMSE, new-user ranking) over SEEDS
 	$(PY) -m train.evaluate --dataset $(DATASET) --seeds $(SEEDS)
+	@# The report replaces the committed one only when the run succeeds.
 	$(PY) -m train.newusers --dataset $(DATASET) --preset full --ranking-preset fast --no-retrain \
-	  --seeds $(SEEDS) --json reports/$(DATASET)-newusers.json | tee reports/$(DATASET)-newusers.md
+	  --seeds $(SEEDS) --json reports/$(DATASET)-newusers.json | tee reports/$(DATASET)-newusers.md.part
+	mv reports/$(DATASET)-newusers.md.part reports/$(DATASET)-newusers.md
 
 loadtest: $(MAR)  ## Locust, headless, SLO-judged (USERS=16 SPAWN_RATE=8 DURATION=30s)
 	$(PY) -m loadtest.run --url $(URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
@@ -151,3 +171,5 @@ format: $(VENV)/.installed  ## apply ruff formatting and safe fixes
 
 clean:  ## remove build outputs (keeps data/ and .venv/)
 	rm -rf artifacts model_store logs key_file.json .pytest_cache .mypy_cache build
+
+FORCE:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from model.errors import UnknownIdError
+
+if TYPE_CHECKING:  # built from DataFrames at training time; a server needs no pandas
+    import pandas as pd
 
 
 @dataclass
