@@ -95,7 +95,7 @@ class UserDAE(nn.Module):
         return torch.addmm(self.decoder.bias, latent, self._decoder_by_column(self.decoder.weight))
 
 
-def _z(scores: torch.Tensor) -> torch.Tensor:
+def scale_rows(scores: torch.Tensor) -> torch.Tensor:
     """Each row divided by its standard deviation over the catalogue (a flat row stays flat)."""
     return scores / scores.std(dim=1, keepdim=True).clamp_min(1e-12)
 
@@ -221,9 +221,9 @@ class Ranker(nn.Module):
         """List scores (B, N) of users with histories (B, N) and predicted ratings (B, N)
         (None leaves the rating part out, as for "more like this movie")."""
         c = self.config
-        out = _z(self.item_item_scores(history))
+        out = scale_rows(self.item_item_scores(history))
         if c.deep_weight:
-            out += c.deep_weight * _z(self.deep_scores(history))
+            out += c.deep_weight * scale_rows(self.deep_scores(history))
         if c.rating_weight and ratings is not None:
             out += c.rating_weight * ratings.to(out.dtype)
         return out

@@ -18,10 +18,11 @@ from model import artifact
 from model.ranker import RankerConfig
 from model.vocab import Vocabulary
 from train import archive
+from train.data.prepared import encode
 from train.fitting.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
 from train.fitting.ranker_training import refit_ranker
 from train.fitting.settings import AutoRecTrainConfig, RankerTrainConfig
-from train.fitting.training import encode, fit_autorec
+from train.fitting.training import fit_autorec
 
 GENRES = ("Action", "Comedy", "Drama")
 
@@ -70,13 +71,7 @@ def vocab(ratings, movies) -> Vocabulary:
 
 
 def item_ratings(data, vocab) -> ItemRatings:
-    return ItemRatings(
-        data.item_idx.numpy(),
-        data.user_idx.numpy(),
-        data.rating.numpy(),
-        vocab.num_items,
-        vocab.num_users,
-    )
+    return ItemRatings(data.interactions(vocab.num_users, vocab.num_items))
 
 
 def tiny_autorec(vocab, data, **overrides) -> ItemAutoRec:
@@ -119,10 +114,7 @@ def tiny_ranker(vocab, data):
         vocab.num_items, hidden_dim=8, latent_dim=4, l2=10.0, deep_weight=0.3, rating_weight=0.2
     )
     return refit_ranker(
-        data.user_idx.numpy(),
-        data.item_idx.numpy(),
-        data.rating.numpy(),
-        vocab.num_users,
+        data.interactions(vocab.num_users, vocab.num_items),
         config,
         RankerTrainConfig(batch_size=8),
         epochs=3,

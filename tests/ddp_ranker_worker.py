@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from model.ranker import Ranker, RankerConfig
 from tests.conftest import synthetic_ratings
+from train.data.interactions import Interactions
 from train.fitting.ranker_training import history_matrix, train_deep
 from train.fitting.settings import RankerTrainConfig
 
@@ -22,8 +23,8 @@ def train_decoder(batch_size: int) -> torch.Tensor:
     items = ratings["movie_id"].rank(method="dense").to_numpy().astype(int) - 1
     stars = ratings["rating"].to_numpy()
     config = RankerConfig(int(items.max()) + 1, hidden_dim=8, latent_dim=4)
-    x = history_matrix(users, items, stars, int(users.max()) + 1, config.num_items, 0.6)
-    targets = history_matrix(users, items, stars, int(users.max()) + 1, config.num_items, 0.3)
+    rated = Interactions(users, items, stars, int(users.max()) + 1, config.num_items)
+    x, targets = history_matrix(rated, 0.6), history_matrix(rated, 0.3)
     torch.manual_seed(0)
     ranker = Ranker(config)
     train_deep(ranker, x, targets, RankerTrainConfig(batch_size=batch_size), epochs=3)

@@ -10,8 +10,9 @@ import torch.distributed as dist
 
 from model.vocab import Vocabulary
 from tests.conftest import GENRES, item_ratings, synthetic_movies, synthetic_ratings, tiny_autorec
+from train.data.prepared import encode
 from train.fitting.settings import AutoRecTrainConfig
-from train.fitting.training import encode, fit_autorec
+from train.fitting.training import fit_autorec
 
 
 def train_codes(batch_size: int) -> torch.Tensor:

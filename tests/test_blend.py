@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from model.network import FactorModel, FactorModelConfig
+from train.data.interactions import Interactions
 from train.fitting.blend import (
     UserCovariate,
     average_factor_models,
@@ -18,11 +19,15 @@ from train.fitting.blend import (
     raw_predictions,
     varying_blend_weights,
 )
-from train.fitting.training import Encoded
 
 NUM_USERS, NUM_ITEMS = 9, 11
 USERS = torch.arange(NUM_USERS).repeat_interleave(NUM_ITEMS)  # every pair
 ITEMS = torch.arange(NUM_ITEMS).repeat(NUM_USERS)
+
+
+def pairs(ratings: torch.Tensor) -> Interactions:
+    """Every (user, item) pair with ``ratings``."""
+    return Interactions(USERS.numpy(), ITEMS.numpy(), ratings.numpy(), NUM_USERS, NUM_ITEMS)
 
 
 def random_model(seed: int, code_dim: int = 4, scale: float = 1.0) -> FactorModel:
@@ -80,7 +85,7 @@ def test_varying_weights_are_recovered_by_least_squares_and_the_covariate_rescal
     # A refit on twice the ratings puts every user where they were.
     assert np.allclose(covariate.values(counts * 2), z)
     truth = blend_factor_models(models, [0.6, 0.5], 0.2, [0.1, -0.05], 0.03, z)
-    data = Encoded(USERS, ITEMS, truth.raw(USERS, ITEMS).detach())
+    data = pairs(truth.raw(USERS, ITEMS).detach())
     weights, intercept, slopes, intercept_slope = varying_blend_weights(models, data, z)
     assert np.allclose(weights, [0.6, 0.5], atol=1e-4)
     assert np.allclose(slopes, [0.1, -0.05], atol=1e-4)
@@ -137,7 +142,7 @@ def test_blend_weights_are_chosen_on_unclamped_predictions():
     models = [random_model(3, scale=2.0), random_model(4, scale=2.0)]
     truth, intercept = [0.6, 0.5], 0.25
     ratings = intercept + sum(w * m.raw(USERS, ITEMS) for m, w in zip(models, truth))
-    data = Encoded(USERS, ITEMS, ratings.detach().float())
+    data = pairs(ratings.detach().float())
     assert np.allclose(raw_predictions(models[0], data), models[0].raw(USERS, ITEMS).detach())
     weights, fitted = blend_weights(models, data)
     assert np.allclose(weights, truth, atol=1e-5) and abs(fitted - intercept) < 1e-4

@@ -12,8 +12,9 @@ import torch
 from tests.conftest import item_ratings, tiny_autorec
 from tests.ddp_ranker_worker import train_decoder
 from tests.ddp_worker import train_codes
+from train.data.prepared import encode
 from train.fitting.settings import AutoRecTrainConfig
-from train.fitting.training import encode, fit_autorec
+from train.fitting.training import fit_autorec
 
 REPO = Path(__file__).resolve().parent.parent
 

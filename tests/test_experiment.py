@@ -16,13 +16,11 @@ from model import artifact
 from tests.conftest import GENRES
 from train import data
 from train import train as train_cli
+from train.data.prepared import prepare, prepare_all, prepare_refit
 from train.data.synthetic import SyntheticConfig, generate
 from train.evaluation.metrics import rmse
 from train.fitting.experiment import (
     autorec_configs,
-    prepare,
-    prepare_all,
-    prepare_refit,
     refit_autorec,
     refit_mf,
     run_autorec,

@@ -9,10 +9,11 @@ import torch
 from model import artifact, network
 from model.network import FactorModel, FactorModelConfig
 from tests.conftest import item_ratings, tiny_autorec
+from train.data.interactions import Interactions
+from train.data.prepared import Encoded, Prepared, encode
 from train.fitting import autorec
 from train.fitting.autorec import ItemRatings
-from train.fitting.experiment import Prepared, smallest_projection
-from train.fitting.training import Encoded, encode
+from train.fitting.experiment import smallest_projection
 
 
 def _factor_model(**overrides) -> FactorModel:
@@ -70,11 +71,13 @@ def test_catalogue_scores_follow_every_change_of_the_item_codes(tmp_path):
 
 def test_item_ratings_batches_are_the_item_columns():
     ratings = ItemRatings(
-        np.array([2, 0, 2, 1]),
-        np.array([1, 3, 0, 3]),
-        np.array([4.0, 5.0, 1.0, 2.0]),
-        num_items=4,
-        num_users=5,
+        Interactions(
+            user_idx=np.array([1, 3, 0, 3]),
+            item_idx=np.array([2, 0, 2, 1]),
+            rating=np.array([4.0, 5.0, 1.0, 2.0]),
+            num_users=5,
+            num_items=4,
+        )
     )
     inputs, rows, users, values = ratings.batch(np.array([2, 3, 0]))
     dense = inputs.to_dense()

@@ -14,6 +14,7 @@ import torch
 from tests.conftest import GENRES, synthetic_movies, synthetic_ratings
 from train import newusers
 from train.data import Dataset
+from train.data.interactions import Interactions
 from train.evaluation.newuser_ranking import (
     BY_RATING,
     OURS,
@@ -74,7 +75,7 @@ def test_cooccurrence_cosine_on_a_hand_checked_matrix():
     users = np.array([0, 0, 1, 1, 1, 2])
     items = np.array([0, 1, 0, 1, 2, 2])
     stars = np.array([5.0, 1.0, 3.0, 4.0, 2.0, 5.0])  # ignored: co-occurrence is 0/1
-    cosine = CooccurrenceCosine().fit(users, items, stars, 3, 4)
+    cosine = CooccurrenceCosine().fit(Interactions(users, items, stars, 3, 4))
     s = cosine.similar(np.array([0, 2, 3])).numpy()
     r = 1 / np.sqrt(2 * 2)
     expected = [[1.0, 1.0, r, 0.0], [r, r, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
@@ -97,7 +98,7 @@ def test_list_scores_rank_the_list_first_in_its_order():
     assert torch.isinf(scores[0, [1, 3]]).all()
 
 
-def test_a_tiny_run_writes_the_ranking_report(tmp_path, monkeypatch):
+def test_a_tiny_run_writes_the_ranking_report(tmp_path, monkeypatch, capsys):
     dataset = Dataset(
         "synthetic-newusers",
         synthetic_ratings(num_users=60, density=0.6),
@@ -136,3 +137,10 @@ def test_a_tiny_run_writes_the_ranking_report(tmp_path, monkeypatch):
     report = json.loads(out.read_text())
     assert report["runs"] == [] and len(report["ranking"]["runs"]) == 1
     assert set(report["ranking"]["aggregate"]) == {"4 given", "80% given"}
+    # Both say how they were made: the command, commit, machine and date.
+    made = report["provenance"]
+    assert report["command"].startswith("python -m train.newusers --dataset ml-100k")
+    assert {"git_commit", "git_dirty", "machine", "created", "torch"} <= set(made) and report["cpu"]
+    printed = capsys.readouterr().out
+    assert "## How it was made" in printed and f"- date: {made['created']}" in printed
+    assert f"- command: `{report['command']}`" in printed

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from train.fitting.training import Encoded
+from train.data.interactions import Interactions
+from train.data.prepared import Encoded, Prepared
+from train.evaluation.ranking import ranking_on
 from train.peers import (
     EASE,
     IALS,
@@ -17,7 +19,6 @@ from train.peers import (
     grid,
     history_matrix,
     interaction_matrix,
-    ranking_on,
     tune,
 )
 
@@ -40,6 +41,11 @@ def _blocks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(users), np.array(items), np.array(missing)
 
 
+def _liked(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int) -> Interactions:
+    """Every pair rated 5 stars."""
+    return Interactions(users, items, np.full(len(users), 5.0), num_users, num_items)
+
+
 def _first_unseen(scores: torch.Tensor, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     scores = scores.clone()
     scores[torch.from_numpy(users), torch.from_numpy(items)] = -torch.inf
@@ -56,7 +62,7 @@ PEERS = [
 @pytest.mark.parametrize("make", PEERS)
 def test_block_structure_puts_the_unseen_in_block_movie_first(make):
     users, items, missing = _blocks()
-    peer = make().fit(users, items, np.full(len(users), 5.0), len(missing), 2 * BLOCK)
+    peer = make().fit(_liked(users, items, len(missing), 2 * BLOCK))
     scores = peer.score(np.arange(len(missing)))
     assert scores.shape == (len(missing), 2 * BLOCK)
     assert scores.dtype == torch.float32
@@ -66,7 +72,7 @@ def test_block_structure_puts_the_unseen_in_block_movie_first(make):
 @pytest.mark.parametrize("make", PEERS)
 def test_new_user_from_history_gets_the_unseen_in_block_movie(make):
     users, items, missing = _blocks()
-    peer = make().fit(users, items, np.full(len(users), 5.0), len(missing), 2 * BLOCK)
+    peer = make().fit(_liked(users, items, len(missing), 2 * BLOCK))
     # Two new users: one rated movies 0, 1, 2 (so 3 is next), one rated 5, 6, 7 (so 4).
     histories = [np.array([0, 1, 2]), np.array([5, 6, 7])]
     scores = peer.score_history(histories, [np.full(3, 5.0), np.full(3, 4.0)])
@@ -78,7 +84,7 @@ def test_new_user_from_history_gets_the_unseen_in_block_movie(make):
 @pytest.mark.parametrize("make", PEERS)
 def test_similar_movies_come_from_the_same_block(make):
     users, items, missing = _blocks()
-    peer = make().fit(users, items, np.full(len(users), 5.0), len(missing), 2 * BLOCK)
+    peer = make().fit(_liked(users, items, len(missing), 2 * BLOCK))
     similar = peer.similar(np.array([0, 6]))  # (2, 8)
     for row, (movie, same) in enumerate(((0, [1, 2, 3]), (6, [4, 5, 7]))):
         others = [i for i in range(2 * BLOCK) if i not in same and i != movie]
@@ -97,7 +103,7 @@ def test_ease_matches_the_closed_form_on_a_small_matrix():
     np.testing.assert_allclose(ease_weights(x, l2), expected, atol=1e-12)
     assert np.diag(ease_weights(x, l2)).tolist() == [0.0] * 4
     users, items = np.nonzero(x)
-    peer = EASE(l2=l2).fit(users, items, np.full(len(users), 5.0), 5, 4)
+    peer = EASE(l2=l2).fit(_liked(users, items, 5, 4))
     np.testing.assert_allclose(peer.score(np.arange(5)).numpy(), x @ expected, rtol=1e-5)
     np.testing.assert_allclose(peer.similar(np.array([2])).numpy(), expected[[2]], rtol=1e-6)
 
@@ -111,7 +117,7 @@ def test_rating_aware_ease_weighs_low_ratings():
     x[users, items] = np.where(ratings >= 4, 1.0, 0.6)
     p = np.linalg.inv(x.T @ x + 1.5 * np.eye(4))
     expected = np.eye(4) - p / np.diag(p)
-    peer = EASE(l2=1.5, low_weight=0.6).fit(users, items, ratings, 3, 4)
+    peer = EASE(l2=1.5, low_weight=0.6).fit(Interactions(users, items, ratings, 3, 4))
     np.testing.assert_allclose(peer.score(np.arange(3)).numpy(), x @ expected, rtol=1e-5)
     assert peer.params == {"l2": 1.5, "low_weight": 0.6}
     # A new user with user 2's history gets user 2's scores.
@@ -121,25 +127,23 @@ def test_rating_aware_ease_weighs_low_ratings():
 
 def test_interaction_matrix_weights_and_duplicates():
     # (0, 2) and (1, 0) are given twice: each counts once, with its first rating.
-    m = interaction_matrix(
-        np.array([0, 0, 1, 1, 1]),
-        np.array([2, 2, 0, 1, 0]),
-        np.array([5, 5, 3, 4, 2]),
-        2,
-        3,
-        0.5,
+    rated = Interactions(
+        np.array([0, 0, 1, 1, 1]), np.array([2, 2, 0, 1, 0]), np.array([5, 5, 3, 4, 2]), 2, 3
     )
+    m = interaction_matrix(rated, 0.5)
     assert m.toarray().tolist() == [[0.0, 0.0, 1.0], [0.5, 1.0, 0.0]]
     with pytest.raises(ValueError, match="item indices"):
-        interaction_matrix(np.array([0]), np.array([3]), np.array([5]), 1, 3)
+        interaction_matrix(Interactions(np.array([0]), np.array([3]), np.array([5]), 1, 3))
     with pytest.raises(ValueError, match="low_weight"):
-        interaction_matrix(np.array([0]), np.array([0]), np.array([5]), 1, 3, low_weight=0.0)
+        interaction_matrix(rated, low_weight=0.0)
     with pytest.raises(ValueError, match="rating lists"):
         history_matrix([np.array([0])], [], 3)
 
 
 def test_most_popular_counts_training_ratings():
-    peer = MostPopular().fit(np.array([0, 1, 2]), np.array([2, 2, 0]), np.ones(3), 3, 3)
+    peer = MostPopular().fit(
+        Interactions(np.array([0, 1, 2]), np.array([2, 2, 0]), np.ones(3), 3, 3)
+    )
     assert peer.score(np.array([0, 1])).tolist() == [[1.0, 0.0, 2.0], [1.0, 0.0, 2.0]]
     assert peer.score_history([np.array([1])], [np.array([5.0])]).tolist() == [[1.0, 0.0, 2.0]]
 
@@ -172,13 +176,15 @@ def _prepared():
     val_users = np.concatenate([np.arange(8), np.arange(8, n)])
     val_items = np.concatenate([missing[:8], (missing[8:] + BLOCK) % (2 * BLOCK)])
     val_ratings = np.concatenate([np.full(8, 5.0), np.full(n - 8, 2.0)])
-    return SimpleNamespace(
+    vocab = SimpleNamespace(
+        num_users=n, num_items=2 * BLOCK, genres=np.zeros((2 * BLOCK, 1), np.uint8)
+    )
+    return Prepared(
+        vocab,  # a stand-in with the three fields a ranking reads
         train=_encoded(users, items, np.full(len(users), 5.0)),
         validation=_encoded(val_users, val_items, val_ratings),
         test=_encoded(np.arange(8, n), missing[8:], np.full(n - 8, 5.0)),
-        vocab=SimpleNamespace(
-            num_users=n, num_items=2 * BLOCK, genres=np.zeros((2 * BLOCK, 1), np.uint8)
-        ),
+        rating_scale=(1.0, 5.0),
     )
 
 

@@ -9,6 +9,7 @@ import torch
 
 from model import artifact
 from model.ranker import Ranker, RankerConfig
+from train.data.interactions import Interactions
 from train.fitting.ranker_training import (
     fit_item_item,
     history_matrix,
@@ -17,6 +18,11 @@ from train.fitting.ranker_training import (
 )
 from train.fitting.settings import RankerTrainConfig
 from train.peers.ease import ease_weights
+
+
+def rated(users, items, stars) -> Interactions:
+    """The ratings of :func:`blocks`: 60 users, 12 movies."""
+    return Interactions(users, items, stars, 60, 12)
 
 
 def blocks(num_users: int = 60, num_items: int = 12, seed: int = 0):
@@ -112,9 +118,9 @@ def test_trained_ranker_recommends_the_missing_movie_of_each_block():
     users, items, stars, missing = blocks()
     config = RankerConfig(12, hidden_dim=8, latent_dim=4, l2=1.0, deep_weight=0.3)
     ranker = refit_ranker(
-        users, items, stars, 60, config, RankerTrainConfig(batch_size=16), epochs=20
+        rated(users, items, stars), config, RankerTrainConfig(batch_size=16), epochs=20
     )
-    x = history_matrix(users, items, stars, 60, 12, config.low_weight)
+    x = history_matrix(rated(users, items, stars), config.low_weight)
     scores = ranker.scores(torch.from_numpy(x.toarray()))
     scores[torch.from_numpy(x.toarray()) > 0] = -torch.inf  # seen movies are never listed
     assert scores.argmax(1).tolist() == missing.tolist()
@@ -123,8 +129,8 @@ def test_trained_ranker_recommends_the_missing_movie_of_each_block():
 def test_item_item_part_is_the_closed_form(tmp_path):
     users, items, stars, _ = blocks()
     config = RankerConfig(12, hidden_dim=8, latent_dim=4, l2=5.0, low_weight=0.5)
-    ranker = refit_ranker(users, items, stars, 60, config, RankerTrainConfig(), epochs=1)
-    x = history_matrix(users, items, stars, 60, 12, 0.5)
+    ranker = refit_ranker(rated(users, items, stars), config, RankerTrainConfig(), epochs=1)
+    x = history_matrix(rated(users, items, stars), 0.5)
     expected = torch.from_numpy(ease_weights(x, 5.0).astype(np.float32))
     assert torch.allclose(ranker.neighbor_weights, expected, atol=1e-6)
 
@@ -155,8 +161,8 @@ def test_artifact_without_a_ranker_loads_none(tmp_path, artifact_dir):
 def test_deep_part_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
     users, items, stars, _ = blocks()
     config = RankerConfig(12, hidden_dim=8, latent_dim=4, l2=1.0)
-    x = history_matrix(users, items, stars, 60, 12, config.low_weight)
-    targets = history_matrix(users, items, stars, 60, 12, config.target_low_weight)
+    x = history_matrix(rated(users, items, stars), config.low_weight)
+    targets = history_matrix(rated(users, items, stars), config.target_low_weight)
     train_config = RankerTrainConfig(batch_size=16)
 
     def trained(epochs, checkpoint=None):
@@ -177,7 +183,7 @@ def test_deep_part_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
 def test_a_non_finite_loss_is_refused():
     users, items, stars, _ = blocks()
     config = RankerConfig(12, hidden_dim=8, latent_dim=4, l2=1.0)
-    x = history_matrix(users, items, stars, 60, 12, config.low_weight)
+    x = history_matrix(rated(users, items, stars), config.low_weight)
     ranker = Ranker(config)
     with torch.no_grad():
         ranker.dae.decoder.bias.fill_(float("nan"))
@@ -189,7 +195,7 @@ def test_a_non_finite_loss_is_refused():
 def test_large_catalogue_solves_the_item_item_part_on_its_most_rated_movies(neighbors):
     users, items, stars, _ = blocks()
     items = np.where(items == 11, 10, items)  # movie 11 now has no ratings: the least rated
-    x = history_matrix(users, items, stars, 60, 12, 0.6)
+    x = history_matrix(rated(users, items, stars), 0.6)
     weights, kept = fit_item_item(x, 5.0, max_items=11)
     counts = np.bincount(items, minlength=12)
     assert kept.tolist() == sorted(np.argsort(-counts, kind="stable")[:11].tolist())

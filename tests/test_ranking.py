@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from train.data.interactions import Interactions
 from train.evaluation.ranking import (
+    ListTally,
     genre_diversity,
     head_items,
     popularity_percentile,
@@ -15,19 +17,21 @@ from train.evaluation.ranking import (
 )
 
 
+def _pairs(users, items, num_users: int, num_items: int, ratings=None) -> Interactions:
+    """Interactions of these pairs (5 stars unless ``ratings`` are given)."""
+    users, items = np.asarray(users), np.asarray(items)
+    stars = np.full(len(users), 5.0) if ratings is None else np.asarray(ratings)
+    return Interactions(users, items, stars, num_users, num_items)
+
+
 def _metrics(scores: np.ndarray, k: int = 2, **kwargs):
     # User 0 rated item 0 in training; held out: item 1 (5 stars), item 2 (4), item 3 (2).
     # User 1 has nothing relevant held out, so it is not counted.
     table = torch.from_numpy(scores.astype(np.float32))
     return ranking_metrics(
         lambda users: table[torch.from_numpy(users)],
-        train_users=np.array([0]),
-        train_items=np.array([0]),
-        test_users=np.array([0, 0, 0, 1]),
-        test_items=np.array([1, 2, 3, 0]),
-        test_ratings=np.array([5.0, 4.0, 2.0, 3.0]),
-        num_users=2,
-        num_items=5,
+        train=_pairs([0], [0], 2, 5),
+        test=_pairs([0, 0, 0, 1], [1, 2, 3, 0], 2, 5, ratings=[5.0, 4.0, 2.0, 3.0]),
         k=k,
         **kwargs,
     )
@@ -53,13 +57,8 @@ def test_recall_at_twenty_counts_the_longer_list():
     scores[0, 24] = scores[0, 15] + 0.5  # ...but 24 just above movie 15 (15th candidate)
     m = ranking_metrics(
         lambda users: torch.from_numpy(scores[users]),
-        train_users=np.array([0]),
-        train_items=np.array([0]),
-        test_users=np.array([0, 0, 0]),
-        test_items=np.array([1, 2, 24]),
-        test_ratings=np.array([5.0, 4.0, 4.0]),
-        num_users=1,
-        num_items=25,
+        train=_pairs([0], [0], 1, 25),
+        test=_pairs([0, 0, 0], [1, 2, 24], 1, 25, ratings=[5.0, 4.0, 4.0]),
     )
     assert m["recall@10"] == pytest.approx(2 / 3)
     assert m["recall@20"] == pytest.approx(1.0)
@@ -72,7 +71,7 @@ def test_seen_excludes_validation_items_too():
     # Item 4 was rated in validation: with seen = train + validation it cannot take a slot.
     scores = np.array([[9, 1, 7, 0, 8], [0, 0, 0, 0, 0]])
     plain = _metrics(scores)
-    both = _metrics(scores, seen=(np.array([0, 0]), np.array([0, 4])))
+    both = _metrics(scores, seen=_pairs([0, 0], [0, 4], 2, 5))
     assert plain["recall@2"] == pytest.approx(0.5)  # top-2: items 4, 2
     assert both["recall@2"] == pytest.approx(1.0)  # top-2: items 2, 1
 
@@ -89,13 +88,8 @@ def test_coverage_and_popularity_percentile_by_hand():
     # percentile mean(12.5, 50, 12.5, 50, 12.5, 50) = 31.25.
     table = torch.tensor([[1.0, 0.9, 0.8, 2.0]]).expand(3, 4)
     args = dict(
-        train_users=train_users,
-        train_items=train_items,
-        test_users=np.array([0, 1, 2]),
-        test_items=np.array([3, 3, 3]),
-        test_ratings=np.array([5.0, 5.0, 5.0]),
-        num_users=3,
-        num_items=4,
+        train=_pairs(train_users, train_items, 3, 4),
+        test=_pairs([0, 1, 2], [3, 3, 3], 3, 4),
         recall_at=(),
     )
     one = ranking_metrics(lambda u: table[torch.from_numpy(u)], k=1, **args)
@@ -135,3 +129,43 @@ def test_beyond_accuracy_figures_of_a_known_list():
     assert m["long_tail@2"] == 1.0
     assert m["novelty@2"] == pytest.approx(0.0)  # share 1/1 (each counts one of one rating)
     assert m["diversity@2"] == pytest.approx(1.0)  # genres {0} and {1}: nothing shared
+
+
+def test_a_tally_of_served_lists_counts_as_ranking_metrics_does():
+    # The lists ranking_metrics makes of these scores, given as a server would answer them
+    # (a short answer padded with -1), are counted to the same figures.
+    scores = np.array([[9, 1, 7, 0, 8], [0, 0, 0, 0, 0]])
+    offline = _metrics(scores, recall_at=())
+    tally = ListTally(5, k=2, recall_at=())
+    tally.add(np.array([[4, 2]]), [np.array([1, 2])])
+    assert tally.figures(_pairs([0], [0], 2, 5)) == offline
+    short = ListTally(5, k=2, recall_at=())
+    short.add(np.array([[2, -1]]), [np.array([1, 2])])
+    figures = short.figures(_pairs([0], [0], 2, 5))
+    assert (figures["recall@2"], figures["coverage@2"]) == (0.5, 0.2)
+    assert figures["ndcg@2"] == pytest.approx(1 / (1 + 1 / np.log2(3)))  # one hit of two ideal
+    with pytest.raises(ValueError, match="relevant"):
+        short.add(np.array([[2, 1]]), [np.array([], dtype=np.int64)])
+
+
+def test_the_excluded_pairs_must_be_of_the_test_users():
+    with pytest.raises(ValueError, match="users"):
+        _metrics(np.zeros((2, 5)), seen=_pairs([0], [0], 3, 5))
+
+
+def test_interactions_join_select_and_group_by_user():
+    a = _pairs([1, 0, 1], [2, 3, 0], 3, 4, ratings=[5.0, 2.0, 4.0])
+    b = _pairs([2], [1], 3, 4)
+    both = a.concat(b)
+    assert (both.user_idx.tolist(), both.item_idx.tolist(), len(both)) == (
+        [1, 0, 1, 2],
+        [2, 3, 0, 1],
+        4,
+    )
+    assert a.liked(4.0).item_idx.tolist() == [2, 0]
+    indptr, items = both.user_rows()
+    assert (indptr.tolist(), items.tolist()) == ([0, 1, 3, 4], [3, 0, 2, 1])
+    with pytest.raises(ValueError, match="join"):
+        a.concat(_pairs([0], [0], 3, 5))
+    with pytest.raises(ValueError, match="one of each"):
+        Interactions(np.array([0]), np.array([0, 1]), np.array([5.0]), 1, 2)

@@ -13,8 +13,9 @@ from tests.conftest import GENRES
 from train import evaluate, newusers
 from train import train as train_cli
 from train.data import Dataset, random_split
+from train.data.prepared import prepare
 from train.fitting import settings
-from train.fitting.experiment import autorec_configs, prepare
+from train.fitting.experiment import autorec_configs
 from train.fitting.settings import (
     CHOSEN_ON,
     DEFAULT_PRESET,

@@ -13,6 +13,7 @@ import pytest
 
 from train import data
 from train import generate as generate_cli
+from train.data.interactions import Interactions
 from train.data.synthetic import SyntheticConfig, generate, user_activity
 from train.evaluation.metrics import rmse
 from train.fitting.baselines import BiasBaseline, GlobalMean
@@ -100,7 +101,7 @@ def test_ratings_carry_user_and_movie_structure(small):
     baselines = [GlobalMean(), BiasBaseline(SMALL.num_users, movies.max() + 1, 0.5, 5.0)]
     scores = []
     for baseline in baselines:
-        baseline.fit(*args)
+        baseline.fit(Interactions(*args, SMALL.num_users, movies.max() + 1))
         scores.append(rmse(baseline.predict(users[~train], movies[~train]), ratings[~train]))
     assert scores[1] < scores[0] - 0.05  # user and movie effects a model can learn
     assert 3.2 < ratings.mean() < 3.8

@@ -11,12 +11,13 @@ import torch
 from model.network import FactorModel, FactorModelConfig
 from tests.conftest import item_ratings, tiny_autorec
 from train import data
+from train.data.interactions import Interactions
+from train.data.prepared import encode
 from train.evaluation.metrics import mae, rmse
 from train.fitting.baselines import BiasBaseline, GlobalMean
 from train.fitting.settings import AutoRecTrainConfig, TrainConfig
 from train.fitting.training import (
     best_epoch,
-    encode,
     evaluate,
     fit,
     fit_autorec,
@@ -34,9 +35,10 @@ def test_bias_baseline_recovers_additive_ratings():
     u, i = np.meshgrid(np.arange(20), np.arange(15), indexing="ij")
     u, i = u.ravel(), i.ravel()
     r = 3.0 + user_bias[u] + item_bias[i]
-    model = BiasBaseline(20, 15, reg_user=0.0, reg_item=0.0, iterations=50).fit(u, i, r)
+    pairs = Interactions(u, i, r, 20, 15)
+    model = BiasBaseline(20, 15, reg_user=0.0, reg_item=0.0, iterations=50).fit(pairs)
     assert rmse(model.predict(u, i), r) < 1e-6
-    assert GlobalMean().fit(u, i, r).predict(u, i)[0] == pytest.approx(r.mean())
+    assert GlobalMean().fit(pairs).predict(u, i)[0] == pytest.approx(r.mean())
 
 
 def _split(ratings, vocab):
@@ -46,9 +48,10 @@ def _split(ratings, vocab):
 
 def _bias_rmse(vocab, train, val) -> float:
     bias = BiasBaseline(vocab.num_users, vocab.num_items).fit(
-        train.user_idx.numpy(), train.item_idx.numpy(), train.rating.numpy()
+        train.interactions(vocab.num_users, vocab.num_items)
     )
-    return rmse(bias.predict(val.user_idx.numpy(), val.item_idx.numpy()), val.rating.numpy())
+    held = val.interactions(vocab.num_users, vocab.num_items)
+    return rmse(bias.predict(held.user_idx, held.item_idx), held.rating)
 
 
 def test_autoencoder_training_beats_the_bias_baseline(ratings, vocab):

@@ -32,8 +32,9 @@ from model import artifact
 from model.vocab import Vocabulary
 from tests.conftest import GENRES, item_ratings, tiny_autorec, tiny_ranker
 from train import archive
+from train.data.prepared import encode
 from train.fitting.settings import AutoRecTrainConfig
-from train.fitting.training import encode, fit_autorec
+from train.fitting.training import fit_autorec
 from web.local import local_web
 
 pytestmark = pytest.mark.integration

@@ -37,12 +37,11 @@ from model.artifact import cpu_name, provenance
 from model.errors import DataError
 from model.ranker import RankerConfig
 from train import data, tradeoff
+from train.data.prepared import Prepared, prepare, prepare_refit
+from train.evaluation.ranking import ranking_on
 from train.fitting.experiment import (
-    Prepared,
     RunResult,
     autorec_configs,
-    prepare,
-    prepare_refit,
     refit_autorec,
     refit_mf,
     run_autorec,
@@ -51,7 +50,7 @@ from train.fitting.experiment import (
 )
 from train.fitting.ranker_training import fit_ranker, split_scorer
 from train.fitting.settings import PRESETS, RankerTrainConfig, TrainConfig, preset_with
-from train.peers import MostPopular, ranking_on, tune
+from train.peers import MostPopular, tune
 from train.peers.tuning import peer_row, tune_peers
 
 log = logging.getLogger("evaluate")
@@ -150,7 +149,7 @@ def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
 
     Each rating model is trained on the training part with every choice made on validation
     (the selection run), then refit on the training and validation parts with those choices
-    (:func:`~train.fitting.experiment.prepare_refit`), and that refit is what test scores,
+    (:func:`~train.data.prepared.prepare_refit`), and that refit is what test scores,
     once: validation figures are the selection run's, ``selection_test`` is the selection
     run's own test score (for the record, not chosen on), ``seconds`` both runs together.
     The ranking rows are of the selection run's models, trained on the training part."""
@@ -415,18 +414,24 @@ def markdown(report: dict) -> str:
     if "tradeoff" in agg:
         found = agg["tradeoff"]
         lines += tradeoff.markdown_lines(meta["dataset"], found["curves"], found["faithfulness"])
-    lines += [
+    lines += made_lines(meta["command"], meta["cpu"], meta["provenance"], meta["seconds"])
+    return "\n".join(lines) + "\n"
+
+
+def made_lines(command: str, cpu: str, made_by: dict, seconds: float) -> list[str]:
+    """A report's last section: its command, machine, versions and commit
+    (``made_by``: :func:`model.artifact.provenance` taken when the run started), date and
+    total time."""
+    return [
         "## How it was made",
         "",
-        f"- command: `{meta['command']}`",
-        f"- machine: {meta['cpu']}, {meta['provenance']['machine']}",
-        f"- versions: python {meta['provenance']['python']}, torch {meta['provenance']['torch']},"
-        f" numpy {meta['provenance']['numpy']}, movierec {meta['provenance']['movierec']}, "
-        f"git {meta['provenance']['git_commit']}"
-        + (" (uncommitted changes)" if meta["provenance"]["git_dirty"] else ""),
-        f"- date: {meta['provenance']['created']}; total time {meta['seconds']:.0f} s",
+        f"- command: `{command}`",
+        f"- machine: {cpu}, {made_by['machine']}",
+        f"- versions: python {made_by['python']}, torch {made_by['torch']},"
+        f" numpy {made_by['numpy']}, movierec {made_by['movierec']}, "
+        f"git {made_by['git_commit']}" + (" (uncommitted changes)" if made_by["git_dirty"] else ""),
+        f"- date: {made_by['created']}; total time {seconds:.0f} s",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

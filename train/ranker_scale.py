@@ -28,10 +28,11 @@ from model import console
 from model.errors import DataError
 from model.ranker import Ranker, RankerConfig
 from train import data
+from train.data.interactions import Interactions
 from train.fitting.ranker_training import (
     DENSE_ITEM_ITEM_LIMIT,
     PRUNED_NEIGHBORS,
-    _dense,
+    dense_rows,
     fit_item_item,
     history_matrix,
 )
@@ -57,11 +58,11 @@ def measure(dataset: data.Dataset, batches: int, l2: float = 800.0) -> dict:
     model_config = RankerConfig(
         n_items, neighbors=0 if n_items <= DENSE_ITEM_ITEM_LIMIT else PRUNED_NEIGHBORS
     )
-    stars = dataset.ratings["rating"].to_numpy()
-    x = history_matrix(user_idx, item_idx, stars, n_users, n_items, model_config.low_weight)
-    targets = history_matrix(
-        user_idx, item_idx, stars, n_users, n_items, model_config.target_low_weight
+    ratings = Interactions(
+        user_idx, item_idx, dataset.ratings["rating"].to_numpy(), n_users, n_items
     )
+    x = history_matrix(ratings, model_config.low_weight)
+    targets = history_matrix(ratings, model_config.target_low_weight)
     history_s = time.perf_counter() - started
     log.info("history matrices of %d users x %d movies in %.1f s", n_users, n_items, history_s)
 
@@ -79,8 +80,8 @@ def measure(dataset: data.Dataset, batches: int, l2: float = 800.0) -> dict:
     for b in range(batches):
         rows = order[b * config.batch_size : (b + 1) * config.batch_size]
         started = time.perf_counter()
-        logits = ranker.dae(_dense(x, rows))
-        loss = -(F.log_softmax(logits, 1) * _dense(targets, rows)).sum(1).mean()
+        logits = ranker.dae(dense_rows(x, rows))
+        loss = -(F.log_softmax(logits, 1) * dense_rows(targets, rows)).sum(1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

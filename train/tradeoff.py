@@ -29,10 +29,10 @@ import torch
 from model.network import FactorModel
 from model.novelty import LEVELS, penalise, popularity_penalty
 from model.ranker import Ranker
+from train.data.prepared import Prepared
+from train.evaluation.ranking import ranking_on
 from train.fitting.discovery import Calibration
-from train.fitting.experiment import Prepared
 from train.fitting.ranker_training import history_matrix
-from train.peers import ranking_on
 from train.peers.tuning import Tuning
 
 log = logging.getLogger(__name__)
@@ -70,18 +70,7 @@ def _curve(
 
 
 def _strengths(score: Scorer, prepared: Prepared, seed: int) -> list[float]:
-    t, v = prepared.train, prepared.validation
-    if v is None:
-        raise ValueError("calibrating novelty needs a validation part")
-    calibration = Calibration(
-        score,
-        t.user_idx.numpy(),
-        t.item_idx.numpy(),
-        v.user_idx.numpy(),
-        prepared.vocab.num_items,
-        seed,
-    )
-    return calibration.strengths()[0]
+    return Calibration.on_validation(score, prepared, seed).strengths()[0]
 
 
 def faithfulness(
@@ -93,19 +82,11 @@ def faithfulness(
 ) -> dict:
     """Removing the first cited movie vs a random other rated movie, over sampled test users'
     top-10 (see the module docstring)."""
-    t = prepared.train
-    x = history_matrix(
-        t.user_idx.numpy(),
-        t.item_idx.numpy(),
-        t.rating.numpy(),
-        prepared.vocab.num_users,
-        prepared.vocab.num_items,
-        ranker.config.low_weight,
-    )
+    x = history_matrix(prepared.interactions(), ranker.config.low_weight)
     rng = np.random.default_rng(seed)
     if prepared.test is None:
         raise ValueError("faithfulness is measured on test users")
-    test_users = np.unique(prepared.test.user_idx.numpy())
+    test_users = np.unique(prepared.interactions("test").user_idx)
     chosen = rng.choice(test_users, min(users, len(test_users)), replace=False)
     wins, cited_drops, random_drops, skipped = 0, [], [], 0
     for u in chosen:

@@ -42,15 +42,13 @@ from model import artifact, console
 from model.errors import DataError
 from model.ranker import Ranker, RankerConfig
 from train import data
+from train.data.prepared import Prepared, prepare, prepare_all, prepare_refit
+from train.evaluation.ranking import ranking_on
 from train.fitting import settings
 from train.fitting.experiment import (
     SERVE_TOLERANCE,
-    Prepared,
     RunResult,
     autorec_configs,
-    prepare,
-    prepare_all,
-    prepare_refit,
     refit_autorec,
     run_autorec,
     run_baselines,
@@ -62,7 +60,7 @@ from train.fitting.ranker_training import (
 )
 from train.fitting.settings import AutoRecTrainConfig, RankerTrainConfig
 from train.fitting.training import best_epoch
-from train.peers import MostPopular, ranking_on, tune
+from train.peers import MostPopular, tune
 
 log = logging.getLogger("train")
 
@@ -230,12 +228,8 @@ def run(args: argparse.Namespace) -> dict:
         )
         if ranker is not None:
             started = time.perf_counter()
-            t = served_data.train
             ranker = refit_ranker(
-                t.user_idx.numpy(),
-                t.item_idx.numpy(),
-                t.rating.numpy(),
-                served_data.vocab.num_users,
+                served_data.interactions(),
                 ranker.config,
                 ranker_config,
                 epochs=ranking["chosen"]["epochs"],

@@ -5,14 +5,15 @@
 
 Builds the artifact's .mar in a temporary folder, serves it with a private TorchServe on free
 ports (:mod:`loadtest.server`, always stopped), asks for the top-K of every test user with a
-relevant movie (held-out rating >= 4), and computes Recall@K and NDCG@K from the answers as
-:func:`train.evaluation.ranking.ranking_metrics` does; then the offline figures of the same
-model on the same split. Two orders are checked:
+relevant movie (held-out rating >= 4), and counts the answers with the offline evaluation's own
+code (:class:`train.evaluation.ranking.ListTally`, what
+:func:`~train.evaluation.ranking.ranking_metrics` counts its lists with); then the offline
+figures of the same model on the same split. Two orders are checked:
 
 - the ranking model's (the default request), under the reports' protocol: the request also
   excludes the user's validation movies (``exclude_movie_ids``: a client knows what its user
   rated), so the server excludes what the report's test metric excludes, training and
-  validation movies (:func:`train.peers.tuning.ranking_on`);
+  validation movies (:func:`train.evaluation.ranking.ranking_on`);
 - the rating model's (``"rank_by": "rating"``), with training movies excluded only.
 
 ``--novelty`` checks the ranking model's order at each novelty given (0 is the default
@@ -34,17 +35,18 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from client import MovieRecClient
 from loadtest.server import ServerError, local_torchserve
 from model import artifact, console
 from model.errors import DataError
-from model.recommender import Recommender
+from model.scoring import Scorer
+from model.vocab import Vocabulary
 from train import archive, data
-from train.evaluation.ranking import ranking_metrics
-from train.fitting.experiment import prepare
+from train.data.interactions import Interactions
+from train.data.prepared import Prepared, prepare
+from train.evaluation.ranking import ListTally, ranking_metrics, relevant_rows
 from train.train import make_split
 
 log = logging.getLogger("loadtest.scenarios.served_ranking")
@@ -52,80 +54,71 @@ log = logging.getLogger("loadtest.scenarios.served_ranking")
 
 def http_ranking(
     api: MovieRecClient,
-    test: pd.DataFrame,
+    vocab: Vocabulary,
+    train: Interactions,
+    test: Interactions,
     k: int = 10,
-    threshold: float = 4.0,
     rank_by: str = "rating",
-    exclude: pd.DataFrame | None = None,
+    exclude: Interactions | None = None,
     novelty: float = 0.0,
 ) -> dict[str, float]:
-    """Recall@k and NDCG@k of the served top-k (ordered as ``rank_by`` asks, at ``novelty``)
-    of every user of ``test`` (raw ids) with a rating >= ``threshold``, one request per user,
-    as :func:`ranking_metrics` defines them; each request also excludes that user's movies of
-    ``exclude`` (raw ids), if given."""
-    relevant = test[test["rating"] >= threshold].groupby("user_id")["movie_id"]
-    excluded = {} if exclude is None else exclude.groupby("user_id")["movie_id"].apply(list)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    recalls, ndcgs = [], []
-    for user_id, movies in relevant:
-        drop = [int(m) for m in excluded.get(user_id, [])]
-        body: dict = {"user_id": int(user_id), "k": k, "rank_by": rank_by}
-        if drop:
-            body["exclude_movie_ids"] = drop
+    """:func:`ranking_metrics`' figures of the served top-k (ordered as ``rank_by`` asks, at
+    ``novelty``) of every user of ``test`` with a relevant movie, one request per user
+    (``vocab`` turns dense indices into the raw ids of requests and back); each request also
+    excludes that user's movies of ``exclude``, if given. The answers are counted by the
+    offline metric's own :class:`ListTally`; popularity is measured on ``train``."""
+    users, relevant = relevant_rows(test)
+    excluded = exclude.user_rows() if exclude is not None else None
+    lists = np.full((len(users), k), -1, dtype=np.int64)  # -1 pads a short answer
+    for row, u in enumerate(users):
+        body: dict = {"user_id": int(vocab.user_ids[u]), "k": k, "rank_by": rank_by}
+        if excluded is not None:
+            indptr, items = excluded
+            drop = vocab.movie_ids[items[indptr[u] : indptr[u + 1]]]
+            if len(drop):
+                body["exclude_movie_ids"] = [int(m) for m in drop]
         if novelty:
             body["novelty"] = novelty
         answer = api.predict(body)
-        top = [r["movie_id"] for r in answer["recommendations"]]
-        hits = np.isin(top, movies.to_numpy())
-        ideal = min(k, len(movies))
-        recalls.append(hits.sum() / ideal)
-        ndcgs.append((hits * discounts[: len(top)]).sum() / discounts[:ideal].sum())
-    return {
-        f"recall@{k}": float(np.mean(recalls)),
-        f"ndcg@{k}": float(np.mean(ndcgs)),
-        "users": len(recalls),
-    }
+        top = [r["movie_id"] for r in answer["recommendations"]][:k]
+        lists[row, : len(top)] = vocab.item_index(np.array(top, dtype=np.int64))
+    tally = ListTally(test.num_items, k, recall_at=())
+    tally.add(lists, relevant)
+    return tally.figures(train)
 
 
 def offline_ranking(
     artifact_dir: str | Path,
-    dataset: data.Dataset,
-    split: data.Split,
+    prepared: Prepared,
     k: int = 10,
     rank_by: str = "rating",
     novelty: float = 0.0,
 ) -> dict[str, float]:
-    """:func:`ranking_metrics` of the artifact on ``split``: by predicted rating with training
-    movies excluded, or (``rank_by="ranking"``) the ranking model's order under the reports'
-    protocol (:func:`train.peers.tuning.ranking_on`: training and validation movies
-    excluded). Both score users with :meth:`Recommender.score_users`, the serving code, and
-    re-rank at ``novelty`` with :meth:`Recommender.rerank`, as the server does."""
-    rec = Recommender.from_artifact(artifact_dir)
-    prepared = prepare(dataset, split)
-    if not np.array_equal(prepared.vocab.user_ids, rec.vocab.user_ids):
-        raise DataError(f"{artifact_dir}: its users are not those of {dataset.name}")
+    """:func:`ranking_metrics` of the artifact on the split ``prepared``: by predicted rating
+    with training movies excluded, or (``rank_by="ranking"``) the ranking model's order under
+    the reports' protocol (training and validation movies excluded, as
+    :func:`train.evaluation.ranking.ranking_on`). Both score users with
+    :meth:`Scorer.score_users`, the serving code, and re-rank at ``novelty`` with
+    :meth:`Scorer.rerank`, as the server does."""
+    rec = Scorer.from_artifact(artifact_dir)
+    same = (
+        (rec.vocab.user_ids, prepared.vocab.user_ids),
+        (rec.vocab.movie_ids, prepared.vocab.movie_ids),
+    )
+    if not all(np.array_equal(a, b) for a, b in same):
+        raise DataError(f"{artifact_dir}: its users and movies are not those of the split")
 
     def score(users: np.ndarray) -> torch.Tensor:
         scores = rec.score_users(users, rank_by)
         return rec.rerank(scores, np.full(len(users), novelty)) if novelty else scores
 
-    t, s, v = prepared.train, prepared.test, prepared.validation
-    seen = None
-    if rank_by == "ranking":
-        seen = (
-            np.concatenate([t.user_idx.numpy(), v.user_idx.numpy()]),
-            np.concatenate([t.item_idx.numpy(), v.item_idx.numpy()]),
-        )
+    train = prepared.interactions("train")
+    seen = train.concat(prepared.interactions("validation")) if rank_by == "ranking" else None
     with torch.no_grad():
         return ranking_metrics(
             score,
-            t.user_idx.numpy(),
-            t.item_idx.numpy(),
-            s.user_idx.numpy(),
-            s.item_idx.numpy(),
-            s.rating.numpy(),
-            rec.vocab.num_users,
-            rec.vocab.num_items,
+            train,
+            prepared.interactions("test"),
             k=k,
             # Only the top k, as the server takes it: predicted ratings tie at the top of the
             # scale, and a deeper torch.topk may order tied movies differently (same Recall@k,
@@ -156,19 +149,28 @@ def compare(
             f"{config['data']['split']!r}, not the training part of {split.protocol!r}: "
             "train it with --keep-split and the same split options"
         )
+    prepared = prepare(dataset, split)
+    vocab, train, test = prepared.vocab, prepared.interactions(), prepared.interactions("test")
     with tempfile.TemporaryDirectory(prefix="movierec-ranking-") as tmp:
         mar = archive.build(artifact_dir, Path(tmp) / "model_store")
         with local_torchserve(mar.parent, ["movierec"], home=Path(tmp) / "ts") as server:
             api = MovieRecClient(server.url, key_file=server.key_file)
-            served = {("rating", 0.0): http_ranking(api, split.test, k)}
+            served = {("rating", 0.0): http_ranking(api, vocab, train, test, k)}
             for novelty in novelties if "ranker" in config else ():
                 served[("ranking", novelty)] = http_ranking(
-                    api, split.test, k, rank_by="ranking", exclude=split.validation, novelty=novelty
+                    api,
+                    vocab,
+                    train,
+                    test,
+                    k,
+                    rank_by="ranking",
+                    exclude=prepared.interactions("validation"),
+                    novelty=novelty,
                 )
     return {
         (rank_by if not novelty else f"{rank_by}, novelty {novelty:g}"): (
             figures,
-            offline_ranking(artifact_dir, dataset, split, k, rank_by, novelty),
+            offline_ranking(artifact_dir, prepared, k, rank_by, novelty),
         )
         for (rank_by, novelty), figures in served.items()
     }

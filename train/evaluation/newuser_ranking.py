@@ -15,7 +15,7 @@ Protocol (:func:`evaluate_ranking`):
    (:func:`train.evaluation.ranking.ranking_metrics`).
 
    Ours is answered by the code that answers a ``{"ratings": ...}`` request: a
-   :class:`Recommender` of the rating model, the vocabulary and the ranking model,
+   :class:`~model.scoring.Scorer` of the rating model, the vocabulary and the ranking model,
    ``fold_in`` then ``top_k_vectors(..., stars=..., rank_by="ranking")``. The top-20 it
    returns becomes a score row that ranks those 20 first (:func:`list_scores`), which is all
    the metrics look at. Peers: ``score_history`` (EASE: x·B; iALS: the least-squares fold-in
@@ -25,7 +25,7 @@ Protocol (:func:`evaluate_ranking`):
 4. More like this movie: each held-out user with a given movie rated 4 or more asks for the
    10 movies most similar to one of them (a seeded choice). Hits are the listed movies among
    the user's relevant, not given movies (:func:`train.evaluation.ranking.list_hits`). Ours:
-   ``Recommender.similar_indices`` (the served path); peers: rows of EASE's B, the cosine of
+   ``Scorer.similar_indices`` (the served path); peers: rows of EASE's B, the cosine of
    iALS's item factors, the cosine of item co-occurrence, and the chart.
 """
 
@@ -43,10 +43,12 @@ import torch
 
 from model.novelty import LEVELS
 from model.ranker import LIKED, RankerConfig
-from model.recommender import Recommender
+from model.scoring import Scorer
 from train.data import Dataset, Split
+from train.data.interactions import Interactions
+from train.data.prepared import Prepared, prepare
 from train.evaluation.ranking import RECALL_CUTOFFS, list_hits, ranking_metrics
-from train.fitting.experiment import Prepared, autorec_configs, prepare, run_autorec
+from train.fitting.experiment import autorec_configs, run_autorec
 from train.fitting.ranker_training import fit_ranker
 from train.fitting.settings import RankerTrainConfig
 from train.peers import CooccurrenceCosine, RankingPeer, tune_peers
@@ -133,7 +135,7 @@ class _Users:
 
     items: list[np.ndarray]  # given movies per row
     stars: list[np.ndarray]  # their ratings
-    rest: tuple[np.ndarray, np.ndarray, np.ndarray]  # (rows, items, ratings) scored
+    rest: Interactions  # the ratings scored, users by row
 
     @classmethod
     def encode(cls, given: pd.DataFrame, rest: pd.DataFrame, data: Prepared) -> _Users:
@@ -149,22 +151,27 @@ class _Users:
         rows, items, stars = flat(given)
         bounds = np.searchsorted(rows, np.arange(len(user_ids) + 1))  # given is sorted by user
         pieces = lambda a: [a[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
-        return cls(pieces(items), pieces(stars), flat(rest))
+        scored = Interactions(*flat(rest), len(user_ids), data.vocab.num_items)
+        return cls(pieces(items), pieces(stars), scored)
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def given(self) -> Interactions:
+        """The ratings the users gave, users by row."""
+        rows = np.repeat(np.arange(len(self)), [len(i) for i in self.items])
+        items, stars = np.concatenate(self.items), np.concatenate(self.stars)
+        return Interactions(rows, items, stars, len(self), self.rest.num_items)
 
-def _served_scorer(
-    recommender: Recommender, users: _Users, rank_by: str, novelty: float = 0.0
-) -> Callable:
+
+def _served_scorer(scorer: Scorer, users: _Users, rank_by: str, novelty: float = 0.0) -> Callable:
     depth = max(K, *RECALL_CUTOFFS)
 
     def score(rows: np.ndarray) -> torch.Tensor:
         items = [users.items[r] for r in rows]
         stars = [users.stars[r] for r in rows]
-        vectors, biases = recommender.fold_in(items, stars)
-        lists, _ = recommender.top_k_vectors(
+        vectors, biases = scorer.fold_in(items, stars)
+        lists, _ = scorer.top_k_vectors(
             vectors,
             biases,
             items,
@@ -173,7 +180,7 @@ def _served_scorer(
             rank_by=rank_by,
             novelty=np.full(len(rows), novelty) if novelty else None,
         )
-        return list_scores(lists, recommender.vocab.num_items)
+        return list_scores(lists, scorer.vocab.num_items)
 
     return score
 
@@ -185,21 +192,9 @@ def _history_scorer(peer: RankingPeer, users: _Users) -> Callable:
 
 
 def _ranking(score: Callable, users: _Users, data: Prepared, chunk: int) -> dict:
-    t = data.train
-    rows, items, stars = users.rest
-    given_rows = np.repeat(np.arange(len(users)), [len(i) for i in users.items])
+    # Popularity percentile: by training rating count; candidates: all but the given movies.
     return ranking_metrics(
-        score,
-        t.user_idx.numpy(),
-        t.item_idx.numpy(),  # popularity percentile: by training rating count
-        rows,
-        items,
-        stars,
-        len(users),
-        data.vocab.num_items,
-        k=K,
-        chunk=chunk,
-        seen=(given_rows, np.concatenate(users.items)),
+        score, data.interactions(), users.rest, k=K, chunk=chunk, seen=users.given()
     )
 
 
@@ -209,9 +204,9 @@ def _similar(similar_lists: dict[str, Callable], users: _Users, rng: np.random.G
     seeds = np.array(
         [rng.choice(users.items[r][users.stars[r] >= LIKED]) for r in asking], dtype=np.int64
     )
-    rows, items, stars = users.rest
-    liked = stars >= LIKED
-    relevant = [items[liked & (rows == r)] for r in asking]
+    rest = users.rest
+    liked = rest.rating >= LIKED
+    relevant = [rest.item_idx[liked & (rest.user_idx == r)] for r in asking]
     return {name: list_hits(lists(seeds), relevant, K) for name, lists in similar_lists.items()}
 
 
@@ -258,7 +253,7 @@ def evaluate_ranking(
     clock = time.perf_counter()
     ranker, info = fit_ranker(data, rating_model, RankerConfig(data.vocab.num_items), ranker_config)
     seconds["ranking model"] = time.perf_counter() - clock
-    recommender = Recommender(rating_model, data.vocab, None, config.ridge, ranker)
+    scorer = Scorer(rating_model, data.vocab, None, config.ridge, ranker)
     clock = time.perf_counter()
     peers = tune_peers(data, seed)
     cosine = CooccurrenceCosine()
@@ -266,7 +261,7 @@ def evaluate_ranking(
     seconds["peers"] = time.perf_counter() - clock
 
     similar_lists = {
-        OURS: lambda items: recommender.similar_indices(items, K)[0],
+        OURS: lambda items: scorer.similar_indices(items, K)[0],
         **{name: _peer_similar(t.peer.similar) for name, t in peers.items() if name != "iALS"},
         "iALS (item factors)": _peer_similar(peers["iALS"].peer.similar),
         "item co-occurrence cosine": _peer_similar(cosine.similar),
@@ -279,21 +274,21 @@ def evaluate_ranking(
         given, rest = sample_given(held, np.random.default_rng([seed, 2, i]), **how)
         users = _Users.encode(given, rest, data)
         scorers = {
-            OURS: _served_scorer(recommender, users, "ranking"),
-            BY_RATING: _served_scorer(recommender, users, "rating"),
+            OURS: _served_scorer(scorer, users, "ranking"),
+            BY_RATING: _served_scorer(scorer, users, "rating"),
             **{peer: _history_scorer(t.peer, users) for peer, t in peers.items()},
         }
         if i == 0:  # the curve of less obvious lists, from the fewest ratings
             for level in LEVELS[1:]:
                 scorers[f"{OURS}, novelty {level:g}"] = _served_scorer(
-                    recommender, users, "ranking", level
+                    scorer, users, "ranking", level
                 )
         ranking = {m: _ranking(s, users, data, config.chunk) for m, s in scorers.items()}
         similar = _similar(similar_lists, users, np.random.default_rng([seed, 3, i]))
         settings[name] = {
             "users": len(users),
             "given_ratings": int(sum(len(x) for x in users.items)),
-            "scored_ratings": len(users.rest[0]),
+            "scored_ratings": len(users.rest),
             "ranking": ranking,
             "similar": similar,
         }

@@ -29,8 +29,9 @@ import torch
 
 from model.foldin import UserPrior, fold_in, prior_users
 from train.data import Dataset, Split
+from train.data.prepared import prepare
 from train.evaluation.metrics import rmse
-from train.fitting.experiment import autorec_configs, prepare, run_autorec, run_baselines
+from train.fitting.experiment import autorec_configs, run_autorec, run_baselines
 
 log = logging.getLogger(__name__)
 

@@ -26,19 +26,18 @@ Beyond accuracy, five measures describe the top-``k`` lists themselves:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
+from train.data.interactions import Interactions
+from train.data.prepared import Prepared
+
 # Recall is also reported at this longer cutoff, the one published EASE/VAE results use.
 RECALL_CUTOFFS = (10, 20)
-
-
-def _csr(users: np.ndarray, items: np.ndarray, num_users: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((items, users))
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=num_users))])
-    return indptr, items[order]
+# Held-out ratings at or above this are relevant.
+THRESHOLD = 4.0
 
 
 def popularity_percentile(train_items: np.ndarray, num_items: int) -> np.ndarray:
@@ -88,19 +87,112 @@ def genre_diversity(lists: np.ndarray, genres: np.ndarray) -> np.ndarray:
     return (distance.sum((1, 2)) / pairs).numpy().astype(np.float64)  # diagonal is 0
 
 
+class ListTally:
+    """The figures of :func:`ranking_metrics`, gathered from top lists batch by batch.
+
+    Whatever made the lists (scores ranked offline, or the answers of a server), they are
+    counted the same way: :meth:`add` each batch of lists with the relevant movies of their
+    users, then :meth:`figures`.
+
+    Parameters
+    ----------
+    num_items : int
+    k : int
+        Cutoff of NDCG and of the beyond-accuracy figures (and of one recall).
+    recall_at : tuple of int
+        Further recall cutoffs.
+    genres : numpy.ndarray, shape (num_items, G), optional
+        Multi-hot genres of the catalogue; without them ``diversity@k`` is left out.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        k: int = 10,
+        recall_at: tuple[int, ...] = RECALL_CUTOFFS,
+        genres: np.ndarray | None = None,
+    ):
+        self.cutoffs = sorted({k, *recall_at})
+        if self.cutoffs[0] < 1:
+            raise ValueError(f"cutoffs must be positive, got {self.cutoffs}")
+        self.num_items, self.k, self.genres = num_items, k, genres
+        self.discounts = 1.0 / np.log2(np.arange(2, k + 2))
+        self.recalls: dict[int, list[float]] = {c: [] for c in self.cutoffs}
+        self.ndcgs: list[float] = []
+        self.recommended = np.zeros(num_items, dtype=np.int64)  # times each movie is listed
+        self.diversity: list[np.ndarray] = []
+
+    @property
+    def depth(self) -> int:
+        """How long a list must be for every cutoff (at most the catalogue)."""
+        return min(self.cutoffs[-1], self.num_items)
+
+    def add(self, top: np.ndarray, relevant: Sequence[np.ndarray]) -> None:
+        """Count lists ``top`` (B, >= :attr:`depth`; dense items, best first, -1 padding a
+        short list) of users whose relevant movies are ``relevant`` (one non-empty array per
+        row)."""
+        if len(top) != len(relevant):
+            raise ValueError(f"{len(top)} lists for {len(relevant)} relevant sets")
+        k, discounts = self.k, self.discounts
+        listed = top[:, :k]
+        self.recommended += np.bincount(listed[listed >= 0], minlength=self.num_items)
+        if self.genres is not None:
+            if (listed < 0).any():
+                raise ValueError("genre diversity needs full lists")
+            self.diversity.append(genre_diversity(listed, self.genres))
+        for row, rel in zip(top, relevant):
+            if not len(rel):
+                raise ValueError("every counted list needs a relevant movie")
+            hits = np.isin(row, rel)  # (depth,)
+            for c in self.cutoffs:
+                self.recalls[c].append(hits[:c].sum() / min(c, len(rel)))
+            ideal = min(k, len(rel))
+            self.ndcgs.append(
+                (hits[:k] * discounts[: len(hits[:k])]).sum() / discounts[:ideal].sum()
+            )
+
+    def figures(self, train: Interactions) -> dict[str, float]:
+        """The figures of the lists counted so far (see :func:`ranking_metrics`), popularity
+        measured by ``train``'s rating counts."""
+        k, recommended, num_items = self.k, self.recommended, self.num_items
+        out = {f"recall@{c}": float(np.mean(self.recalls[c])) for c in self.cutoffs}
+        out[f"ndcg@{k}"] = float(np.mean(self.ndcgs))
+        out[f"coverage@{k}"] = float((recommended > 0).mean())
+        percentile = popularity_percentile(train.item_idx, num_items)
+        out[f"popularity_percentile@{k}"] = float(
+            (recommended * percentile).sum() / max(recommended.sum(), 1)
+        )
+        entries = max(recommended.sum(), 1)
+        information = self_information(train.item_idx, num_items)
+        out[f"novelty@{k}"] = float((recommended * information).sum() / entries)
+        tail = ~head_items(train.item_idx, num_items)
+        out[f"long_tail@{k}"] = float(recommended[tail].sum() / entries)
+        if self.genres is not None:
+            out[f"diversity@{k}"] = (
+                float(np.concatenate(self.diversity).mean()) if self.diversity else 0.0
+            )
+        out["users"] = len(self.ndcgs)
+        return out
+
+
+def relevant_rows(
+    test: Interactions, threshold: float = THRESHOLD
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(users, relevant)``: the users of ``test`` with a rating >= ``threshold``, in index
+    order, and each one's relevant movies (sorted)."""
+    indptr, items = test.liked(threshold).user_rows()
+    users = np.flatnonzero(np.diff(indptr) > 0)
+    return users, [items[indptr[u] : indptr[u + 1]] for u in users]
+
+
 def ranking_metrics(
     score_users: Callable[[np.ndarray], torch.Tensor],
-    train_users: np.ndarray,
-    train_items: np.ndarray,
-    test_users: np.ndarray,
-    test_items: np.ndarray,
-    test_ratings: np.ndarray,
-    num_users: int,
-    num_items: int,
+    train: Interactions,
+    test: Interactions,
     k: int = 10,
-    threshold: float = 4.0,
+    threshold: float = THRESHOLD,
     chunk: int = 512,
-    seen: tuple[np.ndarray, np.ndarray] | None = None,
+    seen: Interactions | None = None,
     recall_at: tuple[int, ...] = RECALL_CUTOFFS,
     genres: np.ndarray | None = None,
 ) -> dict[str, float]:
@@ -110,20 +202,20 @@ def ranking_metrics(
     ----------
     score_users : callable
         ``score_users(user_idx)`` returns scores of shape (len(user_idx), num_items), higher
-        is better; it is not modified.
-    train_users, train_items : numpy.ndarray
-        Training pairs: excluded from the candidates unless ``seen`` is given, and always the
-        rating counts behind the popularity percentile.
-    test_users, test_items, test_ratings : numpy.ndarray
+        is better, for users of ``test``; it is not modified.
+    train : Interactions
+        Training ratings: excluded from the candidates unless ``seen`` is given (then they
+        must index ``test``'s users), and always the rating counts behind the popularity
+        percentile, novelty and long tail.
+    test : Interactions
         Held-out ratings; relevant are those >= ``threshold``.
-    num_users, num_items : int
     k : int
         Cutoff of NDCG, coverage and popularity percentile (and of one recall).
     chunk : int
         Users scored at once.
-    seen : tuple of numpy.ndarray, optional
-        ``(users, items)`` excluded from the candidates instead of the training pairs, e.g.
-        training and validation pairs concatenated when scoring test.
+    seen : Interactions, optional
+        Pairs of ``test``'s users excluded from the candidates instead of the training pairs,
+        e.g. training and validation pairs (``train.concat(validation)``) when scoring test.
     recall_at : tuple of int
         Further recall cutoffs.
     genres : numpy.ndarray, shape (num_items, G), optional
@@ -136,22 +228,15 @@ def ranking_metrics(
         ``popularity_percentile@k``, ``novelty@k``, ``long_tail@k``, ``diversity@k`` (with
         ``genres``), and ``users`` (how many were evaluated).
     """
-    cutoffs = sorted({k, *recall_at})
-    if cutoffs[0] < 1:
-        raise ValueError(f"cutoffs must be positive, got {cutoffs}")
-    depth = min(cutoffs[-1], num_items)
-    seen_users, seen_items = seen if seen is not None else (train_users, train_items)
-    relevant = test_ratings >= threshold
-    rel_ptr, rel_items = _csr(test_users[relevant], test_items[relevant], num_users)
-    seen_ptr, seen_items = _csr(seen_users, seen_items, num_users)
-    percentile = popularity_percentile(train_items, num_items)
-    information = self_information(train_items, num_items)
-    tail = ~head_items(train_items, num_items)
-    diversity: list[np.ndarray] = []
-    users = np.flatnonzero(np.diff(rel_ptr) > 0)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    recalls: dict[int, list[float]] = {c: [] for c in cutoffs}
-    ndcgs, recommended = [], np.zeros(num_items, dtype=np.int64)
+    seen = train if seen is None else seen
+    if seen.num_users != test.num_users or train.num_items != test.num_items:
+        raise ValueError(
+            f"test has {test.num_users} users and {test.num_items} movies, the excluded pairs "
+            f"{seen.num_users} users, training {train.num_items} movies"
+        )
+    tally = ListTally(test.num_items, k, recall_at, genres)
+    users, relevant = relevant_rows(test, threshold)
+    seen_ptr, seen_items = seen.user_rows()
     for start in range(0, len(users), chunk):
         batch = users[start : start + chunk]
         scores = score_users(batch).clone()  # (B, N)
@@ -159,30 +244,25 @@ def ranking_metrics(
         rows = np.repeat(np.arange(len(batch)), counts)
         cols = np.concatenate([seen_items[seen_ptr[u] : seen_ptr[u + 1]] for u in batch])
         scores[torch.from_numpy(rows), torch.from_numpy(cols.astype(np.int64))] = -torch.inf
-        top = torch.topk(scores, depth, dim=1).indices.numpy()  # (B, depth), best first
-        recommended += np.bincount(top[:, :k].ravel(), minlength=num_items)
-        if genres is not None:
-            diversity.append(genre_diversity(top[:, :k], genres))
-        for row, u in enumerate(batch):
-            rel = rel_items[rel_ptr[u] : rel_ptr[u + 1]]
-            hits = np.isin(top[row], rel)  # (depth,)
-            for c in cutoffs:
-                recalls[c].append(hits[:c].sum() / min(c, len(rel)))
-            ideal = min(k, len(rel))
-            ndcgs.append((hits[:k] * discounts[: len(hits[:k])]).sum() / discounts[:ideal].sum())
-    out = {f"recall@{c}": float(np.mean(recalls[c])) for c in cutoffs}
-    out[f"ndcg@{k}"] = float(np.mean(ndcgs))
-    out[f"coverage@{k}"] = float((recommended > 0).mean())
-    out[f"popularity_percentile@{k}"] = float(
-        (recommended * percentile).sum() / max(recommended.sum(), 1)
+        top = torch.topk(scores, tally.depth, dim=1).indices.numpy()  # (B, depth), best first
+        tally.add(top, relevant[start : start + chunk])
+    return tally.figures(train)
+
+
+def ranking_on(
+    score_users: Callable[[np.ndarray], torch.Tensor], data: Prepared, part: str
+) -> dict[str, float]:
+    """:func:`ranking_metrics` of ``score_users`` on ``part`` ("validation" or "test") of
+    ``data``, under the reports' protocol: on validation the candidates are the movies a user
+    did not rate in training; on test, those they rated in neither training nor validation
+    (a served system never recommends what the user already rated)."""
+    if part not in ("validation", "test"):
+        raise ValueError(f"part must be 'validation' or 'test', got {part!r}")
+    train = data.interactions("train")
+    seen = train.concat(data.interactions("validation")) if part == "test" else None
+    return ranking_metrics(
+        score_users, train, data.interactions(part), seen=seen, genres=data.vocab.genres
     )
-    entries = max(recommended.sum(), 1)
-    out[f"novelty@{k}"] = float((recommended * information).sum() / entries)
-    out[f"long_tail@{k}"] = float(recommended[tail].sum() / entries)
-    if genres is not None:
-        out[f"diversity@{k}"] = float(np.concatenate(diversity).mean()) if diversity else 0.0
-    out["users"] = len(users)
-    return out
 
 
 def list_hits(lists: np.ndarray, relevant: list[np.ndarray], k: int = 10) -> dict[str, float | int]:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from model.network import FactorModel, FactorModelConfig
+from train.data.interactions import Interactions
 
 
 @dataclass
@@ -185,22 +186,16 @@ class ItemRatings:
 
     Parameters
     ----------
-    item_idx, user_idx : numpy.ndarray of int
-    ratings : numpy.ndarray of float
-    num_items, num_users : int
+    ratings : Interactions
+        The training ratings.
     """
 
-    def __init__(
-        self,
-        item_idx: np.ndarray,
-        user_idx: np.ndarray,
-        ratings: np.ndarray,
-        num_items: int,
-        num_users: int,
-    ):
+    def __init__(self, ratings: Interactions):
+        item_idx, user_idx = ratings.item_idx, ratings.user_idx
+        num_items, num_users = ratings.num_items, ratings.num_users
         order = np.lexsort((user_idx, item_idx))
         self.users = np.asarray(user_idx, dtype=np.int64)[order]
-        self.values = np.asarray(ratings, dtype=np.float32)[order]
+        self.values = np.asarray(ratings.rating, dtype=np.float32)[order]
         counts = np.bincount(item_idx, minlength=num_items)
         self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.num_items, self.num_users = num_items, num_users

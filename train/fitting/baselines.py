@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from train.data.interactions import Interactions
+
 
 class GlobalMean:
     """Predicts the mean training rating for everything."""
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, ratings: np.ndarray) -> GlobalMean:
-        self.mean_ = float(np.mean(ratings))
+    def fit(self, train: Interactions) -> GlobalMean:
+        self.mean_ = float(np.mean(train.rating))
         return self
 
     def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
@@ -48,8 +50,9 @@ class BiasBaseline:
         self.iterations = iterations
         self.min_rating, self.max_rating = min_rating, max_rating
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, ratings: np.ndarray) -> BiasBaseline:
-        r = np.asarray(ratings, dtype=np.float64)
+    def fit(self, train: Interactions) -> BiasBaseline:
+        user_idx, item_idx = train.user_idx, train.item_idx
+        r = np.asarray(train.rating, dtype=np.float64)
         self.mean_ = float(r.mean())
         self.user_bias_ = np.zeros(self.num_users)
         self.item_bias_ = np.zeros(self.num_items)

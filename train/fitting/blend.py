@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from model.network import FactorModel
-from train.fitting.training import Encoded
+from train.data.interactions import Interactions
 
 
 @dataclass(frozen=True)
@@ -178,13 +178,14 @@ def average_factor_models(models: Sequence[FactorModel]) -> FactorModel:
     return blend_factor_models(models, [1.0 / len(models)] * len(models) if models else [])
 
 
-def raw_predictions(model: FactorModel, data: Encoded, batch_size: int = 65536) -> np.ndarray:
+def raw_predictions(model: FactorModel, data: Interactions, batch_size: int = 65536) -> np.ndarray:
     """``model``'s unclamped predictions for the pairs of ``data``: (n,) float64."""
+    users, items = torch.from_numpy(data.user_idx), torch.from_numpy(data.item_idx)
     out = []
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             stop = start + batch_size
-            out.append(model.raw(data.user_idx[start:stop], data.item_idx[start:stop]))
+            out.append(model.raw(users[start:stop], items[start:stop]))
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 
@@ -215,25 +216,25 @@ def least_squares_weights(predictions: np.ndarray, ratings: np.ndarray) -> tuple
     return solution[:m], float(solution[m])
 
 
-def blend_weights(models: Sequence[FactorModel], data: Encoded) -> tuple[list[float], float]:
+def blend_weights(models: Sequence[FactorModel], data: Interactions) -> tuple[list[float], float]:
     """Weights and intercept of :func:`blend_factor_models` chosen on ``data`` (validation
     ratings): least squares of its ratings on the models' unclamped predictions."""
     predictions = np.column_stack([raw_predictions(m, data) for m in models])
-    weights, intercept = least_squares_weights(predictions, data.rating.numpy())
+    weights, intercept = least_squares_weights(predictions, data.rating)
     return [float(w) for w in weights], intercept
 
 
 def varying_blend_weights(
-    models: Sequence[FactorModel], data: Encoded, user_z: np.ndarray
+    models: Sequence[FactorModel], data: Interactions, user_z: np.ndarray
 ) -> tuple[list[float], float, list[float], float]:
     """Weights, intercept, slopes and intercept slope of :func:`blend_factor_models` with
     weights that vary with ``user_z`` (one value per user), chosen on ``data`` (validation
     ratings) by least squares: the design holds each component's prediction, the same times
     the rating's ``z_u``, and ``z_u`` itself beside the intercept."""
     predictions = np.column_stack([raw_predictions(m, data) for m in models])
-    z = np.asarray(user_z, np.float64)[data.user_idx.numpy()]
+    z = np.asarray(user_z, np.float64)[data.user_idx]
     design = np.column_stack([predictions, predictions * z[:, None], z])
-    solution, intercept = least_squares_weights(design, data.rating.numpy())
+    solution, intercept = least_squares_weights(design, data.rating)
     m = len(models)
     weights, slopes = solution[:m], solution[m : 2 * m]
     return [float(w) for w in weights], intercept, [float(s) for s in slopes], float(solution[-1])

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from model.novelty import FLOOR, LEVELS, popularity_penalty, standardise
+from train.data.interactions import Interactions
+from train.data.prepared import Prepared
 from train.evaluation.ranking import popularity_percentile
 
 log = logging.getLogger(__name__)
@@ -34,11 +36,10 @@ class Calibration:
     ----------
     score_users : callable
         ``score_users(user_idx)`` -> (B, N) scores, as served before any penalty.
-    train_users, train_items : numpy.ndarray
+    train : Interactions
         The training pairs: what the users have seen, and the popularity counts.
     users : numpy.ndarray
         The validation users to calibrate on.
-    num_items : int
     seed : int
         Seeds the sample when there are more than :data:`MAX_USERS` users.
     """
@@ -46,12 +47,11 @@ class Calibration:
     def __init__(
         self,
         score_users: Callable[[np.ndarray], torch.Tensor],
-        train_users: np.ndarray,
-        train_items: np.ndarray,
+        train: Interactions,
         users: np.ndarray,
-        num_items: int,
         seed: int = 0,
     ):
+        train_users, train_items, num_items = train.user_idx, train.item_idx, train.num_items
         users = np.unique(users)
         if len(users) > MAX_USERS:
             users = np.sort(np.random.default_rng(seed).choice(users, MAX_USERS, replace=False))
@@ -70,6 +70,14 @@ class Calibration:
             ] = -torch.inf
             rows.append(z)
         self.scores = torch.cat(rows)  # (U, N)
+
+    @classmethod
+    def on_validation(
+        cls, score_users: Callable[[np.ndarray], torch.Tensor], data: Prepared, seed: int = 0
+    ) -> Calibration:
+        """Calibrated on the users of ``data``'s validation part, against its training part."""
+        users = data.interactions("validation").user_idx
+        return cls(score_users, data.interactions("train"), users, seed)
 
     def mean_percentile(self, strength: float) -> float:
         """Mean popularity percentile of the top-10 lists under a penalty of ``strength``."""

@@ -1,6 +1,7 @@
 """One training run on one split: our model and the baselines, fitted on the same data; and
 the refit of our model with the settings that run chose, on the split's training and validation
-parts (what test is scored on, :func:`prepare_refit`) or on all ratings (what is served).
+parts (what test is scored on, :func:`~train.data.prepared.prepare_refit`) or on all ratings
+(what is served).
 
 Our model is the average of a preset's autoencoders, blended, when the preset says so, with
 matrix factorization trained on the same split (weights chosen on validation,
@@ -15,16 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from model.network import FactorModel, FactorModelConfig, principal_directions, project
-from model.vocab import Vocabulary
-from train.data import Dataset, Split
+from train.data.interactions import Interactions
+from train.data.prepared import PARTS, Encoded, Prepared
 from train.evaluation.metrics import mae, rmse
 from train.fitting.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
 from train.fitting.baselines import BiasBaseline, GlobalMean
@@ -41,111 +42,12 @@ from train.fitting.settings import (
     TrainConfig,
     preset_with,
 )
-from train.fitting.training import (
-    Encoded,
-    best_epoch,
-    encode,
-    fit,
-    fit_autorec,
-    predict,
-)
+from train.fitting.training import best_epoch, fit, fit_autorec, predict
 
 # Largest increase of validation RMSE allowed when projecting the served vectors to fewer
 # dimensions (see smallest_projection): a tenth of the noise between seeds.
 SERVE_TOLERANCE = 1e-4
 MF_CODE_DIM = 64  # vector size of the matrix-factorization baseline (and of the blend's MF)
-
-
-@dataclass
-class Prepared:
-    """A split encoded against a vocabulary that holds its training part.
-
-    ``validation`` and ``test`` are None for all of a dataset's ratings (:func:`prepare_all`);
-    ``trained_on`` says which ratings ``train`` (and the vocabulary's rated sets and
-    popularity statistics) are: ``"split train part"`` or ``"all ratings"``.
-    ``dataset_name`` (``"ml-100k"``) brings the preset values chosen on that dataset
-    (:data:`~train.fitting.settings.CHOSEN_ON`, see :func:`autorec_configs`); "" none.
-    """
-
-    vocab: Vocabulary
-    train: Encoded
-    validation: Encoded | None
-    test: Encoded | None
-    rating_scale: tuple[float, float]
-    trained_on: str = "split train part"
-    dataset_name: str = ""
-
-    def holdings(self) -> dict:
-        """Which ratings a model fitted on ``train`` and its vocabulary hold, with counts:
-        what config.json and metrics.json record as ``trained_on``."""
-        return {
-            "ratings": self.trained_on,
-            "count": len(self.train),
-            "users": int(np.count_nonzero(np.diff(self.vocab.rated_indptr))),
-            "movies": int(np.count_nonzero(self.vocab.rating_count)),
-            "not_held": {
-                part: len(d)
-                for part, d in (("validation", self.validation), ("test", self.test))
-                if d is not None
-            },
-        }
-
-    @property
-    def item_ratings(self) -> ItemRatings:
-        t = self.train
-        return ItemRatings(
-            t.item_idx.numpy(),
-            t.user_idx.numpy(),
-            t.rating.numpy(),
-            self.vocab.num_items,
-            self.vocab.num_users,
-        )
-
-
-def prepare(dataset: Dataset, split: Split) -> Prepared:
-    """Encode the three parts of ``split`` against a vocabulary that indexes every user and
-    movie of the dataset (the same indices for every split; any of them can be asked about)
-    but holds only the training part: the rated sets that served top-K excludes and the
-    popularity statistics are those of the ratings the model learns from, so an artifact
-    trained on a split, served, ranks exactly as the offline evaluation does."""
-    vocab = Vocabulary.build(
-        split.train, dataset.movies, dataset.genre_names, ids_from=dataset.ratings
-    )
-    parts = (encode(f, vocab) for f in (split.train, split.validation, split.test))
-    return Prepared(vocab, *parts, rating_scale=dataset.rating_scale, dataset_name=dataset.name)
-
-
-def prepare_all(dataset: Dataset) -> Prepared:
-    """All of the dataset's ratings as the training part, nothing held out: for the refit of
-    a model whose settings were chosen on a split (:func:`refit_autorec`). Indices are the
-    same as :func:`prepare`'s for any split of ``dataset``."""
-    vocab = Vocabulary.build(dataset.ratings, dataset.movies, dataset.genre_names)
-    return Prepared(
-        vocab,
-        encode(dataset.ratings, vocab),
-        None,
-        None,
-        rating_scale=dataset.rating_scale,
-        trained_on="all ratings",
-        dataset_name=dataset.name,
-    )
-
-
-def prepare_refit(dataset: Dataset, split: Split) -> Prepared:
-    """The split with its validation part moved into training and its test part kept: what a
-    model whose settings (epochs, blend weights, served size) were chosen on the split's
-    validation part is refit on before its test part is scored, once (:func:`refit_autorec`,
-    :func:`refit_mf`; the baselines, with nothing to choose, are simply fitted on it).
-    Nothing is held out for validation. Indices are the same as :func:`prepare`'s."""
-    merged = Split(
-        pd.concat([split.train, split.validation], ignore_index=True),
-        split.validation.iloc[:0],
-        split.test,
-        split.protocol,
-    )
-    return dataclasses.replace(
-        prepare(dataset, merged), validation=None, trained_on="split train and validation parts"
-    )
 
 
 @dataclass
@@ -162,22 +64,24 @@ class RunResult:
     blend: dict | None = None  # how the served blend was made (run_autorec, refit_autorec)
 
 
-def _scores(predict, data: Prepared) -> dict:
+def _scores(
+    predict: Callable[[Interactions], np.ndarray], data: Prepared
+) -> dict[str, dict[str, float]]:
     """RMSE and MAE of ``predict`` on each held-out part of ``data`` (validation, test)."""
     out = {}
-    for part in ("validation", "test"):
-        d: Encoded | None = getattr(data, part)
-        if d is None:
+    for part in PARTS[1:]:
+        if getattr(data, part) is None:
             continue
+        d = data.interactions(part)
         pred = predict(d)
-        out[part] = {"rmse": rmse(pred, d.rating.numpy()), "mae": mae(pred, d.rating.numpy())}
+        out[part] = {"rmse": rmse(pred, d.rating), "mae": mae(pred, d.rating)}
     return out
 
 
 def run_baselines(data: Prepared) -> list[RunResult]:
     """Global mean and the shrunk user/movie-bias baseline."""
     lo, hi = data.rating_scale
-    t = data.train
+    train = data.interactions()
     results = []
     for name, model in (
         ("global mean", GlobalMean()),
@@ -187,9 +91,9 @@ def run_baselines(data: Prepared) -> list[RunResult]:
         ),
     ):
         started = time.perf_counter()
-        model.fit(t.user_idx.numpy(), t.item_idx.numpy(), t.rating.numpy())
+        model.fit(train)
         seconds = time.perf_counter() - started
-        scores = _scores(lambda d, m=model: m.predict(d.user_idx.numpy(), d.item_idx.numpy()), data)
+        scores = _scores(lambda d, m=model: m.predict(d.user_idx, d.item_idx), data)
         results.append(RunResult(name, model, seconds=seconds, scores=scores))
     return results
 
@@ -226,10 +130,10 @@ def _fit_mf(
 
 
 def refit_mf(data: Prepared, config: TrainConfig, selection: RunResult) -> RunResult:
-    """Matrix factorization trained again on ``data`` (:func:`prepare_refit` or
-    :func:`prepare_all`) for the number of epochs that was best in ``selection``
-    (:func:`run_mf` with the same ``config``), without early stopping; scored on whatever
-    ``data`` holds out."""
+    """Matrix factorization trained again on ``data``
+    (:func:`~train.data.prepared.prepare_refit` or :func:`~train.data.prepared.prepare_all`)
+    for the number of epochs that was best in ``selection`` (:func:`run_mf` with the same
+    ``config``), without early stopping; scored on whatever ``data`` holds out."""
     refit_config = dataclasses.replace(config, epochs=best_epoch(selection.history))
     started = time.perf_counter()
     model, history = _fit_mf(data, refit_config, MF_CODE_DIM, None, False)
@@ -350,10 +254,10 @@ def _blend_with_mf(
     models = list(components.values())
     record: dict = {"components": list(components)}
     if configs.blend_by_user:
-        covariate = UserCovariate.fit(_user_counts(data), data.train.user_idx.numpy())
+        covariate = UserCovariate.fit(_user_counts(data), data.interactions().user_idx)
         z = covariate.values(_user_counts(data))
         weights, intercept, slopes, intercept_slope = varying_blend_weights(
-            models, data.validation, z
+            models, data.interactions("validation"), z
         )
         record |= {
             "weights": weights,
@@ -364,7 +268,7 @@ def _blend_with_mf(
         }
         blended = blend_factor_models(models, weights, intercept, slopes, intercept_slope, z)
     else:
-        weights, intercept = blend_weights(models, data.validation)
+        weights, intercept = blend_weights(models, data.interactions("validation"))
         record |= {"weights": weights, "intercept": intercept}
         blended = blend_factor_models(models, weights, intercept)
     record |= {
@@ -415,18 +319,18 @@ def refit_autorec(
     checkpoint: str | None = None,
     device: str = "cpu",
 ) -> RunResult:
-    """Train our model again on ``data`` (all ratings, :func:`prepare_all`, or the split's
-    training and validation parts, :func:`prepare_refit`) with what the
-    selection run ``selection`` (:func:`run_autorec` on a split, same configs) chose on
-    validation data: the same sizes, options and member seeds, each member for the number
-    of epochs that was its best there, without early stopping (nothing is held out); with
+    """Train our model again on ``data`` (all ratings, :func:`~train.data.prepared.prepare_all`,
+    or the split's training and validation parts, :func:`~train.data.prepared.prepare_refit`)
+    with what the selection run ``selection`` (:func:`run_autorec` on a split, same configs)
+    chose on validation data: the same sizes, options and member seeds, each member for the
+    number of epochs that was its best there, without early stopping (nothing is held out); with
     ``configs.mf``, matrix factorization for its best number of epochs there, blended with
     the weights and intercept chosen there; and the result projected to the served size
     chosen there.
 
     The result is scored on what ``data`` holds out: the test part of a
-    :func:`prepare_refit`; nothing for all ratings, whose estimate of quality is the selection
-    run's figures. ``result.projection`` and ``result.blend``
+    :func:`~train.data.prepared.prepare_refit`; nothing for all ratings, whose estimate of
+    quality is the selection run's figures. ``result.projection`` and ``result.blend``
     record the served size and the blend, and that the selection run chose them."""
     autorec = dataclasses.replace(
         configs.autorec,
@@ -491,7 +395,7 @@ def _train_members(
     """One autoencoder per config, trained on ``data.train`` (early stopping on
     ``validation`` unless None), exported and averaged; returns the average and each
     member's history."""
-    item_ratings = data.item_ratings
+    item_ratings = ItemRatings(data.interactions())
     served, histories = [], []
     for member, config in enumerate(configs):
         torch.manual_seed(config.seed)
@@ -518,8 +422,10 @@ def smallest_projection(
     """The smallest :func:`model.network.project` of ``model`` (sizes 16, 32, 64, ...) whose
     validation RMSE is within ``tolerance`` of the full model's; chosen on validation only."""
 
+    validation = data.interactions("validation")
+
     def score(m: FactorModel) -> float:
-        return rmse(_predict(m, data.validation), data.validation.rating.numpy())
+        return rmse(_predict(m, validation), validation.rating)
 
     full = chosen_score = score(model)
     chosen, directions, rank = model, principal_directions(model), 16
@@ -539,5 +445,5 @@ def smallest_projection(
     return chosen.eval(), info
 
 
-def _predict(model: FactorModel, d: Encoded) -> np.ndarray:
-    return predict(model, d.user_idx, d.item_idx)
+def _predict(model: FactorModel, d: Interactions) -> np.ndarray:
+    return predict(model, torch.from_numpy(d.user_idx), torch.from_numpy(d.item_idx))

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,14 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from model.network import FactorModel
-from model.ranker import LIKED, Ranker, RankerConfig, _z
+from model.ranker import LIKED, Ranker, RankerConfig, scale_rows
+from train.data.interactions import Interactions
+from train.data.prepared import Prepared
+from train.evaluation.ranking import ranking_on
 from train.fitting.discovery import Calibration
 from train.fitting.loop import EpochLoop, optimizer_step
 from train.fitting.settings import RankerTrainConfig
 from train.peers.ease import ease_weights
-
-if TYPE_CHECKING:
-    from train.fitting.experiment import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +48,14 @@ DENSE_ITEM_ITEM_LIMIT = 20_000
 PRUNED_NEIGHBORS = 256
 
 
-def history_matrix(
-    users: np.ndarray,
-    items: np.ndarray,
-    ratings: np.ndarray,
-    num_users: int,
-    num_items: int,
-    low_weight: float,
-) -> sp.csr_matrix:
+def history_matrix(ratings: Interactions, low_weight: float) -> sp.csr_matrix:
     """Rating-aware history rows of every user, (num_users, num_items) float32 CSR."""
-    values = np.where(np.asarray(ratings) >= LIKED, 1.0, low_weight).astype(np.float32)
-    x = sp.csr_matrix((values, (users, items)), shape=(num_users, num_items), dtype=np.float32)
+    values = np.where(np.asarray(ratings.rating) >= LIKED, 1.0, low_weight).astype(np.float32)
+    x = sp.csr_matrix(
+        (values, (ratings.user_idx, ratings.item_idx)),
+        shape=(ratings.num_users, ratings.num_items),
+        dtype=np.float32,
+    )
     x.sum_duplicates()
     x.data = np.minimum(x.data, 1.0)  # a pair given twice counts once
     return x
@@ -69,16 +66,8 @@ def split_scorer(
 ) -> Callable[[np.ndarray], torch.Tensor]:
     """The function that scores users ``u`` of ``data`` with ``ranker`` from their training
     histories (and ``rating_model``'s stars, if any), as the served Recommender does: what
-    :func:`train.peers.tuning.ranking_on` takes to score our model beside the peers."""
-    t = data.train
-    x = history_matrix(
-        t.user_idx.numpy(),
-        t.item_idx.numpy(),
-        t.rating.numpy(),
-        data.vocab.num_users,
-        data.vocab.num_items,
-        ranker.config.low_weight,
-    )
+    :func:`train.evaluation.ranking.ranking_on` takes to score our model beside the peers."""
+    x = history_matrix(data.interactions(), ranker.config.low_weight)
 
     def score(u: np.ndarray) -> torch.Tensor:
         users = torch.from_numpy(u)
@@ -89,22 +78,22 @@ def split_scorer(
 
 
 def inputs_and_targets(
-    users: np.ndarray,
-    items: np.ndarray,
-    ratings: np.ndarray,
-    num_users: int,
-    model_config: RankerConfig,
+    train: Interactions, model_config: RankerConfig
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """The history rows the deep part reads (low ratings weighing ``low_weight``) and those it
-    learns to predict (``target_low_weight``), of every user."""
-    args = (users, items, ratings, num_users, model_config.num_items)
+    learns to predict (``target_low_weight``), of every user of ``train``."""
+    if train.num_items != model_config.num_items:
+        raise ValueError(
+            f"the ratings have {train.num_items} movies, the ranking model {model_config.num_items}"
+        )
     return (
-        history_matrix(*args, model_config.low_weight),
-        history_matrix(*args, model_config.target_low_weight),
+        history_matrix(train, model_config.low_weight),
+        history_matrix(train, model_config.target_low_weight),
     )
 
 
-def _dense(x: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
+def dense_rows(x: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
+    """Rows ``rows`` of ``x`` as a dense float tensor."""
     return torch.from_numpy(x[rows].toarray())
 
 
@@ -198,8 +187,8 @@ class DeepPartTraining(EpochLoop):
         shape = (len(step_rows), self.x.shape[1])
         keep = torch.rand(*shape, generator=self.generator) >= self.dae.dropout
         rows, keep = step_rows[self.rank :: self.world], keep[self.rank :: self.world]
-        logits = self.net(_dense(self.x, rows), keep)
-        loss = -(F.log_softmax(logits, 1) * _dense(self.targets, rows)).sum(1).sum()
+        logits = self.net(dense_rows(self.x, rows), keep)
+        loss = -(F.log_softmax(logits, 1) * dense_rows(self.targets, rows)).sum(1).sum()
         # Scaled so that averaged gradients match one process stepping on all users.
         optimizer_step(self.optimizer, loss * self.world / len(step_rows), f"ranker {epoch}")
         return loss.item()
@@ -229,12 +218,7 @@ def fit_ranker(
     blend weights on ``data.validation``: the three stages of the module docstring.
 
     Returns the ranker and what was chosen (with every grid's validation figures)."""
-    from train.peers.tuning import ranking_on  # offline-only import (evaluation code)
-
-    t = data.train
-    x, targets = inputs_and_targets(
-        t.user_idx.numpy(), t.item_idx.numpy(), t.rating.numpy(), data.vocab.num_users, model_config
-    )
+    x, targets = inputs_and_targets(data.interactions(), model_config)
     validate: Validate = lambda score: ranking_on(score, data, "validation")
     info: dict[str, Any] = {"l2_grid": [], "weight_grid": []}
 
@@ -243,7 +227,7 @@ def fit_ranker(
     info["item_item_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()  # stage 2, the deep part
-    score = lambda: validate(lambda u: ranker.deep_scores(_dense(x, u)))[SELECTION_METRIC]
+    score = lambda: validate(lambda u: ranker.deep_scores(dense_rows(x, u)))[SELECTION_METRIC]
     history = train_deep(
         ranker, x, targets, config, score, progress=progress, checkpoint=checkpoint
     )
@@ -278,20 +262,9 @@ def calibrate_novelty(
 
     def score(u: np.ndarray) -> torch.Tensor:
         stars = rating_model.score_all(torch.from_numpy(u)) if rating_model is not None else None
-        return ranker.scores(_dense(x, u), stars)
+        return ranker.scores(dense_rows(x, u), stars)
 
-    t, v = data.train, data.validation
-    if v is None:
-        raise ValueError("calibrating novelty needs a validation part")
-    calibration = Calibration(
-        score,
-        t.user_idx.numpy(),
-        t.item_idx.numpy(),
-        v.user_idx.numpy(),
-        data.vocab.num_items,
-        seed,
-    )
-    return calibration.strengths()
+    return Calibration.on_validation(score, data, seed).strengths()
 
 
 def choose_item_item(
@@ -314,7 +287,7 @@ def choose_item_item(
     ranker, tried = Ranker(model_config), []
     for l2 in config.l2_grid:
         ranker.set_item_item(*fit_item_item(x, l2))
-        figures = validate(lambda u: ranker.item_item_scores(_dense(x, u)))
+        figures = validate(lambda u: ranker.item_item_scores(dense_rows(x, u)))
         grid.append({"l2": l2, **figures})
         log.info("ranker item-item λ=%g: %s %.4f", l2, SELECTION_METRIC, figures[SELECTION_METRIC])
         tried.append((figures[SELECTION_METRIC], l2))
@@ -339,8 +312,12 @@ def choose_blend(
 
     The parts are scored once for every user, then blended (elementwise work only)."""
     num_users = x.shape[0]
-    item_item = _all_user_scores(lambda u: _z(ranker.item_item_scores(_dense(x, u))), num_users)
-    deep_part = _all_user_scores(lambda u: _z(ranker.deep_scores(_dense(x, u))), num_users)
+    item_item = _all_user_scores(
+        lambda u: scale_rows(ranker.item_item_scores(dense_rows(x, u))), num_users
+    )
+    deep_part = _all_user_scores(
+        lambda u: scale_rows(ranker.deep_scores(dense_rows(x, u))), num_users
+    )
     stars = None
     if rating_model is not None:
         stars = _all_user_scores(lambda u: rating_model.score_all(torch.from_numpy(u)), num_users)
@@ -376,10 +353,7 @@ def _blend(
 
 
 def refit_ranker(
-    users: np.ndarray,
-    items: np.ndarray,
-    ratings: np.ndarray,
-    num_users: int,
+    train: Interactions,
     model_config: RankerConfig,
     config: RankerTrainConfig,
     epochs: int,
@@ -388,7 +362,7 @@ def refit_ranker(
 ) -> Ranker:
     """Train ``model_config`` (λ and weights already chosen) on these ratings for ``epochs``
     epochs of the deep part, with no validation: the refit of the served archive."""
-    x, targets = inputs_and_targets(users, items, ratings, num_users, model_config)
+    x, targets = inputs_and_targets(train, model_config)
     torch.manual_seed(config.seed)
     ranker = Ranker(model_config)
     ranker.set_item_item(*fit_item_item(x, model_config.l2))

@@ -15,41 +15,18 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from model.network import FactorModel
-from model.vocab import Vocabulary
+from train.data.prepared import Encoded
 from train.evaluation.metrics import mae, rmse
 from train.fitting.autorec import ItemAutoRec, ItemRatings
 from train.fitting.loop import MIN_IMPROVEMENT, EpochLoop, optimizer_step
 from train.fitting.settings import AutoRecTrainConfig, TrainConfig
-
-
-@dataclass
-class Encoded:
-    """A split part as dense tensors: ``user_idx``, ``item_idx`` (int64), ``rating`` (float32)."""
-
-    user_idx: torch.Tensor
-    item_idx: torch.Tensor
-    rating: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.rating)
-
-
-def encode(frame: pd.DataFrame, vocab: Vocabulary) -> Encoded:
-    """Turn a ratings frame with raw ids into dense tensors using ``vocab``."""
-    return Encoded(
-        user_idx=torch.from_numpy(vocab.user_index(frame["user_id"].to_numpy())),
-        item_idx=torch.from_numpy(vocab.item_index(frame["movie_id"].to_numpy())),
-        rating=torch.from_numpy(frame["rating"].to_numpy(dtype=np.float32, copy=True)),
-    )
 
 
 def best_epoch(history: list[dict[str, Any]]) -> int:

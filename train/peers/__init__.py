@@ -10,7 +10,7 @@ from train.peers.base import MostPopular, RankingPeer, history_matrix, interacti
 from train.peers.cosine import CooccurrenceCosine
 from train.peers.ease import EASE, ease_weights
 from train.peers.ials import IALS
-from train.peers.tuning import Tuning, grid, ranking_on, run_peers, tune, tune_peers
+from train.peers.tuning import Tuning, grid, run_peers, tune, tune_peers
 
 __all__ = [
     "EASE",
@@ -23,7 +23,6 @@ __all__ = [
     "grid",
     "history_matrix",
     "interaction_matrix",
-    "ranking_on",
     "run_peers",
     "tune",
     "tune_peers",

@@ -5,23 +5,22 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from train.data.interactions import Interactions
+
+T = TypeVar("T")
 
 # Ratings at or above this count as "liked": the relevance threshold of train.evaluation.ranking.
 LIKED = 4.0
 
 
 def interaction_matrix(
-    users: np.ndarray,
-    items: np.ndarray,
-    ratings: np.ndarray,
-    num_users: int,
-    num_items: int,
-    low_weight: float = 1.0,
-    dtype: type = np.float64,
+    ratings: Interactions, low_weight: float = 1.0, dtype: type = np.float64
 ) -> sp.csr_matrix:
     """Who rated what, as a (num_users, num_items) CSR matrix.
 
@@ -30,13 +29,15 @@ def interaction_matrix(
     """
     if not 0.0 < low_weight <= 1.0:
         raise ValueError(f"low_weight must be in (0, 1], got {low_weight}")
-    users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    num_users, num_items = ratings.num_users, ratings.num_items
+    users = np.asarray(ratings.user_idx, dtype=np.int64)
+    items = np.asarray(ratings.item_idx, dtype=np.int64)
     if len(users) and (users.min() < 0 or users.max() >= num_users):
         raise ValueError(f"user indices must be in [0, {num_users})")
     if len(items) and (items.min() < 0 or items.max() >= num_items):
         raise ValueError(f"item indices must be in [0, {num_items})")
     _, first = np.unique(users * num_items + items, return_index=True)  # one entry per pair
-    values = np.where(np.asarray(ratings)[first] >= LIKED, 1.0, low_weight).astype(dtype)
+    values = np.where(np.asarray(ratings.rating)[first] >= LIKED, 1.0, low_weight).astype(dtype)
     return sp.csr_matrix(
         (values, (users[first], items[first])), shape=(num_users, num_items), dtype=dtype
     )
@@ -59,7 +60,8 @@ def history_matrix(
     users = np.repeat(np.arange(len(lengths)), lengths)
     items = np.concatenate([np.asarray(i, dtype=np.int64) for i in item_idx_list] or [[]])
     ratings = np.concatenate([np.asarray(r, dtype=np.float64) for r in ratings_list] or [[]])
-    return interaction_matrix(users, items, ratings, len(lengths), num_items, low_weight, dtype)
+    histories = Interactions(users, items, ratings, len(lengths), num_items)
+    return interaction_matrix(histories, low_weight, dtype)
 
 
 class RankingPeer(ABC):
@@ -70,14 +72,7 @@ class RankingPeer(ABC):
     """
 
     @abstractmethod
-    def fit(
-        self,
-        users: np.ndarray,
-        items: np.ndarray,
-        ratings: np.ndarray,
-        num_users: int,
-        num_items: int,
-    ) -> RankingPeer:
+    def fit(self, train: Interactions) -> RankingPeer:
         """Learn from training ratings (dense indices); returns ``self``."""
 
     @abstractmethod
@@ -102,7 +97,8 @@ class RankingPeer(ABC):
         return {}
 
 
-def _fitted(value, peer: RankingPeer):
+def fitted(value: T | None, peer: object) -> T:
+    """``value``, a peer's learned state; ``RuntimeError`` when ``fit`` has not set it yet."""
     if value is None:
         raise RuntimeError(f"{type(peer).__name__} is not fitted: call fit() first")
     return value
@@ -114,20 +110,13 @@ class MostPopular(RankingPeer):
     def __init__(self):
         self.counts: torch.Tensor | None = None  # (num_items,) float32
 
-    def fit(
-        self,
-        users: np.ndarray,
-        items: np.ndarray,
-        ratings: np.ndarray,
-        num_users: int,
-        num_items: int,
-    ) -> MostPopular:
-        counts = np.bincount(np.asarray(items, dtype=np.int64), minlength=num_items)
+    def fit(self, train: Interactions) -> MostPopular:
+        counts = np.bincount(np.asarray(train.item_idx, dtype=np.int64), minlength=train.num_items)
         self.counts = torch.from_numpy(counts.astype(np.float32))
         return self
 
     def _expand(self, rows: int) -> torch.Tensor:
-        counts = _fitted(self.counts, self)
+        counts = fitted(self.counts, self)
         return counts.expand(rows, len(counts))
 
     def score(self, user_idx: np.ndarray) -> torch.Tensor:

@@ -12,7 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from train.peers.base import _fitted, interaction_matrix
+from train.data.interactions import Interactions
+from train.peers.base import fitted, interaction_matrix
 
 
 class CooccurrenceCosine:
@@ -22,16 +23,9 @@ class CooccurrenceCosine:
         self.x: sp.csc_matrix | None = None  # (num_users, N) float32, 0/1
         self.norms: np.ndarray | None = None  # (N,) float32, sqrt of each movie's raters
 
-    def fit(
-        self,
-        users: np.ndarray,
-        items: np.ndarray,
-        ratings: np.ndarray,
-        num_users: int,
-        num_items: int,
-    ) -> CooccurrenceCosine:
+    def fit(self, train: Interactions) -> CooccurrenceCosine:
         """Learn from training ratings (dense indices); returns ``self``."""
-        x = interaction_matrix(users, items, ratings, num_users, num_items, dtype=np.float32)
+        x = interaction_matrix(train, dtype=np.float32)
         self.x = x.tocsc()
         self.norms = np.sqrt(np.asarray(x.sum(0), dtype=np.float32).ravel())
         return self
@@ -39,7 +33,7 @@ class CooccurrenceCosine:
     def similar(self, item_idx: np.ndarray) -> torch.Tensor:
         """Cosine of each movie in ``item_idx`` against every movie, shape
         (len(item_idx), N); the movie itself (1, when it has raters) is not masked."""
-        x, norms = _fitted(self.x, self), self.norms
+        x, norms = fitted(self.x, self), self.norms
         item_idx = np.asarray(item_idx, dtype=np.int64)
         together = np.asarray((x[:, item_idx].T @ x).todense(), dtype=np.float32)  # (B, N)
         scale = norms[item_idx][:, None] * norms[None, :]

@@ -21,7 +21,8 @@ import scipy.sparse as sp
 import torch
 from scipy.linalg import lapack
 
-from train.peers.base import RankingPeer, _fitted, history_matrix, interaction_matrix
+from train.data.interactions import Interactions
+from train.peers.base import RankingPeer, fitted, history_matrix, interaction_matrix
 
 
 def ease_weights(x: sp.spmatrix | np.ndarray, l2: float) -> np.ndarray:
@@ -73,33 +74,26 @@ class EASE(RankingPeer):
             out["low_weight"] = self.low_weight
         return out
 
-    def fit(
-        self,
-        users: np.ndarray,
-        items: np.ndarray,
-        ratings: np.ndarray,
-        num_users: int,
-        num_items: int,
-    ) -> EASE:
-        x = interaction_matrix(users, items, ratings, num_users, num_items, self.low_weight)
+    def fit(self, train: Interactions) -> EASE:
+        x = interaction_matrix(train, self.low_weight)
         self.weights = ease_weights(x, self.l2).astype(np.float32)
         self.x = x.astype(np.float32)
         return self
 
     def _scores(self, x: sp.csr_matrix) -> torch.Tensor:
-        weights = _fitted(self.weights, self)
+        weights = fitted(self.weights, self)
         return torch.from_numpy(np.asarray(x @ weights, dtype=np.float32))  # (B, N)
 
     def score(self, user_idx: np.ndarray) -> torch.Tensor:
-        return self._scores(_fitted(self.x, self)[np.asarray(user_idx)])
+        return self._scores(fitted(self.x, self)[np.asarray(user_idx)])
 
     def score_history(
         self, item_idx_list: Sequence[np.ndarray], ratings_list: Sequence[np.ndarray]
     ) -> torch.Tensor:
-        num_items = _fitted(self.weights, self).shape[0]
+        num_items = fitted(self.weights, self).shape[0]
         x = history_matrix(item_idx_list, ratings_list, num_items, self.low_weight, np.float32)
         return self._scores(x)
 
     def similar(self, item_idx: np.ndarray) -> torch.Tensor:
         """Row ``i`` of B: how much having rated movie ``i`` adds to every movie's score."""
-        return torch.from_numpy(_fitted(self.weights, self)[np.asarray(item_idx)])
+        return torch.from_numpy(fitted(self.weights, self)[np.asarray(item_idx)])

@@ -15,7 +15,8 @@ import torch
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
-from train.peers.base import RankingPeer, _fitted, history_matrix, interaction_matrix
+from train.data.interactions import Interactions
+from train.peers.base import RankingPeer, fitted, history_matrix, interaction_matrix
 
 
 class IALS(RankingPeer):
@@ -60,15 +61,8 @@ class IALS(RankingPeer):
     def params(self) -> dict:
         return {"factors": self.factors, "regularization": self.regularization, "alpha": self.alpha}
 
-    def fit(
-        self,
-        users: np.ndarray,
-        items: np.ndarray,
-        ratings: np.ndarray,
-        num_users: int,
-        num_items: int,
-    ) -> IALS:
-        x = interaction_matrix(users, items, ratings, num_users, num_items, dtype=np.float32)
+    def fit(self, train: Interactions) -> IALS:
+        x = interaction_matrix(train, dtype=np.float32)
         # implicit warns (and runs far slower) when BLAS runs its own thread pool as well.
         with threadpool_limits(1, "blas"):
             self.model = AlternatingLeastSquares(
@@ -84,16 +78,16 @@ class IALS(RankingPeer):
         return self
 
     def _scores(self, user_factors: np.ndarray) -> torch.Tensor:
-        items = torch.from_numpy(_fitted(self.model, self).item_factors)  # (N, k)
+        items = torch.from_numpy(fitted(self.model, self).item_factors)  # (N, k)
         return torch.from_numpy(np.ascontiguousarray(user_factors)) @ items.T  # (B, N)
 
     def score(self, user_idx: np.ndarray) -> torch.Tensor:
-        return self._scores(_fitted(self.model, self).user_factors[np.asarray(user_idx)])
+        return self._scores(fitted(self.model, self).user_factors[np.asarray(user_idx)])
 
     def score_history(
         self, item_idx_list: Sequence[np.ndarray], ratings_list: Sequence[np.ndarray]
     ) -> torch.Tensor:
-        model = _fitted(self.model, self)
+        model = fitted(self.model, self)
         x = history_matrix(
             item_idx_list, ratings_list, model.item_factors.shape[0], dtype=np.float32
         )
@@ -102,6 +96,6 @@ class IALS(RankingPeer):
         return self._scores(vectors)
 
     def similar(self, item_idx: np.ndarray) -> torch.Tensor:
-        items = torch.from_numpy(_fitted(self.model, self).item_factors)  # (N, k)
+        items = torch.from_numpy(fitted(self.model, self).item_factors)  # (N, k)
         unit = items / items.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return unit[torch.from_numpy(np.asarray(item_idx, dtype=np.int64))] @ unit.T

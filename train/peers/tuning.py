@@ -3,7 +3,7 @@
 The protocol of every ranking row in the report: fit on the training part; on validation the
 candidates are the movies a user did not rate in training; on test, those they rated in
 neither training nor validation (a served system never recommends what the user already
-rated). Relevant: held-out ratings >= 4. Metrics: :func:`train.evaluation.ranking.ranking_metrics`.
+rated). Relevant: held-out ratings >= 4. Metrics: :func:`train.evaluation.ranking.ranking_on`.
 """
 
 from __future__ import annotations
@@ -13,18 +13,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from train.evaluation.ranking import ranking_metrics
+from train.data.prepared import Prepared
+from train.evaluation.ranking import ranking_on
 from train.peers.base import MostPopular, RankingPeer
 from train.peers.ease import EASE
 from train.peers.ials import IALS
-
-if TYPE_CHECKING:
-    from train.fitting.experiment import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -54,44 +48,10 @@ def grid(**axes: Sequence) -> list[dict]:
     return [dict(zip(names, values)) for values in itertools.product(*axes.values())]
 
 
-def ranking_on(
-    score_users: Callable[[np.ndarray], torch.Tensor], data: Prepared, part: str
-) -> dict:
-    """Ranking metrics of ``score_users`` on ``part`` ("validation" or "test") of ``data``."""
-    if part not in ("validation", "test"):
-        raise ValueError(f"part must be 'validation' or 'test', got {part!r}")
-    t, v, held = data.train, data.validation, getattr(data, part)
-    seen = None
-    if part == "test":
-        seen = (
-            np.concatenate([t.user_idx.numpy(), v.user_idx.numpy()]),
-            np.concatenate([t.item_idx.numpy(), v.item_idx.numpy()]),
-        )
-    return ranking_metrics(
-        score_users,
-        t.user_idx.numpy(),
-        t.item_idx.numpy(),
-        held.user_idx.numpy(),
-        held.item_idx.numpy(),
-        held.rating.numpy(),
-        data.vocab.num_users,
-        data.vocab.num_items,
-        seen=seen,
-        genres=data.vocab.genres,
-    )
-
-
 def fit_peer(peer: RankingPeer, data: Prepared) -> float:
     """Fit ``peer`` on ``data``'s training part; returns the seconds it took."""
-    t = data.train
     started = time.perf_counter()
-    peer.fit(
-        t.user_idx.numpy(),
-        t.item_idx.numpy(),
-        t.rating.numpy(),
-        data.vocab.num_users,
-        data.vocab.num_items,
-    )
+    peer.fit(data.interactions())
     return time.perf_counter() - started
 
 
