@@ -14,7 +14,7 @@ import psutil
 from loadtest.server import REPO
 from model.artifact import cpu_name
 
-# The targets (2-core machine, Locust on the same machine).
+# The serving targets (2-core machine, Locust on the same machine).
 TARGET_VS_ECHO = 0.85  # our single-rating throughput / the echo floor's
 TARGET_VS_NAIVE = 2.0  # our single-rating throughput / the naive handler's
 TARGET_PAIRS_MS = 25.0  # one 10,000-pair request inside the handler

@@ -58,7 +58,7 @@ log = logging.getLogger("loadtest.scenarios.scale")
 
 # ML-25M's shape, and the code size one trained member exports at that size (README, Scale).
 ML25M_USERS, ML25M_MOVIES, ML25M_CODE_DIM = 162_541, 59_047, 500
-K = 10  # the top-K list the issue asks about
+K = 10  # the top-K list measured
 PAIRS, PAIRS_REPS = 1_000, 5  # the reference rating request: its size and measured repeats
 
 

