@@ -6,7 +6,8 @@
     python -m train.newusers --preset full --ranking-preset fast --no-retrain --seeds 0 1 2
 
 Two parts, each on its own held-out users, printed as Markdown (``make evaluate`` writes it to
-reports/<dataset>-newusers.md, and --json the figures):
+reports/<dataset>-newusers.md, and --json the figures; both end with the command, the commit
+checked out when the run started, the machine, versions and date):
 
 - ``rmse`` (:mod:`train.evaluation.newusers`): takes a share of users out of training, folds each in
   from their first 10 / 20 ratings in time order and predicts the rest; prints RMSE beside the same
@@ -34,8 +35,10 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from model import console
+from model.artifact import cpu_name, provenance
 from model.errors import DataError
 from train import data
+from train.evaluate import made_lines
 from train.evaluation.newuser_ranking import OURS, RankingConfig, evaluate_ranking
 from train.evaluation.newusers import NewUserConfig, evaluate_new_users, format_table, summarize
 from train.fitting import settings
@@ -283,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     command = " ".join(["python -m train.newusers", *(argv or sys.argv[1:])])
-    report: dict = {"command": command, "runs": []}
+    # Taken at the start, as train.evaluate does: the commit whose code runs, not the one
+    # checked out when a long run ends.
+    made_by = provenance()
+    report: dict = {"command": command, "cpu": cpu_name(), "provenance": made_by, "runs": []}
     sections = []
     started = time.perf_counter()
     try:
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = seconds = time.perf_counter() - started
     print(f"# {dataset.name}: new users\n")
     print("\n\n".join(sections))
-    print(f"\n{seconds:.0f} s; command: {command}")
+    print("\n" + "\n".join(made_lines(command, report["cpu"], made_by, seconds)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
