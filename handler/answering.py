@@ -35,7 +35,10 @@ imports TorchServe.
 from __future__ import annotations
 
 import json
-from typing import cast
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -48,7 +51,9 @@ from handler.parsing import (
     SimilarRequest,
     TopKRequest,
     decode_body,
+    field_label,
     parse_request,
+    request_kind,
 )
 from model.errors import BadRequestError, UnknownIdError
 from model.recommender import Recommender
@@ -87,47 +92,87 @@ def _recommendations(movies: tuple[RecommendedMovie, ...]) -> list[dict]:
     return out
 
 
-def answer_batch(recommender: Recommender, rows: list, limits: Limits) -> list[Answer]:
-    """Answer every row of a TorchServe batch. Returns one ``(status, body)`` per row, in order.
+# The labels movierec's metrics count requests by (handler/metrics.py): each kind of request,
+# "fallback" (a top_k answered with popular movies) and "invalid" (no kind recognised).
+KINDS = (
+    "rating",
+    "pairs",
+    "top_k",
+    "new_user",
+    "similar",
+    "chart",
+    "search",
+    "fallback",
+    "invalid",
+)
+# The kinds one Recommender call answers together: a rating and pairs share a forward pass.
+_WORK = {"rating": "ratings", "pairs": "ratings", "top_k": "top_k", "new_user": "new_user"}
+_WORK |= {"similar": "similar", "chart": "chart", "search": "search", "invalid": "invalid"}
 
-    Costs one Recommender call per kind of request (ratings and pairs share one), whatever the
-    batch size: one forward pass for all rating pairs, one catalogue-scoring pass per way of
-    ordering for all known users' top-K, one solve for all new users, one similarity pass, and
-    one popularity ranking; one title look-up per search.
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch answered: one ``(status, body)`` per row in order, each row's kind (a label of
+    :data:`KINDS`) and the milliseconds of the work that answered each kind present (decoding
+    and parsing its rows included; a rating and pairs share theirs)."""
+
+    answers: list[Answer]
+    kinds: list[str]
+    ms: dict[str, float]
+
+    def counted(self) -> list[tuple[str, int, str | None]]:
+        """What the metrics count per request: kind, status and, for a 4xx, the label of the
+        field at fault (:func:`handler.parsing.field_label`)."""
+        return [
+            (kind, status, _error_label(status, body))
+            for kind, (status, body) in zip(self.kinds, self.answers)
+        ]
+
+
+def _error_label(status: int, body: dict) -> str | None:
+    return field_label(body.get("error", {}).get("field")) if 400 <= status < 500 else None
+
+
+def answer_batch(recommender: Recommender, rows: list, limits: Limits) -> Batch:
+    """Answer every row of a TorchServe batch: each row decoded and parsed once, the requests
+    grouped by kind, then one Recommender call per kind of work (ratings and pairs share one),
+    whatever the batch size: one forward pass for all rating pairs, one catalogue-scoring pass
+    per way of ordering for all known users' top-K, one solve for all new users, one
+    similarity pass, and one popularity ranking; one title look-up per search.
     """
     answers: Slots = [None] * len(rows)
-    ratings: list[tuple[int, RatingRequest]] = []
-    top_k: list[tuple[int, TopKRequest]] = []
-    new_users: list[tuple[int, NewUserRequest]] = []
-    similar: list[tuple[int, SimilarRequest]] = []
-    charts: list[tuple[int, ChartRequest]] = []
-    searches: list[tuple[int, SearchRequest]] = []
+    kinds: list[str] = []
+    work_ms: dict[str, float] = {}
+    groups: dict[type, list[tuple[int, Any]]] = {kind: [] for kind in _ANSWER}
     genre_names, scale = recommender.genre_names, recommender.rating_scale
     for n, row in enumerate(rows):
+        start = time.perf_counter()
         try:
-            request = parse_request(decode_body(row), limits, genre_names, scale)
+            body = decode_body(row)
         except BadRequestError as exc:
-            answers[n] = error_answer(exc)
-            continue
-        if isinstance(request, RatingRequest):
-            ratings.append((n, request))
-        elif isinstance(request, TopKRequest):
-            top_k.append((n, request))
-        elif isinstance(request, NewUserRequest):
-            new_users.append((n, request))
-        elif isinstance(request, SimilarRequest):
-            similar.append((n, request))
-        elif isinstance(request, ChartRequest):
-            charts.append((n, request))
-        else:
-            searches.append((n, request))
-    _answer_ratings(recommender, ratings, answers)
-    _answer_top_k(recommender, top_k, answers)
-    _answer_new_users(recommender, new_users, answers)
-    _answer_similar(recommender, similar, answers)
-    _answer_charts(recommender, charts, answers)
-    _answer_searches(recommender, searches, answers)
-    return cast(list[Answer], answers)  # every slot is filled: each kind answers all its rows
+            body, answers[n] = None, error_answer(exc)
+        kind = request_kind(body) or "invalid"
+        if answers[n] is None:
+            try:
+                request = parse_request(body, limits, genre_names, scale)
+                groups[type(request)].append((n, request))
+            except BadRequestError as exc:
+                answers[n] = error_answer(exc)
+        kinds.append(kind)
+        work = _WORK[kind]
+        work_ms[work] = work_ms.get(work, 0.0) + (time.perf_counter() - start) * 1e3
+    for request_type, answer in _ANSWER.items():
+        if groups[request_type]:
+            start = time.perf_counter()
+            answer(recommender, groups[request_type], answers)
+            work = _WORK[kinds[groups[request_type][0][0]]]
+            work_ms[work] += (time.perf_counter() - start) * 1e3
+    done = cast(list[Answer], answers)  # every slot is filled: each kind answers all its rows
+    for n, (status, body) in enumerate(done):
+        if kinds[n] == "top_k" and status == 200 and body.get("fallback"):
+            kinds[n] = "fallback"
+    ms = {kind: work_ms[_WORK.get(kind, "top_k")] for kind in set(kinds)}
+    return Batch(done, kinds, ms)
 
 
 def _answer_ratings(
@@ -276,3 +321,13 @@ def _answer_searches(
             for m in recommender.search(request.query, request.k)
         ]
         answers[n] = (200, {"query": request.query, "results": results})
+
+
+_ANSWER: dict[type, Callable[[Recommender, list, Slots], None]] = {
+    RatingRequest: _answer_ratings,
+    TopKRequest: _answer_top_k,
+    NewUserRequest: _answer_new_users,
+    SimilarRequest: _answer_similar,
+    ChartRequest: _answer_charts,
+    SearchRequest: _answer_searches,
+}

@@ -18,8 +18,7 @@ from ts.context import Context
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler import metrics
-from handler.answering import to_json
-from handler.metrics import answer_by_kind
+from handler.answering import answer_batch, to_json
 from handler.parsing import Limits
 from model.recommender import Recommender
 
@@ -70,10 +69,10 @@ class MovieRecHandler(BaseHandler):
     def handle(self, data: list, context: Context) -> list[str]:
         """Answer a batch: one JSON string per request; errors get their own status. Counts
         and times each kind of request in movierec's metrics (handler/metrics.py)."""
-        answers, kinds, ms = answer_by_kind(self.recommender, data, self.limits)
-        metrics.record(getattr(context, "metrics", None), answers, kinds, ms)
+        batch = answer_batch(self.recommender, data, self.limits)
+        metrics.record(getattr(context, "metrics", None), batch.counted(), batch.ms)
         out: list[str] = []
-        for idx, (status, body) in enumerate(answers):
+        for idx, (status, body) in enumerate(batch.answers):
             if status != 200:
                 context.set_response_status(status, _PHRASES.get(status, ""), idx)
             context.set_response_content_type(idx, "application/json")

@@ -147,8 +147,8 @@ _ALLOWED = {
     "chart": frozenset({"chart", "k"}) | _FILTERS,
     "search": frozenset({"search", "k"}),
 }
-# Every field some kind accepts (what error metrics label by name).
-FIELDS = frozenset().union(*_ALLOWED.values())
+# Every field some kind accepts, and "body": the labels error metrics count by; others "other".
+FIELDS = frozenset().union(*_ALLOWED.values()) | {"body"}
 _USAGE = (
     'expected {"user_id", "movie_id"}, {"pairs": [[user_id, movie_id], ...]}, '
     '{"user_id", "k"}, {"ratings": {"movie_id": rating, ...}, "k"}, {"similar_to", "k"}, '
@@ -360,6 +360,13 @@ def request_kind(body: object) -> str | None:
     if main[0] == "user_id" and "movie_id" in body:
         return "rating"
     return MAIN_FIELDS[main[0]]
+
+
+def field_label(field: object) -> str:
+    """The metrics label of the field an error named: indices dropped, names outside
+    :data:`FIELDS` counted as ``other`` (so clients cannot grow the label set)."""
+    name = re.split(r"[\[.]", str(field), maxsplit=1)[0]
+    return name if name in FIELDS else "other"
 
 
 def _kind(body: dict) -> str:

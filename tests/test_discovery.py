@@ -145,7 +145,7 @@ def test_the_handler_answers_the_discovery_kinds(rec):
         {"body": {"similar_to": movie, "k": 2, "novelty": 1}},
         {"body": {"chart": "popular", "novelty": 1}},
     ]
-    answers = answer_batch(rec, rows, Limits())
+    answers = answer_batch(rec, rows, Limits()).answers
     assert [status for status, _ in answers] == [200, 200, 200, 200, 200, 400]
     search, chart, top, new, similar, bad = (body for _, body in answers)
     assert search["results"][0] == {

@@ -57,7 +57,7 @@ def test_the_handlers_answers_pass_their_checks(endpoint, catalogue, recommender
     call = endpoint(catalogue)
     rng = np.random.default_rng(1)
     bodies = [call.body(rng) for _ in range(20)]
-    answers = answer_batch(recommender, [{"body": b} for b in bodies], Limits())
+    answers = answer_batch(recommender, [{"body": b} for b in bodies], Limits()).answers
     for body, (status, answer) in zip(bodies, answers):
         assert status == 200, answer
         assert call.check(body, json.loads(json.dumps(answer))) is None
@@ -67,7 +67,7 @@ def test_malformed_answers_fail_their_checks(catalogue, recommender):
     rng = np.random.default_rng(2)
     rating = traffic.SingleRating(catalogue)
     body = rating.body(rng)
-    (_, good), *_ = answer_batch(recommender, [{"body": body}], Limits())
+    (_, good), *_ = answer_batch(recommender, [{"body": body}], Limits()).answers
     for bad in (
         {**good, "rating": 7.5},
         {**good, "rating": None},
@@ -79,7 +79,7 @@ def test_malformed_answers_fail_their_checks(catalogue, recommender):
 
     top_k = traffic.TopK(catalogue)
     body = top_k.body(rng)
-    (_, good), *_ = answer_batch(recommender, [{"body": body}], Limits())
+    (_, good), *_ = answer_batch(recommender, [{"body": body}], Limits()).answers
     recs = good["recommendations"]
     rated_movie = next(iter(catalogue.rated(body["user_id"])))
     for bad in (

@@ -18,36 +18,40 @@ from ts.context import RequestProcessor
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from client import MovieRecClient
-from handler.answering import answer_batch, to_json
-from handler.metrics import KINDS, error_field, request_kind
+from handler.answering import KINDS, answer_batch, to_json
+from handler.parsing import field_label, request_kind
 from tests.test_handler import handler, make_context  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 METRICS = ("movierec_requests", "movierec_client_errors", "movierec_handler_ms")
 
 
+def kind(body: object) -> str:
+    return request_kind(body) or "invalid"
+
+
 def test_each_body_gets_its_kind_by_its_main_field():
-    assert request_kind({"user_id": 1, "movie_id": 2}) == "rating"
-    assert request_kind({"pairs": "not even a list"}) == "pairs"
-    assert request_kind({"user_id": 1, "k": 3, "fallback": "popular"}) == "top_k"
-    assert request_kind({"ratings": {}}) == "new_user"
-    assert request_kind({"similar_to": 5, "zzz": 1}) == "similar"
-    assert request_kind({"chart": "popular", "years": "x"}) == "chart"
-    assert request_kind({"search": 3}) == "search"
+    assert kind({"user_id": 1, "movie_id": 2}) == "rating"
+    assert kind({"pairs": "not even a list"}) == "pairs"
+    assert kind({"user_id": 1, "k": 3, "fallback": "popular"}) == "top_k"
+    assert kind({"ratings": {}}) == "new_user"
+    assert kind({"similar_to": 5, "zzz": 1}) == "similar"
+    assert kind({"chart": "popular", "years": "x"}) == "chart"
+    assert kind({"search": 3}) == "search"
     invalid = ({}, {"pairs": [], "ratings": {}}, {"search": "x", "chart": "popular"}, [1], "x")
     for body in (*invalid, None, {"movie_id": 3}):
-        assert request_kind(body) == "invalid"
+        assert kind(body) == "invalid"
 
 
 def test_error_fields_are_a_fixed_set_of_labels():
-    assert error_field("pairs[1][1]") == "pairs"
-    assert error_field('ratings["11"]') == "ratings"
-    assert error_field("genres[0]") == "genres"
-    assert error_field("k") == "k"
+    assert field_label("pairs[1][1]") == "pairs"
+    assert field_label('ratings["11"]') == "ratings"
+    assert field_label("genres[0]") == "genres"
+    assert field_label("k") == "k"
     for field in ("search", "chart", "years", "novelty", "explain"):
-        assert error_field(field) == field
+        assert field_label(field) == field
     for made_up in ("movie", "x" * 500, 'pairs"]', None, ""):
-        assert error_field(made_up) == "other"
+        assert field_label(made_up) == "other"
 
 
 def _rows(rec) -> list[dict]:
@@ -119,9 +123,10 @@ def test_the_handler_counts_each_kind_and_answers_as_before(handler, caplog):  #
     ctx.metrics.set_request_ids({n: f"req{n}" for n in range(len(rows))})
     with caplog.at_level(logging.INFO, logger="ts.metrics.caching_metric"):
         out = handler.handle(rows, ctx)
-    # Answering kind by kind changes no answer: the same bodies as one answer_batch call.
+    # Batching changes no answer: each row answered alone gets the same body.
     model = {"model": handler.model_info}
-    assert out == [to_json({**b, **model}) for _, b in answer_batch(rec, rows, handler.limits)]
+    alone = [answer_batch(rec, [row], handler.limits).answers[0][1] for row in rows]
+    assert out == [to_json({**b, **model}) for b in alone]
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[METRICS]")]
     assert not [r for r in caplog.records if "Failed" in r.getMessage()]
     sent = _parse_metric_lines(lines)
@@ -209,10 +214,3 @@ def _post_raw(api: MovieRecClient, body: bytes) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def test_every_request_field_is_a_known_error_label():
-    from handler import metrics, parsing
-
-    fields = set().union(*parsing._ALLOWED.values())
-    assert fields <= metrics.FIELDS, fields - metrics.FIELDS
