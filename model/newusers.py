@@ -1,8 +1,13 @@
-"""Top-K lists of users the model has not seen, given by their ratings: the new-user half of
-:meth:`model.recommender.Recommender.recommend_new_users`.
+"""Top-K lists of users the model has not seen, given by their ratings: the work behind
+:meth:`model.recommender.Recommender.recommend_new_users`, in the order it is done.
 
-The users of a batch are folded in with one solve (:mod:`model.foldin`), their lists scored in
-one pass per way of ordering, and every rating they asked for predicted in one more.
+For one batch of new users, :func:`recommend_new_users` reads the request's ratings (dense
+indices; a user who asks for the rating of a movie the model does not know is refused whole),
+folds every other user in with one solve (:mod:`model.foldin`), scores the catalogue for them,
+re-ranks at their novelty, drops what they rated and what their filters rule out and keeps the
+top K (one pass per way of ordering), predicts the listed movies' ratings in one pass and the
+asked ones in one more, and explains the lists that ask for it. Each step is one call on the
+:class:`~model.scoring.Scorer`, the same as the lists of known users take.
 """
 
 from __future__ import annotations
@@ -14,68 +19,84 @@ import numpy as np
 import torch
 
 from model.filtering import MovieFilter
-from model.listing import IdArray, about, each, listed
+from model.listing import IdArray, about, listed
 from model.results import RANK_BY, MovieRating, NewUserRecommendation
-from model.scoring import Scorer
+from model.scoring import Scorer, rated_pairs
 
 
 def recommend_new_users(
     scorer: Scorer,
     movie_ids: Sequence[IdArray],
     ratings: Sequence[Sequence[float] | np.ndarray],
-    k: int | Sequence[int],
-    filters: MovieFilter | Sequence[MovieFilter],
-    rank_by: str | Sequence[str],
-    predict_movie_ids: Sequence[IdArray | None] | None,
-    novelty: np.ndarray | None = None,
-    explain: list[bool] | None = None,
+    ks: list[int],
+    filters: list[MovieFilter],
+    orders: list[str],
+    predict_movie_ids: list[IdArray | None],
+    novelty: np.ndarray,
+    explain: list[bool],
 ) -> list[NewUserRecommendation]:
-    """See :meth:`model.recommender.Recommender.recommend_new_users`; ``novelty`` and
-    ``explain`` hold one value per user (None: 0 and False for all)."""
-    n = len(movie_ids)
-    ks, fs = each(k, n, "k"), each(filters, n, "filters")
-    orders: list[str] = each(rank_by, n, "rank_by")
-    asked = [None] * n if predict_movie_ids is None else list(predict_movie_ids)
-    out = [NewUserRecommendation() for _ in range(n)]
-    served, rated, stars, unknown, ask_idx = [], [], [], [], []
-    for b in range(n):
+    """See :meth:`model.recommender.Recommender.recommend_new_users`; every option holds one
+    value per user (``novelty`` as float64)."""
+    out = [NewUserRecommendation() for _ in movie_ids]
+
+    # The request's ratings, in dense indices. A user who asks for the rating of a movie the
+    # model does not know is refused before the solve, so that it changes no one else's list.
+    served, rated, stars, unknown, asked = [], [], [], [], []
+    for b, given_ids in enumerate(movie_ids):
         ask: np.ndarray | None = None
-        if asked[b] is not None:
-            ask_ids = np.asarray(asked[b], dtype=np.int64)
+        if predict_movie_ids[b] is not None:
+            ask_ids = np.asarray(predict_movie_ids[b], dtype=np.int64)
             ask, found = scorer.vocab.lookup_items(ask_ids)
-            if not found.all():  # refused whole, before the solve: it changes no one else's
+            if not found.all():
                 out[b] = NewUserRecommendation(
                     unknown_predicted_ids=tuple(ask_ids[~found].tolist())
                 )
                 continue
-        given = np.asarray(movie_ids[b], dtype=np.int64)
+        given = np.asarray(given_ids, dtype=np.int64)
         idx, found = scorer.vocab.lookup_items(given)
         served.append(b)
         rated.append(idx[found])
         stars.append(np.asarray(ratings[b], dtype=np.float64)[found])
         unknown.append(tuple(given[~found].tolist()))
-        ask_idx.append(ask)
+        asked.append(ask)
     if not served:
         return out
+
+    # Fold in: every served user's vector and bias, in one solve.
     vectors, biases = scorer.fold_in(rated, stars)
-    items, scores = _top_k(
-        scorer,
-        (vectors, biases, rated, stars),
-        [ks[b] for b in served],
-        [fs[b] for b in served],
-        [orders[b] for b in served],
-        None if novelty is None else novelty[served],
-    )
+
+    # Score the catalogue, re-rank at the users' novelty, drop rated and filtered movies and
+    # keep the top k, one pass per way of ordering; rows are padded to the largest k.
+    k = max(ks[b] for b in served)
+    items = np.full((len(served), min(k, scorer.vocab.num_items)), -1)
+    scores = np.full(items.shape, np.nan)
+    novelties = novelty[served]
+    for order in RANK_BY:
+        rows = [j for j, b in enumerate(served) if orders[b] == order]
+        if not rows:
+            continue
+        rows_rated, rows_stars = [rated[j] for j in rows], [stars[j] for j in rows]
+        scored = scorer.score_vectors(vectors[rows], biases[rows], rows_rated, rows_stars, order)
+        level = novelties[rows]
+        scored = scorer.rerank(scored, level if level.any() else None)
+        rated_rows, rated_items = rated_pairs(rows_rated)
+        items[rows], scores[rows] = scorer.top_k(
+            scored, rated_rows, rated_items, k, [filters[served[j]] for j in rows]
+        )
+
+    # Predict the listed movies' ratings in one pass, then the asked ones in one more.
     listed_ratings = scorer.predict_vectors(
         vectors,
         biases,
         np.repeat(np.arange(len(served)), items.shape[1]),
         np.maximum(items, 0).reshape(-1),
     ).reshape(items.shape)
-    predictions = _predictions(scorer, vectors, biases, ask_idx)
+    predictions = _predictions(scorer, vectors, biases, asked)
+
+    # Explain the lists that ask for it, and answer.
     for j, b in enumerate(served):
         reasons = None
-        if explain is not None and explain[b]:
+        if explain[b]:
             reasons = scorer.reasons((rated[j], stars[j]), items[j, : ks[b]])
         out[b] = NewUserRecommendation(
             listed(scorer.vocab, items[j], scores[j], ks[b], listed_ratings[j], reasons),
@@ -84,40 +105,6 @@ def recommend_new_users(
             predictions[j],
         )
     return out
-
-
-Users = tuple[torch.Tensor, torch.Tensor, list[np.ndarray], list[np.ndarray]]
-
-
-def _top_k(
-    scorer: Scorer,
-    users: Users,
-    ks: list[int],
-    fs: list[MovieFilter],
-    orders: list[str],
-    novelty: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(S, k) items and scores of folded-in ``users`` (vectors, biases, rated dense indices,
-    stars), k the largest asked, re-ranked at ``novelty`` (S,) where given: one scoring pass
-    per way of ordering."""
-    vectors, biases, rated, stars = users
-    k = max(ks)
-    items = np.full((len(rated), min(k, scorer.vocab.num_items)), -1)
-    scores = np.full(items.shape, np.nan)
-    for order in RANK_BY:
-        rows = [j for j, o in enumerate(orders) if o == order]
-        if rows:
-            items[rows], scores[rows] = scorer.top_k_vectors(
-                vectors[rows],
-                biases[rows],
-                [rated[j] for j in rows],
-                k,
-                [fs[j] for j in rows],
-                stars=[stars[j] for j in rows],
-                rank_by=order,
-                novelty=None if novelty is None or not novelty[rows].any() else novelty[rows],
-            )
-    return items, scores
 
 
 def _predictions(

@@ -198,7 +198,7 @@ class Recommender(Scorer):
             return []
         if self.popularity is None:
             return [Recommendation(user_known=False, fallback_error=NO_POPULARITY) for _ in rows]
-        items, scores = self._popular_indices(
+        items, scores = self.popular_indices(
             len(rows), max(ks[r] for r in rows), [fs[r] for r in rows]
         )
         return [
@@ -237,10 +237,10 @@ class Recommender(Scorer):
             self,
             movie_ids,
             ratings,
-            k,
-            filters,
-            rank_by,
-            predict_movie_ids,
+            each(k, n, "k"),
+            each(filters, n, "filters"),
+            each(rank_by, n, "rank_by"),
+            [None] * n if predict_movie_ids is None else list(predict_movie_ids),
             np.asarray(each(novelty, n, "novelty"), dtype=np.float64),
             [bool(e) for e in each(explain, n, "explain")],
         )
@@ -285,7 +285,7 @@ class Recommender(Scorer):
         if isinstance(k, (list, tuple)):
             n = len(k)
         ks, fs = each(k, n, "k"), each(filters, n, "filters")
-        items, scores = self._popular_indices(n, max(ks), fs)
+        items, scores = self.popular_indices(n, max(ks), fs)
         return [
             Recommendation(listed(self.vocab, items[j], scores[j], ks[j]), ranked_by="popularity")
             for j in range(n)

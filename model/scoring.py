@@ -6,13 +6,15 @@ batch costs one tensor call per kind of work, not one per request:
 - ratings of known users (:meth:`Scorer.predict_indices`),
 - top-K for known users (:meth:`Scorer.top_k_indices`),
 - new users from their ratings (:meth:`Scorer.fold_in`, then :meth:`Scorer.top_k_vectors`
-  and :meth:`Scorer.predict_vectors`),
+  and :meth:`Scorer.predict_vectors`; :mod:`model.newusers` runs the steps one by one),
 - movies similar to a movie (:meth:`Scorer.similar_indices`),
-- a popularity ranking for users the model does not know.
+- a popularity ranking for users the model does not know (:meth:`Scorer.popular_indices`).
 
-Every top-K kind takes one :class:`~model.filtering.MovieFilter` per row. Serving goes through
-the Recommender (raw ids in, answers out); offline evaluation and benchmarks call these
-methods directly, on the same object.
+Every top-K kind scores the catalogue, re-ranks at the asked novelty (:meth:`Scorer.rerank`),
+then drops rated and filtered movies and keeps the best (:meth:`Scorer.top_k`), with one
+:class:`~model.filtering.MovieFilter` per row. Serving goes through the Recommender (raw ids
+in, answers out); offline evaluation and benchmarks call these methods directly, on the same
+object.
 
 When the artifact has a ranking model (:mod:`model.ranker`), top-K lists of known and new users
 are ordered by it (``rank_by="ranking"``, the default) and similar movies come from it; the
@@ -186,7 +188,7 @@ class Scorer:
         user_idx = np.asarray(user_idx, dtype=np.int64)
         rows, rated, _ = self._rated(user_idx)
         scores = self.score_users(user_idx, rank_by)
-        return self._top_k(scores, rows, rated, k, filters, novelty)
+        return self.top_k(self.rerank(scores, novelty), rows, rated, k, filters)
 
     def histories(self, user_idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each known user's rated items (dense) and the stars given: what explains a list."""
@@ -239,6 +241,28 @@ class Scorer:
         return self.model.predict_vectors(vectors, biases, rows_t, items_t).numpy()
 
     @torch.no_grad()
+    def score_vectors(
+        self,
+        vectors: torch.Tensor,
+        biases: torch.Tensor,
+        rated: list[np.ndarray],
+        stars: list[np.ndarray] | None = None,
+        rank_by: str = "ranking",
+    ) -> torch.Tensor:
+        """What the lists of users given by a vector and bias are ordered by, for every movie:
+        (B, k), (B,) -> (B, N). The ranking model (``rank_by="ranking"``, a ranker, and
+        ``stars`` given) scores each user from their ratings at request time, without
+        retraining: ``rated[b]`` (dense item indices) rated ``stars[b]``; else predicted
+        ratings."""
+        scores = self.model.score_vectors(vectors, biases)  # (B, N)
+        rows, cols = rated_pairs(rated)
+        ranker = self._ranking_model(rank_by)
+        if stars is not None and ranker is not None:
+            history = ranker.history_rows(rows, cols, np.concatenate(stars), len(rated))
+            scores = ranker.scores(history, scores)
+        return scores
+
+    @torch.no_grad()
     def top_k_vectors(
         self,
         vectors: torch.Tensor,
@@ -252,16 +276,10 @@ class Scorer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` items per user given by a vector and bias, skipping ``rated[b]`` (dense
         item indices) for row ``b``, which the user gave ``stars[b]``; returns like
-        :meth:`top_k_indices`. The ranking model (when there is one, and ``stars`` is given)
-        scores the user from their ratings at request time, without retraining."""
-        scores = self.model.score_vectors(vectors, biases)  # (B, N)
-        rows = np.repeat(np.arange(len(rated)), [len(r) for r in rated])
-        cols = np.concatenate([np.asarray(r, np.int64) for r in rated]) if rated else rows
-        ranker = self._ranking_model(rank_by)
-        if stars is not None and ranker is not None:
-            history = ranker.history_rows(rows, cols, np.concatenate(stars), len(rated))
-            scores = ranker.scores(history, scores)
-        return self._top_k(scores, rows, cols, k, filters, novelty)
+        :meth:`top_k_indices`, scored by :meth:`score_vectors`."""
+        scores = self.score_vectors(vectors, biases, rated, stars, rank_by)
+        rows, cols = rated_pairs(rated)
+        return self.top_k(self.rerank(scores, novelty), rows, cols, k, filters)
 
     # ------------------------------------------------------------------ movies
 
@@ -280,7 +298,9 @@ class Scorer:
         item_idx = np.asarray(item_idx, dtype=np.int64)
         if self.ranker is not None:
             scores = self.ranker.similar(item_idx)
-            return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters, novelty)
+            return self.top_k(
+                self.rerank(scores, novelty), np.arange(len(item_idx)), item_idx, k, filters
+            )
         items = torch.from_numpy(item_idx)
         centred = self.model.item_codes[items] - self._code_mean  # (B, k)
         # (c_b . (q_j - m)) = c_b . q_j - c_b . m, so the catalogue is used as it is.
@@ -288,10 +308,12 @@ class Scorer:
         dots = centred @ self.model.codes_by_column() - shift  # (B, N)
         norms = self._code_norms[items][:, None] * self._code_norms[None, :]  # (B, N)
         scores = dots / norms.clamp_min(1e-12)
-        return self._top_k(scores, np.arange(len(item_idx)), item_idx, k, filters, novelty)
+        return self.top_k(
+            self.rerank(scores, novelty), np.arange(len(item_idx)), item_idx, k, filters
+        )
 
     @torch.no_grad()
-    def _popular_indices(
+    def popular_indices(
         self, batch: int, k: int, filters: Sequence[MovieFilter] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items of highest Bayesian-average rating, for ``batch`` rows (each with
@@ -301,31 +323,32 @@ class Scorer:
             raise LookupError(NO_POPULARITY)
         scores = self.popularity[None, :].repeat(batch, 1)  # (B, N)
         empty = np.zeros(0, dtype=np.int64)
-        return self._top_k(scores, empty, empty, k, filters)
+        return self.top_k(scores, empty, empty, k, filters)
 
     # ------------------------------------------------------------------ shared
 
-    def rerank(self, scores: torch.Tensor, novelty: np.ndarray) -> torch.Tensor:
+    @torch.no_grad()
+    def rerank(self, scores: torch.Tensor, novelty: np.ndarray | None) -> torch.Tensor:
         """Scores (B, N) re-ranked at ``novelty`` (B,) with this model's calibrated strengths
-        (:func:`model.novelty.penalise`; rows at 0 untouched): what every list kind does
-        before it removes rated and filtered movies."""
+        (:func:`model.novelty.penalise`; rows at 0 untouched; all of them when ``novelty`` is
+        None): what every list kind does before it removes rated and filtered movies."""
+        if novelty is None:
+            return scores
         return penalise(scores, novelty, self._penalty, self.novelty_strengths)
 
-    def _top_k(
+    @torch.no_grad()
+    def top_k(
         self,
         scores: torch.Tensor,
         rows: np.ndarray,
         cols: np.ndarray,
         k: int,
         filters: Sequence[MovieFilter] | None,
-        novelty: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` of ``scores`` (B, N), re-ranked at ``novelty`` (B,) where given, after
-        removing entries ``(rows, cols)`` and what ``filters`` (one per row) rule out; pads
+        """Top-``k`` of ``scores`` (B, N) after removing entries ``(rows, cols)`` (what the
+        users rated, or the movie itself) and what ``filters`` (one per row) rule out; pads
         with item -1 / score NaN where too few remain (see
         :func:`~model.filtering.masked_top_k`)."""
-        if novelty is not None:
-            scores = self.rerank(scores, novelty)
         allowed = None
         if filters:
             if len(filters) != scores.shape[0]:
@@ -341,3 +364,10 @@ class Scorer:
                 cols = np.concatenate([cols, *(c for _, c in dropped)])
             allowed = filter_mask(filters, self._genres, self.vocab.genre_names, self._years)
         return masked_top_k(scores, rows, cols, k, allowed)
+
+
+def rated_pairs(rated: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Users' rated items, one array of dense indices per row, flattened: (rows, items)."""
+    rows = np.repeat(np.arange(len(rated)), [len(r) for r in rated])
+    cols = np.concatenate([np.asarray(r, np.int64) for r in rated]) if rated else rows
+    return rows, cols

@@ -120,10 +120,10 @@ def test_a_batch_costs_one_call_per_kind_of_work(handler, monkeypatch):
         "predict_indices",
         "top_k_indices",
         "fold_in",
-        "top_k_vectors",
+        "score_vectors",
         "predict_vectors",
         "similar_indices",
-        "_popular_indices",
+        "popular_indices",
     )
     calls = dict.fromkeys(names, 0)
 
