@@ -20,14 +20,19 @@ User lists can be explained (``explain``: the rated movies behind each entry) an
 obvious (``novelty``, :mod:`model.novelty`). Per-row options (``k``, ``filters``, ``rank_by``,
 ``fallback``, ``novelty``, ``explain``) take one value for every row,
 or a list or tuple with one per row. Each call costs one tensor pass per kind of work for the
-whole batch (:mod:`model.scoring`, whose dense-index methods offline code calls directly).
+whole batch, done by the :class:`~model.scoring.Scorer` it holds (``recommender.scorer``): the
+dense-index layer, which offline code builds with :meth:`Scorer.from_artifact
+<model.scoring.Scorer.from_artifact>` and calls directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Self
 
 import numpy as np
+import torch
 
 from model import newusers
 from model.errors import UnknownIdError
@@ -45,18 +50,44 @@ from model.results import (
 )
 from model.scoring import NO_POPULARITY, Scorer
 from model.search import TitleIndex
+from model.vocab import Vocabulary
 
 Novelty = float | Sequence[float]
 Explain = bool | Sequence[bool]
 
 
-class Recommender(Scorer):
-    """Ratings, top-K lists, new users and similar movies in raw MovieLens ids.
+class Recommender:
+    """Ratings, top-K lists, new users and similar movies in raw MovieLens ids, over the
+    dense-index work of its :class:`~model.scoring.Scorer`.
 
-    Build it with :meth:`from_artifact`; the constructor is :class:`~model.scoring.Scorer`'s.
+    Build it with :meth:`from_artifact`, or around a scorer: ``Recommender(Scorer(...))``.
+
+    Parameters
+    ----------
+    scorer : Scorer
+        The model, its vocabulary and its ranking model, in dense indices (``self.scorer``).
     """
 
-    _titles: TitleIndex | None = None
+    def __init__(self, scorer: Scorer):
+        self.scorer = scorer
+        self._titles: TitleIndex | None = None
+
+    @classmethod
+    def from_artifact(cls, directory: str | Path, ridge: float = 1.0) -> Self:
+        """Load an artifact folder (see :mod:`model.artifact`), with its ranking model;
+        ``ridge`` weighs the prior of new users' fold-in (:mod:`model.foldin`)."""
+        return cls(Scorer.from_artifact(directory, ridge))
+
+    @property
+    def vocab(self) -> Vocabulary:
+        """The scorer's vocabulary: raw ids, titles, genres, who rated what."""
+        return self.scorer.vocab
+
+    @property
+    def popularity(self) -> torch.Tensor | None:
+        """Every movie's Bayesian-average rating (N,), what the chart and the popular fallback
+        rank by; None for a vocabulary without rating statistics."""
+        return self.scorer.popularity
 
     @property
     def titles(self) -> TitleIndex:
@@ -74,7 +105,8 @@ class Recommender(Scorer):
     @property
     def rating_scale(self) -> tuple[float, float]:
         """The lowest and highest rating (what new users' ratings must lie within)."""
-        return self.model.config.min_rating, self.model.config.max_rating
+        config = self.scorer.model.config
+        return config.min_rating, config.max_rating
 
     @property
     def num_users(self) -> int:
@@ -105,7 +137,7 @@ class Recommender(Scorer):
         item_idx, movie_known = self.vocab.lookup_items(movies)
         ok = user_known & movie_known
         ratings = np.full(len(users), np.nan, dtype=np.float32)
-        ratings[ok] = self.predict_indices(user_idx[ok], item_idx[ok])
+        ratings[ok] = self.scorer.predict_indices(user_idx[ok], item_idx[ok])
         return RatingPrediction(ratings, user_known, movie_known)
 
     # ------------------------------------------------------------------ known users
@@ -137,7 +169,7 @@ class Recommender(Scorer):
         for value in {f for f in falls if f is not None} - set(FALLBACKS):
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {value!r}")
         for order in set(orders):
-            self.ranked_by(order)  # refuses an unknown way of ordering
+            self.scorer.ranked_by(order)  # refuses an unknown way of ordering
         user_idx, known = self.vocab.lookup_users(users)
         out = [Recommendation(user_known=False) for _ in range(n)]
         for order in RANK_BY:  # one scoring pass per way of ordering
@@ -163,20 +195,21 @@ class Recommender(Scorer):
         ordered one way, with the users' predicted ratings."""
         if not rows:
             return []
+        scorer = self.scorer
         users = user_idx[rows]
-        items, scores = self.top_k_indices(
+        items, scores = scorer.top_k_indices(
             users,
             max(ks[r] for r in rows),
             [fs[r] for r in rows],
             order,
             options.novelty_of(rows),
         )
-        ratings = self.predict_indices(
+        ratings = scorer.predict_indices(
             np.repeat(users, items.shape[1]), np.maximum(items, 0).reshape(-1)
         ).reshape(items.shape)
-        ranked_by = self.ranked_by(order)
+        ranked_by = scorer.ranked_by(order)
         asked = [j for j, r in enumerate(rows) if options.explain[r]]
-        reasons = dict(zip(asked, self.histories(users[asked]))) if asked else {}
+        reasons = dict(zip(asked, scorer.histories(users[asked]))) if asked else {}
         return [
             Recommendation(
                 listed(
@@ -185,7 +218,7 @@ class Recommender(Scorer):
                     scores[j],
                     ks[r],
                     ratings[j],
-                    self.reasons(reasons[j], items[j, : ks[r]]) if j in reasons else None,
+                    scorer.reasons(reasons[j], items[j, : ks[r]]) if j in reasons else None,
                 ),
                 ranked_by,
             )
@@ -198,7 +231,7 @@ class Recommender(Scorer):
             return []
         if self.popularity is None:
             return [Recommendation(user_known=False, fallback_error=NO_POPULARITY) for _ in rows]
-        items, scores = self.popular_indices(
+        items, scores = self.scorer.popular_indices(
             len(rows), max(ks[r] for r in rows), [fs[r] for r in rows]
         )
         return [
@@ -234,7 +267,7 @@ class Recommender(Scorer):
         """
         n = len(movie_ids)
         return newusers.recommend_new_users(
-            self,
+            self.scorer,
             movie_ids,
             ratings,
             each(k, n, "k"),
@@ -265,7 +298,7 @@ class Recommender(Scorer):
         rows = np.flatnonzero(found).tolist()
         if not rows:
             return out
-        items, scores = self.similar_indices(
+        items, scores = self.scorer.similar_indices(
             item_idx[rows], max(ks[r] for r in rows), [fs[r] for r in rows], novelties[rows]
         )
         seeds = movies_at(self.vocab, item_idx[rows])
@@ -285,7 +318,7 @@ class Recommender(Scorer):
         if isinstance(k, (list, tuple)):
             n = len(k)
         ks, fs = each(k, n, "k"), each(filters, n, "filters")
-        items, scores = self.popular_indices(n, max(ks), fs)
+        items, scores = self.scorer.popular_indices(n, max(ks), fs)
         return [
             Recommendation(listed(self.vocab, items[j], scores[j], ks[j]), ranked_by="popularity")
             for j in range(n)
@@ -301,7 +334,7 @@ class Recommender(Scorer):
             FoundMovie(
                 movie.movie_id,
                 movie.title,
-                int(self.years[i]),
+                int(self.scorer.years[i]),
                 movie.genres,
                 int(counts[i]) if counts is not None else 0,
             )

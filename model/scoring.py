@@ -1,4 +1,4 @@
-"""The dense-index layer under :class:`model.recommender.Recommender`, vectorized over batches.
+"""The dense-index layer that :class:`model.recommender.Recommender` holds, vectorized over batches.
 
 Everything takes dense indices (``user_idx``, ``item_idx``) for many rows at once, so a serving
 batch costs one tensor call per kind of work, not one per request:
@@ -13,8 +13,8 @@ batch costs one tensor call per kind of work, not one per request:
 Every top-K kind scores the catalogue, re-ranks at the asked novelty (:meth:`Scorer.rerank`),
 then drops rated and filtered movies and keeps the best (:meth:`Scorer.top_k`), with one
 :class:`~model.filtering.MovieFilter` per row. Serving goes through the Recommender (raw ids
-in, answers out); offline evaluation and benchmarks call these methods directly, on the same
-object.
+in, answers out), which holds a Scorer; offline evaluation and benchmarks build one with
+:meth:`Scorer.from_artifact` and call these methods directly.
 
 When the artifact has a ranking model (:mod:`model.ranker`), top-K lists of known and new users
 are ordered by it (``rank_by="ranking"``, the default) and similar movies come from it; the

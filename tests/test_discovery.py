@@ -14,6 +14,7 @@ from model.filtering import MovieFilter
 from model.novelty import LEVELS, penalise, popularity_penalty, standardise, strength
 from model.ranker import Ranker, RankerConfig
 from model.recommender import Recommender
+from model.scoring import Scorer
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,9 @@ def rec(artifact_dir) -> Recommender:
     vocab.titles = np.array(
         [f"Film {m}, The ({1950 + 3 * n})" for n, m in enumerate(vocab.movie_ids)]
     )
-    return Recommender(model, vocab, config, ranker=artifact.load_ranker(artifact_dir, config))
+    return Recommender(
+        Scorer(model, vocab, config, ranker=artifact.load_ranker(artifact_dir, config))
+    )
 
 
 def _ids(movies) -> list[int]:
@@ -31,7 +34,7 @@ def _ids(movies) -> list[int]:
 
 
 def test_the_years_filter_keeps_movies_of_those_years_on_every_list_kind(rec):
-    years = dict(zip(rec.vocab.movie_ids.tolist(), rec.years.tolist()))
+    years = dict(zip(rec.vocab.movie_ids.tolist(), rec.scorer.years.tolist()))
     only = MovieFilter(years=(1960, 1980))
     user = int(rec.vocab.user_ids[0])
     lists = [
@@ -58,14 +61,14 @@ def test_the_chart_is_the_popular_fallback_without_a_user(rec):
 
 
 def test_novelty_zero_changes_nothing_and_more_novelty_lists_less_popular_movies(rec):
-    users = np.arange(rec.vocab.num_users)
-    plain = rec.top_k_indices(users, 5)
-    zero = rec.top_k_indices(users, 5, novelty=np.zeros(len(users)))
+    scorer, users = rec.scorer, np.arange(rec.vocab.num_users)
+    plain = scorer.top_k_indices(users, 5)
+    zero = scorer.top_k_indices(users, 5, novelty=np.zeros(len(users)))
     assert np.array_equal(plain[0], zero[0]) and np.array_equal(plain[1], zero[1], equal_nan=True)
     counts = rec.vocab.rating_count
     means = []
     for level in LEVELS:
-        items, _ = rec.top_k_indices(users, 5, novelty=np.full(len(users), level))
+        items, _ = scorer.top_k_indices(users, 5, novelty=np.full(len(users), level))
         means.append(counts[items].mean())
     assert means[-1] < means[0]
     assert all(later <= earlier + 1e-9 for earlier, later in zip(means, means[1:]))
@@ -88,9 +91,10 @@ def test_explanations_are_the_largest_item_item_terms_of_the_users_history(rec):
     (plain,) = rec.recommend([user], 4)
     assert _ids(listed.movies) == _ids(plain.movies) and plain.movies[0].because is None
     u = int(rec.vocab.user_index(np.array([user]))[0])
-    rated, stars = rec.histories(np.array([u]))[0]
-    weights = rec.ranker.neighbor_weights.numpy()
-    values = np.where(stars >= 4, 1.0, rec.ranker.config.low_weight)
+    rated, stars = rec.scorer.histories(np.array([u]))[0]
+    ranker = rec.scorer.ranker
+    weights = ranker.neighbor_weights.numpy()
+    values = np.where(stars >= 4, 1.0, ranker.config.low_weight)
     for movie in listed.movies:
         i = int(rec.vocab.item_index(np.array([movie.movie_id]))[0])
         terms = values * weights[rated, i]

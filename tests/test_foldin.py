@@ -9,7 +9,7 @@ import torch
 
 from model.foldin import UserPrior, fold_in
 from model.network import FactorModel, FactorModelConfig
-from model.recommender import Recommender
+from model.scoring import Scorer
 from train.evaluation.metrics import rmse
 
 
@@ -66,15 +66,15 @@ def test_answers_do_not_depend_on_batch_company():
 
 
 def test_fold_in_of_a_trained_user_predicts_their_ratings_about_as_well(artifact_dir, ratings):
-    rec = Recommender.from_artifact(artifact_dir)
-    vocab = rec.vocab
+    scorer = Scorer.from_artifact(artifact_dir)
+    vocab = scorer.vocab
     users = vocab.user_index(ratings["user_id"].to_numpy())
     items = vocab.item_index(ratings["movie_id"].to_numpy())
     values = ratings["rating"].to_numpy(np.float64)
     per_user = [np.flatnonzero(users == u) for u in range(vocab.num_users)]
-    vectors, biases = rec.fold_in([items[j] for j in per_user], [values[j] for j in per_user])
-    folded = rec.predict_vectors(vectors, biases, users, items)
-    trained = rec.predict_indices(users, items)
+    vectors, biases = scorer.fold_in([items[j] for j in per_user], [values[j] for j in per_user])
+    folded = scorer.predict_vectors(vectors, biases, users, items)
+    trained = scorer.predict_indices(users, items)
     assert rmse(folded, values) <= 1.05 * rmse(trained, values)
 
 

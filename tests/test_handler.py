@@ -74,7 +74,7 @@ def test_mixed_batch_answers_each_request_on_its_own(handler):
     statuses = [s for s, _ in answers]
     assert statuses == [200, 404, 404, 400, 200, 200, 400, 400, 200, 400, 400, 400, 400]
 
-    expected = rec.predict_indices(
+    expected = rec.scorer.predict_indices(
         rec.vocab.user_index(np.array([user, user, other])),
         rec.vocab.item_index(np.array([movie, movie2, movie])),
     )
@@ -92,7 +92,7 @@ def test_mixed_batch_answers_each_request_on_its_own(handler):
     assert set(first) == {"movie_id", "title", "genres", "score", "rating"}
     assert top["ranked_by"] == "ranking"  # the fixture's artifact has a ranking model
     listed = rec.vocab.item_index(np.array([r["movie_id"] for r in top["recommendations"]]))
-    stars = rec.predict_indices(rec.vocab.user_index(np.array([other, other])), listed)
+    stars = rec.scorer.predict_indices(rec.vocab.user_index(np.array([other, other])), listed)
     assert [r["rating"] for r in top["recommendations"]] == [round(float(x), 4) for x in stars]
     rated = set(rec.vocab.movie_ids[rec.vocab.rated_by(1)].tolist())
     assert not rated & {r["movie_id"] for r in top["recommendations"]}
@@ -115,8 +115,7 @@ def test_mixed_batch_answers_each_request_on_its_own(handler):
 def test_a_batch_costs_one_call_per_kind_of_work(handler, monkeypatch):
     rec = handler.recommender
     seam = ("predict", "recommend", "recommend_new_users", "similar")
-    names = (
-        *seam,
+    index_layer = (
         "predict_indices",
         "top_k_indices",
         "fold_in",
@@ -125,6 +124,7 @@ def test_a_batch_costs_one_call_per_kind_of_work(handler, monkeypatch):
         "similar_indices",
         "popular_indices",
     )
+    names = (*seam, *index_layer)
     calls = dict.fromkeys(names, 0)
 
     def counted(name, fn):
@@ -134,8 +134,10 @@ def test_a_batch_costs_one_call_per_kind_of_work(handler, monkeypatch):
 
         return wrapper
 
-    for name in names:
+    for name in seam:
         monkeypatch.setattr(rec, name, counted(name, getattr(rec, name)))
+    for name in index_layer:
+        monkeypatch.setattr(rec.scorer, name, counted(name, getattr(rec.scorer, name)))
     users, movies = rec.vocab.user_ids[:4].tolist(), rec.vocab.movie_ids[:4].tolist()
     rows = [{"body": {"user_id": u, "movie_id": m}} for u, m in zip(users, movies)]
     rows += [{"body": {"user_id": u, "k": k}} for u, k in zip(users, (1, 3, 5, 2))]
@@ -200,8 +202,9 @@ def test_new_user_from_ratings(handler):
     assert [r["score"] for r in recs] == sorted((r["score"] for r in recs), reverse=True)
 
     idx = rec.vocab.item_index(np.array(rated))
-    vectors, biases = rec.fold_in([idx], [np.array([float(v) for v in stars.values()])])
-    expected = rec.predict_vectors(vectors, biases, np.zeros(3, int), rec.vocab.item_index(ask))
+    scorer = rec.scorer
+    vectors, biases = scorer.fold_in([idx], [np.array([float(v) for v in stars.values()])])
+    expected = scorer.predict_vectors(vectors, biases, np.zeros(3, int), rec.vocab.item_index(ask))
     assert answer["predictions"] == [
         {**movie_json(rec, m), "rating": round(float(r), 4)} for m, r in zip(ask, expected)
     ]
@@ -250,7 +253,7 @@ def test_unknown_user_gets_popular_movies_only_when_asked(handler):
 
 
 def test_popular_fallback_needs_rating_statistics(handler, monkeypatch):
-    monkeypatch.setattr(handler.recommender, "popularity", None)
+    monkeypatch.setattr(handler.recommender.scorer, "popularity", None)
     status, answer = run_batch(handler, [{"body": {"user_id": 10**9, "fallback": "popular"}}])[0]
     assert status == 400 and answer["error"]["field"] == "fallback"
     assert "retrain" in answer["error"]["message"]
@@ -264,7 +267,7 @@ def test_similar_movies(handler):
     )
     assert status == 200 and answer["movie"] == movie_json(rec, movie)
     recs = answer["recommendations"]
-    items, _ = rec.similar_indices(np.array([4]), 5)
+    items, _ = rec.scorer.similar_indices(np.array([4]), 5)
     assert [r["movie_id"] for r in recs] == [int(rec.vocab.movie_ids[i]) for i in items[0]]
     assert movie not in {r["movie_id"] for r in recs}
     scores = [r["score"] for r in recs]

@@ -26,24 +26,26 @@ def api(server: Server) -> MovieRecClient:
 
 
 def test_rating_pairs_and_top_k(api, artifact_dir):
-    from model.recommender import Recommender
+    from model.scoring import Scorer
 
-    rec = Recommender.from_artifact(artifact_dir)
-    users, movies = rec.vocab.user_ids[:3].tolist(), rec.vocab.movie_ids[:3].tolist()
-    expected = rec.predict_indices(rec.vocab.user_index(users), rec.vocab.item_index(movies))
+    scorer = Scorer.from_artifact(artifact_dir)
+    users, movies = scorer.vocab.user_ids[:3].tolist(), scorer.vocab.movie_ids[:3].tolist()
+    expected = scorer.predict_indices(
+        scorer.vocab.user_index(users), scorer.vocab.item_index(movies)
+    )
     assert api.rating(users[0], movies[0]) == pytest.approx(float(expected[0]), abs=1e-4)
     assert api.ratings(list(zip(users, movies))) == pytest.approx(expected.tolist(), abs=1e-4)
     recs = api.recommend(users[1], k=4)
     assert len(recs) == 4 and set(recs[0]) == {"movie_id", "title", "genres", "score", "rating"}
-    rated = set(rec.vocab.movie_ids[rec.vocab.rated_by(1)].tolist())
+    rated = set(scorer.vocab.movie_ids[scorer.vocab.rated_by(1)].tolist())
     assert not rated & {r["movie_id"] for r in recs}
     # The served list is the ranking model's, as offline; rank_by=rating keeps the old order.
     for rank_by in ("ranking", "rating"):
         answer = api.top_k(users[1], k=4, rank_by=rank_by)
-        items, _ = rec.top_k_indices(np.array([1]), 4, rank_by=rank_by)
+        items, _ = scorer.top_k_indices(np.array([1]), 4, rank_by=rank_by)
         assert answer["ranked_by"] == rank_by
         assert [r["movie_id"] for r in answer["recommendations"]] == [
-            int(m) for m in rec.vocab.movie_ids[items[0]]
+            int(m) for m in scorer.vocab.movie_ids[items[0]]
         ]
 
 
@@ -151,17 +153,19 @@ def test_every_answer_names_the_model_and_version(server):
 
 
 def test_new_user_similar_popular_and_filters(server, artifact_dir):
-    from model.recommender import Recommender
+    from model.scoring import Scorer
 
     api = MovieRecClient(server.url, key_file=server.key_file)
-    rec = Recommender.from_artifact(artifact_dir)
+    scorer = Scorer.from_artifact(artifact_dir)
     answer = api.new_user({11: 5, 14: 1, 99999: 3}, k=3, movie_ids=[17, 20])
     assert answer["unknown_movie_ids"] == [99999]
     assert len(answer["recommendations"]) == 3
     assert not {11, 14} & {r["movie_id"] for r in answer["recommendations"]}
-    vectors, biases = rec.fold_in([rec.vocab.item_index(np.array([11, 14]))], [np.array([5.0, 1])])
-    expected = rec.predict_vectors(
-        vectors, biases, np.zeros(2, int), rec.vocab.item_index([17, 20])
+    vectors, biases = scorer.fold_in(
+        [scorer.vocab.item_index(np.array([11, 14]))], [np.array([5.0, 1])]
+    )
+    expected = scorer.predict_vectors(
+        vectors, biases, np.zeros(2, int), scorer.vocab.item_index([17, 20])
     )
     assert [p["rating"] for p in answer["predictions"]] == pytest.approx(
         expected.tolist(), abs=1e-4

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import model.scoring
 from model.errors import UnknownIdError
 from model.filtering import NO_FILTER, MovieFilter
 from model.recommender import Recommender
+from model.scoring import Scorer
 from tests.conftest import GENRES
 
 
@@ -20,6 +22,14 @@ def rec(artifact_dir) -> Recommender:
 def raw(rec: Recommender, items: np.ndarray) -> list[int]:
     """Raw movie ids of a padded row of dense indices."""
     return [int(rec.vocab.movie_ids[i]) for i in items if i >= 0]
+
+
+def test_the_recommender_holds_its_scorer_and_inherits_nothing_from_it(rec):
+    assert Recommender.__mro__ == (Recommender, object)
+    layer = [c for c in vars(model.scoring).values() if isinstance(c, type)]
+    assert Scorer in layer and not any(issubclass(Recommender, c) for c in layer)
+    assert isinstance(rec.scorer, Scorer) and not hasattr(rec, "top_k_indices")
+    assert rec.vocab is rec.scorer.vocab and rec.popularity is rec.scorer.popularity
 
 
 def test_the_seam_describes_the_model(rec):
@@ -37,7 +47,7 @@ def test_predict_rates_known_pairs_and_marks_the_unknown(rec):
     assert got.user_known.tolist() == [True, True, False, True]
     assert got.movie_known.tolist() == [True, False, True, True]
     assert got.known.tolist() == [True, False, False, True]
-    expected = rec.predict_indices(np.array([0, 2]), np.array([0, 2]))
+    expected = rec.scorer.predict_indices(np.array([0, 2]), np.array([0, 2]))
     assert got.ratings[[0, 3]].tolist() == expected.tolist()
     assert np.isnan(got.ratings[[1, 2]]).all()
     with pytest.raises(ValueError, match="2 user ids but 1 movie ids"):
@@ -49,13 +59,13 @@ def test_recommend_lists_what_the_index_layer_ranks(rec):
     options = {"k": [3, 5, 2], "rank_by": ["ranking", "rating", "ranking"]}
     lists = rec.recommend(users, **options)
     for row, (u, k, order) in enumerate(zip((0, 3, 4), options["k"], options["rank_by"])):
-        items, scores = rec.top_k_indices(np.array([u]), k, rank_by=order)
+        items, scores = rec.scorer.top_k_indices(np.array([u]), k, rank_by=order)
         found = lists[row]
         assert found.user_known and found.fallback is None and found.ranked_by == order
         assert [m.movie_id for m in found.movies] == raw(rec, items[0])
         # Scored in a batch of two users, here alone: float32 sums may differ in the last bits.
         assert [m.score for m in found.movies] == pytest.approx(scores[0].tolist(), rel=1e-5)
-        ratings = rec.predict_indices(np.full(k, u), items[0])
+        ratings = rec.scorer.predict_indices(np.full(k, u), items[0])
         assert [m.rating for m in found.movies] == ratings.tolist()
 
 
@@ -99,12 +109,14 @@ def test_new_users_are_folded_in_and_ranked_as_the_index_layer_does(rec):
     )
     assert refused.movies == () and refused.unknown_predicted_ids == (12345, 7)
     assert found.unknown_movie_ids == (99999,) and found.ranked_by == "ranking"
-    idx = rec.vocab.item_index(np.array([11, 14]))
-    vectors, biases = rec.fold_in([idx], [np.array([5.0, 1.0])])
-    items, scores = rec.top_k_vectors(vectors, biases, [idx], 4, stars=[np.array([5.0, 1.0])])
+    scorer, idx = rec.scorer, rec.vocab.item_index(np.array([11, 14]))
+    vectors, biases = scorer.fold_in([idx], [np.array([5.0, 1.0])])
+    items, scores = scorer.top_k_vectors(vectors, biases, [idx], 4, stars=[np.array([5.0, 1.0])])
     assert [m.movie_id for m in found.movies] == raw(rec, items[0])
     assert [m.score for m in found.movies] == scores[0].tolist()
-    asked = rec.predict_vectors(vectors, biases, np.zeros(2, int), rec.vocab.item_index([17, 20]))
+    asked = scorer.predict_vectors(
+        vectors, biases, np.zeros(2, int), rec.vocab.item_index([17, 20])
+    )
     assert [(p.movie_id, p.rating) for p in found.predictions] == list(
         zip([17, 20], asked.tolist())
     )
@@ -113,9 +125,39 @@ def test_new_users_are_folded_in_and_ranked_as_the_index_layer_does(rec):
     assert alone == found
 
 
+def test_a_batch_of_new_users_gets_the_index_layers_lists_at_each_ones_options(rec):
+    given = [[11, 14, 17], [20, 23], [11, 26, 29]]
+    stars = [[5.0, 1.0, 4.0], [3.0, 5.0], [2.0, 4.0, 5.0]]
+    ks, orders, novelty = [3, 5, 4], ["ranking", "rating", "ranking"], [0.0, 0.5, 1.0]
+    filters = [NO_FILTER, MovieFilter(exclude_movie_ids=(32,)), MovieFilter(genres=("Drama",))]
+    found = rec.recommend_new_users(
+        given, stars, ks, filters, orders, novelty=novelty, explain=[False, True, True]
+    )
+    scorer = rec.scorer
+    idx = [rec.vocab.item_index(np.array(g)) for g in given]
+    values = [np.array(s) for s in stars]
+    vectors, biases = scorer.fold_in(idx, values)  # one solve for the batch, as served
+    for b, answer in enumerate(found):
+        items, scores = scorer.top_k_vectors(
+            vectors[[b]],
+            biases[[b]],
+            [idx[b]],
+            ks[b],
+            [filters[b]],
+            stars=[values[b]],
+            rank_by=orders[b],
+            novelty=np.array([novelty[b]]) if novelty[b] else None,
+        )
+        assert answer.ranked_by == orders[b] and answer.unknown_movie_ids == ()
+        assert [m.movie_id for m in answer.movies] == raw(rec, items[0])
+        # Scored in a batch of one user, served in a batch of three: float32 sums may differ.
+        assert [m.score for m in answer.movies] == pytest.approx(scores[0].tolist(), rel=1e-5)
+        assert all((m.because is None) == (b == 0) for m in answer.movies)
+
+
 def test_similar_movies_by_raw_id(rec):
     found, missing = rec.similar([23, 12345], 3, [NO_FILTER, NO_FILTER])
-    items, scores = rec.similar_indices(np.array([4]), 3)
+    items, scores = rec.scorer.similar_indices(np.array([4]), 3)
     assert found.movie == rec.movie(23) and missing.movie is None and missing.movies == ()
     assert [m.movie_id for m in found.movies] == raw(rec, items[0])
     assert [m.score for m in found.movies] == scores[0].tolist()

@@ -123,7 +123,7 @@ def valid(rng: np.random.Generator, rec: Recommender) -> tuple[dict, object]:
     user_id, movie_id = int(vocab.user_ids[u]), int(vocab.movie_ids[i])
     draw = rng.random()
     if draw < 0.4:
-        rating = float(rec.predict_indices(np.array([u]), np.array([i]))[0])
+        rating = float(rec.scorer.predict_indices(np.array([u]), np.array([i]))[0])
         return {"user_id": user_id, "movie_id": movie_id}, round(rating, 4)
     if draw < 0.8:
         novelty = float(rng.choice([0.0, 0.5, 1.0]))
@@ -132,7 +132,7 @@ def valid(rng: np.random.Generator, rec: Recommender) -> tuple[dict, object]:
             body["novelty"] = novelty
         if rng.random() < 0.5:
             body["explain"] = True
-        items, _ = rec.top_k_indices(np.array([u]), 5, novelty=np.array([novelty]))
+        items, _ = rec.scorer.top_k_indices(np.array([u]), 5, novelty=np.array([novelty]))
         return body, [int(vocab.movie_ids[j]) for j in items[0] if j >= 0]
     if draw < 0.9:
         query = str(vocab.titles[i])

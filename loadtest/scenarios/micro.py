@@ -158,7 +158,7 @@ def pairs_request(
 ) -> dict:
     """One ``n_pairs`` rating request, popularity-sampled ids, through ``handle()``."""
     handler = served_handler(artifact_dir)
-    scale = handler.recommender.config["model"]
+    scale = handler.recommender.scorer.config["model"]
     catalogue = Catalogue(handler.recommender.vocab, scale["min_rating"], scale["max_rating"])
     rng = np.random.default_rng(0)
     users = [catalogue.user(rng) for _ in range(n_pairs)]
@@ -167,17 +167,15 @@ def pairs_request(
     rows = [{"body": json.loads(json.dumps(body))}]
     total = timed(lambda: _handle(handler, rows), reps, budget_s)
 
-    recommender, limits = handler.recommender, Limits(max_pairs=n_pairs)
+    scorer, limits = handler.recommender.scorer, Limits(max_pairs=n_pairs)
     request = parse_request(decode_body(rows[0]), limits)
-    user_idx = recommender.vocab.user_index(request.user_ids)
-    item_idx = recommender.vocab.item_index(request.movie_ids)
-    scores = recommender.predict_indices(user_idx, item_idx)
+    user_idx = scorer.vocab.user_index(request.user_ids)
+    item_idx = scorer.vocab.item_index(request.movie_ids)
+    scores = scorer.predict_indices(user_idx, item_idx)
     answer = {"ratings": [round(s, 4) for s in scores.tolist()]}
     stages = {
         "parse": timed(lambda: parse_request(decode_body(rows[0]), limits), reps, budget_s / 3),
-        "forward": timed(
-            lambda: recommender.predict_indices(user_idx, item_idx), reps, budget_s / 3
-        ),
+        "forward": timed(lambda: scorer.predict_indices(user_idx, item_idx), reps, budget_s / 3),
         "encode": timed(lambda: to_json(answer), reps, budget_s / 3),
     }
     return {
@@ -313,7 +311,7 @@ def top_k_latency(
                     "batch16_reps": len(batch.samples_ms),
                     "new_user_p50_ms": new.p50,
                     "new_user_p95_ms": new.p95,
-                    "ranker": handler.recommender.ranker is not None,
+                    "ranker": handler.recommender.scorer.ranker is not None,
                 }
             )
             log.info(
