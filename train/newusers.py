@@ -181,7 +181,7 @@ def markdown(results: list[dict]) -> str:
         f"user then gives a random {c['given']} of their ratings, and again a random "
         f"{c['given_share']:.0%}; what they did not give is scored: relevant = rated 4 or more, "
         "candidates = every movie but the given ones, Recall@K = hits / min(K, relevant). "
-        "movierec answers through the served path (Recommender.fold_in, then top_k_vectors "
+        "movierec answers through the served path (Scorer.fold_in, then top_k_vectors "
         'with the given stars and rank_by="ranking", fold-in ridge '
         f"{c['ridge']:g}); peers fold the user in with score_history (EASE: x·B; iALS: "
         "least-squares user vector against its item factors; most popular: the chart).",
@@ -221,7 +221,7 @@ def markdown(results: list[dict]) -> str:
         "movie the user rated 4 or more among the ratings they did not give. Hit rate@10: "
         "share of users with at least one hit; precision@10: hits / 10; recall@10: hits / "
         "min(10, relevant). Users with no relevant movie left are not counted. movierec: "
-        "Recommender.similar_indices (the served path: the ranking model's list for a user who "
+        "Scorer.similar_indices (the served path: the ranking model's list for a user who "
         "liked only that movie); EASE: the movie's row of B; iALS: cosine of item factors; "
         "co-occurrence: cosine between the movies' columns of the 0/1 training matrix; most "
         "popular: the chart.",
