@@ -11,7 +11,7 @@ import pytest
 from model.artifact import provenance
 from tests.conftest import GENRES, synthetic_movies, synthetic_ratings
 from train.data import Dataset
-from train.evaluate import RANKING_METRICS, _curves_note, aggregate, markdown, run_seed
+from train.evaluate import RANKING_METRICS, aggregate, curves_note, markdown, run_seed
 from train.fitting.settings import PRESETS, preset_with
 
 PEER_NAMES = ("most popular", "EASE", "EASE (rating-aware)", "iALS")
@@ -123,5 +123,5 @@ def test_the_full_preset_row_is_the_blend_with_the_mf_row_and_gives_its_weights(
 def test_the_curves_note_says_when_the_presets_train_different_networks():
     # ML-1M: fast is full's first member trained for fewer epochs; ML-100K: values chosen
     # there give each preset its own network and regularization.
-    assert "fewer epochs" in _curves_note("ml-1m")
-    assert "different networks" in _curves_note("ml-100k")
+    assert "fewer epochs" in curves_note("ml-1m")
+    assert "different networks" in curves_note("ml-100k")

@@ -20,6 +20,8 @@ from train.data.prepared import prepare, prepare_all, prepare_refit
 from train.data.synthetic import SyntheticConfig, generate
 from train.evaluation.metrics import rmse
 from train.fitting.experiment import (
+    ChosenBlend,
+    RepeatedBlend,
     autorec_configs,
     refit_autorec,
     refit_mf,
@@ -145,8 +147,9 @@ def test_a_refit_on_the_same_ratings_reproduces_the_selected_model(dataset, spli
     ]
     assert all("val_rmse" not in row for row in refit.history)
     if blend_mf:
-        assert refit.blend["mf_epochs"] == selection.blend["mf"]["best_epoch"]
-        assert refit.blend["weights"] == selection.blend["weights"]
+        assert isinstance(refit.blend, RepeatedBlend) and isinstance(selection.blend, ChosenBlend)
+        assert refit.blend.mf_epochs == selection.blend.mf.best_epoch
+        assert refit.blend.weights == selection.blend.weights
     for name, tensor in selection.model.state_dict().items():
         assert torch.equal(refit.model.state_dict()[name], tensor), name
 
@@ -156,7 +159,8 @@ def test_the_blend_is_the_served_and_scored_model(dataset, split):
     and its scores are those of the served model's predictions."""
     prepared = prepare(dataset, split)
     selection, configs = _selection(prepared, blend_mf=True)
-    blend = selection.blend
+    assert isinstance(selection.blend, ChosenBlend)
+    blend = selection.blend.to_dict()
     assert selection.name == "movierec (item autoencoder, 2 averaged, blended with MF)"
     assert blend["components"] == ["item autoencoders (2 averaged)", "matrix factorization"]
     assert len(blend["weights"]) == 2 and blend["mf"]["best_epoch"] >= 1
@@ -175,15 +179,16 @@ def test_a_refit_on_all_ratings_keeps_the_chosen_served_size(dataset, split):
     prepared = prepare(dataset, split)
     # Two members of 16 units: 32 dimensions, of which 16 keep validation RMSE within 1.0.
     selection, configs = _selection(prepared, 1.0, hidden_dims=[16])
-    assert selection.projection["served_dim"] < selection.projection["code_dim"]
+    chosen = selection.projection
+    assert chosen is not None and chosen.served_dim < chosen.code_dim
     refit = refit_autorec(prepare_all(dataset), configs, selection)
-    assert refit.model.config.code_dim == selection.projection["served_dim"]
-    assert refit.projection["served_dim"] == selection.projection["served_dim"]
+    assert refit.model.config.code_dim == chosen.served_dim
+    assert refit.projection is not None and refit.projection.served_dim == chosen.served_dim
     assert refit.scores == {}  # nothing is held out to score it on
     # On training + validation, the refit is scored on the test part it does not hold.
     on_split = refit_autorec(prepare_refit(dataset, split), configs, selection)
     assert set(on_split.scores) == {"test"}
-    assert on_split.model.config.code_dim == selection.projection["served_dim"]
+    assert on_split.model.config.code_dim == chosen.served_dim
 
 
 @pytest.fixture(scope="module")

@@ -202,10 +202,10 @@ def test_the_served_size_is_the_smallest_that_validation_allows(vocab):
     pairs = Encoded(users, items, model(users, items).detach() + 0.5)
     data = Prepared(vocab, pairs, pairs, pairs, rating_scale=(1.0, 50.0))
     served, info = smallest_projection(model, data, tolerance=1e-4)
-    assert (info["code_dim"], info["served_dim"], served.config.code_dim) == (64, 16, 16)
-    assert info["validation_rmse_served"] <= info["validation_rmse_full"] + 1e-4
+    assert (info.code_dim, info.served_dim, served.config.code_dim) == (64, 16, 16)
+    assert info.validation_rmse_served <= info.validation_rmse_full + 1e-4
     dense = _rank_limited(rank=64, code_dim=64)  # predicted exactly: any projection loses
     pairs = Encoded(users, items, dense(users, items).detach())
     data = Prepared(vocab, pairs, pairs, pairs, rating_scale=(1.0, 50.0))
     full, info = smallest_projection(dense, data, tolerance=1e-4)
-    assert (info["served_dim"], full.config.code_dim) == (64, 64)
+    assert (info.served_dim, full.config.code_dim) == (64, 64)

@@ -217,16 +217,16 @@ class _Signed(EASE):
 def test_tune_keeps_the_best_validation_setting():
     data = _prepared()
     tuning = tune(_Signed, grid(sign=(-1.0, 1.0, 2.0)), data)
-    assert [row["params"] for row in tuning.table] == [{"sign": s} for s in (-1.0, 1.0, 2.0)]
-    assert tuning.table[0]["validation"]["ndcg@10"] < 0.5
+    assert [trial.params for trial in tuning.table] == [{"sign": s} for s in (-1.0, 1.0, 2.0)]
+    assert tuning.table[0].validation["ndcg@10"] < 0.5
     # 1 and 2 rank identically; the first of a tie is kept.
     assert tuning.params == {"sign": 1.0}
-    assert tuning.best["validation"]["ndcg@10"] == pytest.approx(1.0)
+    assert tuning.best.validation["ndcg@10"] == pytest.approx(1.0)
     assert isinstance(tuning.peer, _Signed) and tuning.peer.sign == 1.0
-    assert tuning.best["fit_seconds"] >= 0.0
+    assert tuning.best.fit_seconds >= 0.0
     # A later stage keeps the earlier settings and does not fit them again.
     more = tune(_Signed, grid(sign=(1.0, 3.0)), data, previous=tuning)
-    assert [row["params"]["sign"] for row in more.table] == [-1.0, 1.0, 2.0, 3.0]
+    assert [trial.params["sign"] for trial in more.table] == [-1.0, 1.0, 2.0, 3.0]
     assert more.peer is tuning.peer
 
 

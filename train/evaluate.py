@@ -27,6 +27,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,7 +88,7 @@ def _ranker_row(prepared: Prepared, rating_model, seed: int) -> tuple[dict, tupl
     are."""
     started = time.perf_counter()
     config = RankerTrainConfig(seed=seed)
-    ranker, info = fit_ranker(
+    ranker, fitted = fit_ranker(
         prepared, rating_model, RankerConfig(prepared.vocab.num_items), config
     )
     seconds = time.perf_counter() - started
@@ -95,10 +96,10 @@ def _ranker_row(prepared: Prepared, rating_model, seed: int) -> tuple[dict, tupl
     row = {
         **ranking_on(score, prepared, "test"),
         "validation": ranking_on(score, prepared, "validation"),
-        "params": info["chosen"],
+        "params": fitted.chosen,
         "fit_seconds": seconds,
-        "history": info["history"],
-        "grid": {"l2": info["l2_grid"], "weights": info["weight_grid"]},
+        "history": fitted.history,
+        "grid": {"l2": fitted.l2_grid, "weights": fitted.weight_grid},
         "novelty_strengths": list(ranker.config.novelty_strengths),
     }
     faithful = {"seed": seed, **tradeoff.faithfulness(ranker, rating_model, prepared, seed)}
@@ -185,7 +186,7 @@ def run_seed(dataset: data.Dataset, seed: int, models: list[str]) -> dict:
         if run.history:
             out["histories"][run.name] = run.history
         if run.blend:
-            out["blends"][run.name] = run.blend
+            out["blends"][run.name] = run.blend.to_dict()
         log.info(
             "seed %d  %-28s test rmse %.4f (trained on the training part alone %.4f)  %.1fs",
             seed,
@@ -222,7 +223,7 @@ def aggregate(per_seed: list[dict]) -> dict:
         }
         for name in names
     }
-    ranking = {}
+    ranking: dict[str, dict[str, Any]] = {}
     if "ranking" in per_seed[0]:
         for name in per_seed[0]["ranking"]:
             rows = [s["ranking"][name] for s in per_seed]
@@ -234,7 +235,7 @@ def aggregate(per_seed: list[dict]) -> dict:
             if "params" in rows[0]:
                 ranking[name]["params"] = [r["params"] for r in rows]  # chosen, per seed
                 ranking[name]["fit_seconds"] = stats([r["fit_seconds"] for r in rows])
-    out = {"models": table, "ranking": ranking}
+    out: dict[str, Any] = {"models": table, "ranking": ranking}
     if "tradeoff" in per_seed[0]:
         out["tradeoff"] = {
             "curves": tradeoff.mean_curves([s["tradeoff"] for s in per_seed]),
@@ -279,7 +280,7 @@ def _chosen(params: list[dict] | None, seeds: list[int]) -> str:
     )
 
 
-def _curves_note(dataset: str) -> str:
+def curves_note(dataset: str) -> str:
     """What the learning curves of the fast and full presets show on ``dataset``."""
     fast, full = (preset_with(name, dataset) for name in ("fast", "full"))
     length = ("epochs", "patience")  # how long a member trains, not what it learns
@@ -409,7 +410,7 @@ def markdown(report: dict) -> str:
     if report["per_seed"][0]["histories"]:
         lines += [f"![learning curves]({meta['dataset']}-curves.png)", ""]
     if {"movierec (fast preset)", "movierec (full preset)"} <= set(agg["models"]):
-        lines += [_curves_note(meta["dataset"]), ""]
+        lines += [curves_note(meta["dataset"]), ""]
     lines += _blend_lines(report["per_seed"], meta["seeds"])
     if "tradeoff" in agg:
         found = agg["tradeoff"]
@@ -460,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = [run_seed(dataset, seed, args.models) for seed in args.seeds]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {
+    report: dict[str, Any] = {
         "meta": {
             "dataset": dataset.name,
             "protocol": per_seed[0]["protocol"],

@@ -42,7 +42,7 @@ from train.evaluate import made_lines
 from train.evaluation.newuser_ranking import OURS, RankingConfig, evaluate_ranking
 from train.evaluation.newusers import NewUserConfig, evaluate_new_users, format_table, summarize
 from train.fitting import settings
-from train.train import _dataset_name
+from train.train import dataset_name
 
 log = logging.getLogger("train.newusers")
 
@@ -52,7 +52,7 @@ PARTS = ("rmse", "ranking")  # see the module docstring
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = NewUserConfig()
     p = console.parser("python -m train.newusers", __doc__)
-    p.add_argument("--dataset", default="ml-100k", type=_dataset_name)
+    p.add_argument("--dataset", default="ml-100k", type=dataset_name)
     p.add_argument("--data-dir", default="data", help="one folder per dataset (default: data)")
     settings.add_preset_options(p, defaults.preset, only=("epochs",))
     p.add_argument(

@@ -47,6 +47,9 @@ from train.evaluation.ranking import ranking_on
 from train.fitting import settings
 from train.fitting.experiment import (
     SERVE_TOLERANCE,
+    ChosenBlend,
+    RatingConfigs,
+    RepeatedBlend,
     RunResult,
     autorec_configs,
     refit_autorec,
@@ -65,7 +68,7 @@ from train.peers import MostPopular, tune
 log = logging.getLogger("train")
 
 
-def _dataset_name(value: str) -> str:
+def dataset_name(value: str) -> str:
     """argparse type of ``--dataset``: a key of ``data.DATASETS`` or a synthetic folder name."""
     try:
         data.get_spec(value)
@@ -79,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--dataset",
         default="ml-100k",
-        type=_dataset_name,
+        type=dataset_name,
         help=f"one of {', '.join(data.DATASETS)}, or synthetic-NAME: the folder "
         "DATA_DIR/synthetic-NAME written by python -m train.generate (default: %(default)s)",
     )
@@ -169,36 +172,15 @@ def run(args: argparse.Namespace) -> dict:
     """Train on the split, evaluate beside the baselines, refit on all ratings (unless
     ``--keep-split``), save the artifact; return its metrics.
 
-    Under torchrun every rank trains (see :func:`train.fitting.training.fit_autorec`); rank 0 alone
-    writes the artifact and prints."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise DataError(f"--device {args.device}: no CUDA device is available")
-    rank = _init_distributed(args.device)
-    if rank > 0:
-        logging.getLogger().setLevel(logging.WARNING)
-    started = time.perf_counter()
-    dataset = data.load(args.dataset, args.data_dir)
-    log.info("loaded %s in %.1f s", dataset.name, time.perf_counter() - started)
-    split = make_split(dataset, args)
-    log.info(
-        "%s: %d ratings, %d movies; split %s: train %d / validation %d / test %d",
-        dataset.name,
-        len(dataset.ratings),
-        len(dataset.movies),
-        split.protocol,
-        len(split.train),
-        len(split.validation),
-        len(split.test),
-    )
+    Under torchrun every rank trains (see :func:`train.fitting.training.fit_autorec`); rank 0
+    alone writes the artifact and prints."""
+    rank = set_up(args)
+    dataset, split = load_split(args)
     started = time.perf_counter()
     prepared = prepare(dataset, split)
     log.info("split, vocabulary and encoding in %.1f s", time.perf_counter() - started)
     configs = autorec_configs(prepared, args.preset, args.seed, **settings.preset_overrides(args))
-    device = args.device
-    if device.startswith("cuda") and torch.distributed.is_initialized():
-        device = f"cuda:{torch.cuda.current_device()}"
+    device = training_device(args.device)
     ours = run_autorec(
         prepared,
         configs,
@@ -207,7 +189,8 @@ def run(args: argparse.Namespace) -> dict:
         device=device,
         serve_tolerance=None if args.full_vectors else SERVE_TOLERANCE,
     )
-    ranker = ranking = None
+    ranker: Ranker | None = None
+    ranking: dict | None = None
     ranker_config = RankerTrainConfig(
         seed=args.seed, **settings.given(args, RankerTrainConfig, prefix="ranker-")
     )
@@ -226,39 +209,125 @@ def run(args: argparse.Namespace) -> dict:
                 device=device,
             ),
         )
-        if ranker is not None:
-            started = time.perf_counter()
-            ranker = refit_ranker(
-                served_data.interactions(),
-                ranker.config,
-                ranker_config,
-                epochs=ranking["chosen"]["epochs"],
-                progress=not args.quiet,
-                checkpoint=f"{args.checkpoint}.ranker.refit" if args.checkpoint else None,
-            )
-            ranking["refit_seconds"] = time.perf_counter() - started
+        if ranker is not None and ranking is not None:
+            ranker = refit_served_ranker(served_data, ranker, ranker_config, ranking, args)
     if rank > 0:
         return {}
+    metrics = selection_metrics(dataset, split, args.seed, prepared, ours, ranking)
+    if served is not ours:
+        metrics = refit_metrics(metrics, served, served_data)
+    config = artifact_config(args, dataset, split, configs, ours, served, served_data, metrics)
+    if ranking is not None:
+        config["ranker_training"] = {**ranker_config.to_dict(), "chosen": ranking["chosen"]}
+    output = Path(args.output or f"artifacts/{dataset.name}")
+    artifact.save(output, served.model, served_data.vocab, config, metrics, ranker=ranker)
+    print(format_results(metrics))
+    print(f"\nartifact written to {output}/ ({', '.join(artifact.FILES)})")
+    return metrics
+
+
+def set_up(args: argparse.Namespace) -> int:
+    """Torch threads, the device check and, under torchrun, the process group; returns this
+    process's rank (ranks above 0 log warnings only)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError(f"--device {args.device}: no CUDA device is available")
+    rank = _init_distributed(args.device)
+    if rank > 0:
+        logging.getLogger().setLevel(logging.WARNING)
+    return rank
+
+
+def training_device(device: str) -> str:
+    """``device``, or under torchrun with CUDA this process's own GPU."""
+    if device.startswith("cuda") and torch.distributed.is_initialized():
+        return f"cuda:{torch.cuda.current_device()}"
+    return device
+
+
+def load_split(args: argparse.Namespace) -> tuple[data.Dataset, data.Split]:
+    """The dataset of ``--dataset`` and its split of ``--split``, each logged."""
+    started = time.perf_counter()
+    dataset = data.load(args.dataset, args.data_dir)
+    log.info("loaded %s in %.1f s", dataset.name, time.perf_counter() - started)
+    split = make_split(dataset, args)
+    log.info(
+        "%s: %d ratings, %d movies; split %s: train %d / validation %d / test %d",
+        dataset.name,
+        len(dataset.ratings),
+        len(dataset.movies),
+        split.protocol,
+        len(split.train),
+        len(split.validation),
+        len(split.test),
+    )
+    return dataset, split
+
+
+def refit_served_ranker(
+    target: Prepared,
+    ranker: Ranker,
+    config: RankerTrainConfig,
+    ranking: dict,
+    args: argparse.Namespace,
+) -> Ranker:
+    """The ranking model trained again on ``target`` with the settings chosen on the split
+    (``ranking["chosen"]``, :func:`train_ranker`); its time goes into ``ranking``."""
+    started = time.perf_counter()
+    refit = refit_ranker(
+        target.interactions(),
+        ranker.config,
+        config,
+        epochs=ranking["chosen"]["epochs"],
+        progress=not args.quiet,
+        checkpoint=f"{args.checkpoint}.ranker.refit" if args.checkpoint else None,
+    )
+    ranking["refit_seconds"] = time.perf_counter() - started
+    return refit
+
+
+def selection_metrics(
+    dataset: data.Dataset,
+    split: data.Split,
+    seed: int,
+    prepared: Prepared,
+    ours: RunResult,
+    ranking: dict | None,
+) -> dict:
+    """metrics.json of the run on the split: our model's validation and test figures beside
+    the baselines' (fitted here on the same training part), its training, and the ranking."""
     runs = [*run_baselines(prepared), ours]
-    metrics = {
+    return {
         "dataset": dataset.name,
         "split": split.protocol,
-        "seed": args.seed,
+        "seed": seed,
         "trained_on": prepared.holdings(),
         "results": {r.name: r.scores for r in runs},
         "train_seconds": ours.seconds,
         "best_epoch": best_epoch(ours.history),
         "member_best_epochs": [best_epoch(h) for h in ours.member_histories],
         "history": ours.history,
-        "projection": ours.projection,
-        "blend": ours.blend,
+        "projection": ours.projection.to_dict() if ours.projection else None,
+        "blend": ours.blend.to_dict() if ours.blend else None,
         "ranking": ranking,
     }
-    if served is not ours:
-        metrics = refit_metrics(metrics, served, served_data)
-    output = Path(args.output or f"artifacts/{dataset.name}")
+
+
+def artifact_config(
+    args: argparse.Namespace,
+    dataset: data.Dataset,
+    split: data.Split,
+    configs: RatingConfigs,
+    ours: RunResult,
+    served: RunResult,
+    served_data: Prepared,
+    metrics: dict,
+) -> dict:
+    """config.json of the served model (``served``, trained on ``served_data``): the preset and
+    its settings, the blend, the data it holds and, for a refit, how it was trained."""
     source = dataset.path / "SOURCE.json"
-    config = {
+    return {
         "preset": args.preset,
         # The preset's values chosen on this dataset (settings.CHOSEN_ON), which replaced its
         # own; options on the command line (``command``) win over both.
@@ -281,42 +350,29 @@ def run(args: argparse.Namespace) -> dict:
         if served is ours
         else {
             "member_epochs": metrics["refit"]["member_epochs"],
-            **({"mf_epochs": served.blend["mf_epochs"]} if served.blend else {}),
+            **(
+                {"mf_epochs": served.blend.mf_epochs}
+                if isinstance(served.blend, RepeatedBlend)
+                else {}
+            ),
             "early_stopping": False,
         },
         "command": " ".join(["python -m train", *sys.argv[1:]]),
     }
-    if ranking is not None:
-        config["ranker_training"] = {**ranker_config.to_dict(), "chosen": ranking["chosen"]}
-    artifact.save(output, served.model, served_data.vocab, config, metrics, ranker=ranker)
-    print(format_results(metrics))
-    print(f"\nartifact written to {output}/ ({', '.join(artifact.FILES)})")
-    return metrics
 
 
 def blend_record(selection: RunResult) -> dict | None:
     """config.json's account of the served blend (None when the model is not one): its
     components, weights and intercept, how they were chosen, and how MF was trained."""
-    if selection.blend is None:
-        return None
     chosen = selection.blend
+    if not isinstance(chosen, ChosenBlend):
+        return None
     return {
         "formula": "intercept + sum of weight x component's unclamped prediction, clamped",
-        **{
-            key: chosen[key]
-            for key in (
-                "components",
-                "weights",
-                "intercept",
-                "slopes",
-                "intercept_slope",
-                "user_covariate",
-                "chosen_on",
-            )
-            if key in chosen
-        },
-        "mf_training": chosen["mf"]["training"],
-        "mf_code_dim": chosen["mf"]["code_dim"],
+        **chosen.weights.to_dict(),
+        "chosen_on": chosen.chosen_on,
+        "mf_training": chosen.mf.training.to_dict(),
+        "mf_code_dim": chosen.mf.code_dim,
     }
 
 
@@ -326,7 +382,7 @@ def train_ranker(
     """The ranking model on the split (every choice on validation), with its validation and
     test ranking figures beside most popular's, scored by the same code as the reports."""
     started = time.perf_counter()
-    ranker, info = fit_ranker(
+    ranker, fitted = fit_ranker(
         prepared,
         rating_model,
         RankerConfig(prepared.vocab.num_items),
@@ -350,9 +406,9 @@ def train_ranker(
         seconds,
     )
     return ranker, {
-        "chosen": info["chosen"],
+        "chosen": fitted.chosen,
         "train_seconds": seconds,
-        "history": info["history"],
+        "history": fitted.history,
         "results": figures,
     }
 
@@ -384,10 +440,10 @@ def refit_metrics(selection: dict, refit: RunResult, data: Prepared) -> dict:
             "this model's quality",
             "scores": refit.scores,
             "member_epochs": [len(h) for h in refit.member_histories],
-            "blend": refit.blend,
+            "blend": refit.blend.to_dict() if refit.blend else None,
             "train_seconds": refit.seconds,
             "history": refit.history,
-            "projection": refit.projection,
+            "projection": refit.projection.to_dict() if refit.projection else None,
         },
         "selection_run": selection,
     }

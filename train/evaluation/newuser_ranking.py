@@ -36,6 +36,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,7 +53,6 @@ from train.fitting.experiment import autorec_configs, run_autorec
 from train.fitting.ranker_training import fit_ranker
 from train.fitting.settings import RankerTrainConfig
 from train.peers import CooccurrenceCosine, RankingPeer, tune_peers
-from train.peers.tuning import fit_peer
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class _Users:
     def encode(cls, given: pd.DataFrame, rest: pd.DataFrame, data: Prepared) -> _Users:
         user_ids = np.unique(given["user_id"].to_numpy())
 
-        def flat(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
+        def flat(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             items, known = data.vocab.lookup_items(frame["movie_id"].to_numpy())
             if not known.all():
                 raise ValueError("a held-out user rated a movie that is not in the catalogue")
@@ -251,13 +251,14 @@ def evaluate_ranking(
     rating_model = run_autorec(data, autorec_configs(data, config.preset, seed, **overrides)).model
     seconds["rating model"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    ranker, info = fit_ranker(data, rating_model, RankerConfig(data.vocab.num_items), ranker_config)
+    ranker, fitted = fit_ranker(
+        data, rating_model, RankerConfig(data.vocab.num_items), ranker_config
+    )
     seconds["ranking model"] = time.perf_counter() - clock
     scorer = Scorer(rating_model, data.vocab, None, config.ridge, ranker)
     clock = time.perf_counter()
     peers = tune_peers(data, seed)
-    cosine = CooccurrenceCosine()
-    fit_peer(cosine, data)
+    cosine = CooccurrenceCosine().fit(data.interactions())
     seconds["peers"] = time.perf_counter() - clock
 
     similar_lists = {
@@ -268,7 +269,7 @@ def evaluate_ranking(
     }
     settings = {}
     clock = time.perf_counter()
-    samples = {f"{config.given} given": {"count": config.given}}
+    samples: dict[str, dict[str, Any]] = {f"{config.given} given": {"count": config.given}}
     samples[f"{config.given_share:.0%} given"] = {"share": config.given_share}
     for i, (name, how) in enumerate(samples.items()):
         given, rest = sample_given(held, np.random.default_rng([seed, 2, i]), **how)
@@ -303,7 +304,7 @@ def evaluate_ranking(
         "training_ratings": len(split.train),
         "validation_ratings": len(split.validation),
         "chosen": {
-            OURS: info["chosen"],
+            OURS: fitted.chosen,
             **{name: t.params for name, t in peers.items()},
         },
         "settings": settings,

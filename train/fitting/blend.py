@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,6 +71,48 @@ class UserCovariate:
             "mean) / std",
             **dataclasses.asdict(self),
         }
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    """The weights of a blend as chosen on validation (:func:`blend_weights`,
+    :func:`varying_blend_weights`): one per named component and an intercept; when they vary
+    with the user, a slope each, the intercept's slope and the user covariate."""
+
+    components: list[str]
+    weights: list[float]
+    intercept: float
+    slopes: list[float] | None = None
+    intercept_slope: float = 0.0
+    user_covariate: UserCovariate | None = None
+
+    def __post_init__(self) -> None:
+        if (self.slopes is None) != (self.user_covariate is None):
+            raise ValueError("weights that vary with the user need both slopes and a covariate")
+
+    def blend(self, models: Sequence[FactorModel], user_counts: np.ndarray) -> FactorModel:
+        """:func:`blend_factor_models` of ``models`` with these weights, the covariate (if
+        any) of users with ``user_counts`` (num_users,) training ratings."""
+        if self.slopes is None or self.user_covariate is None:
+            return blend_factor_models(models, self.weights, self.intercept)
+        z = self.user_covariate.values(user_counts)
+        return blend_factor_models(
+            models, self.weights, self.intercept, self.slopes, self.intercept_slope, z
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "components": list(self.components),
+            "weights": list(self.weights),
+            "intercept": self.intercept,
+        }
+        if self.slopes is not None and self.user_covariate is not None:
+            out |= {
+                "slopes": list(self.slopes),
+                "intercept_slope": self.intercept_slope,
+                "user_covariate": self.user_covariate.to_dict(),
+            }
+        return out
 
 
 def blend_factor_models(

@@ -15,6 +15,7 @@ train.evaluate`` (several seeds and models, writes the report).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +31,9 @@ from train.evaluation.metrics import mae, rmse
 from train.fitting.autorec import AutoRecConfig, ItemAutoRec, ItemRatings
 from train.fitting.baselines import BiasBaseline, GlobalMean
 from train.fitting.blend import (
+    BlendWeights,
     UserCovariate,
     average_factor_models,
-    blend_factor_models,
     blend_weights,
     varying_blend_weights,
 )
@@ -50,18 +51,104 @@ SERVE_TOLERANCE = 1e-4
 MF_CODE_DIM = 64  # vector size of the matrix-factorization baseline (and of the blend's MF)
 
 
+@dataclass(frozen=True)
+class Projection:
+    """The served model's vectors, projected from ``code_dim`` to ``served_dim`` dimensions
+    (:func:`model.network.project`; the same size: not projected)."""
+
+    code_dim: int
+    served_dim: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """What metrics.json records."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ChosenProjection(Projection):
+    """The size :func:`smallest_projection` chose on validation, and the RMSE it kept."""
+
+    validation_rmse_full: float
+    validation_rmse_served: float
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class RepeatedProjection(Projection):
+    """A refit's size: the one its selection run chose."""
+
+    chosen_on: str = "validation RMSE of the selection run"
+
+
+@dataclass(frozen=True)
+class MFTraining:
+    """How the matrix factorization of a blend was trained in the selection run."""
+
+    training: TrainConfig
+    code_dim: int
+    best_epoch: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "training": self.training.to_dict(),
+            "code_dim": self.code_dim,
+            "best_epoch": self.best_epoch,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How a served blend was made: its weights and what they were chosen on."""
+
+    weights: BlendWeights
+    chosen_on: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """What config.json and metrics.json record."""
+        return {**self.weights.to_dict(), "chosen_on": self.chosen_on}
+
+
+@dataclass(frozen=True)
+class ChosenBlend(Blend):
+    """A selection run's blend (:func:`run_autorec`): the weights chosen on validation, how
+    its matrix factorization was trained, and each component's own scores."""
+
+    mf: MFTraining
+    component_scores: dict[str, dict[str, dict[str, float]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **super().to_dict(),
+            "mf": self.mf.to_dict(),
+            "component_scores": self.component_scores,
+        }
+
+
+@dataclass(frozen=True)
+class RepeatedBlend(Blend):
+    """A refit's blend (:func:`refit_autorec`): the selection run's weights, on matrix
+    factorization trained for ``mf_epochs`` epochs."""
+
+    mf_epochs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "mf_epochs": self.mf_epochs}
+
+
 @dataclass
 class RunResult:
     """A fitted model, its learning curve and its scores on validation and test."""
 
     name: str
-    model: object
-    history: list[dict] = field(default_factory=list)
+    model: Any  # a FactorModel, or a baseline (GlobalMean, BiasBaseline)
+    history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-    scores: dict = field(default_factory=dict)
-    member_histories: list = field(default_factory=list)
-    projection: dict | None = None  # the served model's projection (smallest_projection)
-    blend: dict | None = None  # how the served blend was made (run_autorec, refit_autorec)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    member_histories: list[list[dict[str, float]]] = field(default_factory=list)
+    projection: Projection | None = None  # the served model's size (smallest_projection)
+    blend: Blend | None = None  # how the served blend was made (run_autorec, refit_autorec)
 
 
 def _scores(
@@ -93,7 +180,7 @@ def run_baselines(data: Prepared) -> list[RunResult]:
         started = time.perf_counter()
         model.fit(train)
         seconds = time.perf_counter() - started
-        scores = _scores(lambda d, m=model: m.predict(d.user_idx, d.item_idx), data)
+        scores = _scores(functools.partial(_baseline_predict, model), data)
         results.append(RunResult(name, model, seconds=seconds, scores=scores))
     return results
 
@@ -231,18 +318,21 @@ def run_autorec(
     if serve_tolerance is not None:
         model, projection = smallest_projection(model, data, serve_tolerance)
     seconds = time.perf_counter() - started
-    result = RunResult(
-        configs.name, model, histories[0], seconds, _scores(lambda d: _predict(model, d), data)
+    return RunResult(
+        configs.name,
+        model,
+        histories[0],
+        seconds,
+        _scores(lambda d: _predict(model, d), data),
+        member_histories=histories,
+        projection=projection,
+        blend=blend,
     )
-    result.member_histories = histories
-    result.projection = projection
-    result.blend = blend
-    return result
 
 
 def _blend_with_mf(
     data: Prepared, average: FactorModel, configs: RatingConfigs, progress: bool
-) -> tuple[FactorModel, dict]:
+) -> tuple[FactorModel, ChosenBlend]:
     """The blend of the autoencoders' ``average`` and matrix factorization trained with
     ``configs.mf`` on the same split, weights chosen on validation; and its record."""
     if configs.mf is None or data.validation is None:
@@ -252,63 +342,34 @@ def _blend_with_mf(
     averaged = f"item autoencoders ({members} averaged)" if members > 1 else "item autoencoder"
     components = {averaged: average, mf.name: mf.model}
     models = list(components.values())
-    record: dict = {"components": list(components)}
+    validation = data.interactions("validation")
     if configs.blend_by_user:
         covariate = UserCovariate.fit(_user_counts(data), data.interactions().user_idx)
         z = covariate.values(_user_counts(data))
-        weights, intercept, slopes, intercept_slope = varying_blend_weights(
-            models, data.interactions("validation"), z
+        weights, intercept, slopes, intercept_slope = varying_blend_weights(models, validation, z)
+        chosen = BlendWeights(
+            list(components), weights, intercept, slopes, intercept_slope, covariate
         )
-        record |= {
-            "weights": weights,
-            "intercept": intercept,
-            "slopes": slopes,
-            "intercept_slope": intercept_slope,
-            "user_covariate": covariate.to_dict(),
-        }
-        blended = blend_factor_models(models, weights, intercept, slopes, intercept_slope, z)
     else:
-        weights, intercept = blend_weights(models, data.interactions("validation"))
-        record |= {"weights": weights, "intercept": intercept}
-        blended = blend_factor_models(models, weights, intercept)
-    record |= {
-        "chosen_on": "least squares of the validation ratings on the components' unclamped "
-        "predictions",
-        "mf": {
-            "training": configs.mf.to_dict(),
-            "code_dim": MF_CODE_DIM,
-            "best_epoch": best_epoch(mf.history),
-            "seconds": mf.seconds,
-        },
+        weights, intercept = blend_weights(models, validation)
+        chosen = BlendWeights(list(components), weights, intercept)
+    blended = chosen.blend(models, _user_counts(data))
+    record = ChosenBlend(
+        chosen,
+        "least squares of the validation ratings on the components' unclamped predictions",
+        MFTraining(configs.mf, MF_CODE_DIM, best_epoch(mf.history), mf.seconds),
         # Each component alone, as trained (before any projection of the blend).
-        "component_scores": {
-            name: _scores(lambda d, m=component: _predict(m, d), data)
+        {
+            name: _scores(functools.partial(_predict, component), data)
             for name, component in components.items()
         },
-    }
+    )
     return blended, record
 
 
 def _user_counts(data: Prepared) -> np.ndarray:
     """Training ratings of every user of ``data``'s vocabulary."""
     return np.diff(data.vocab.rated_indptr)
-
-
-def _reblend(data: Prepared, models: list[FactorModel], chosen: dict) -> FactorModel:
-    """The blend of ``models`` with the weights of ``chosen`` (a selection run's record),
-    the user covariate, if any, taken from ``data``'s training ratings."""
-    if "slopes" not in chosen:
-        return blend_factor_models(models, chosen["weights"], chosen["intercept"])
-    c = chosen["user_covariate"]
-    z = UserCovariate(c["mean"], c["std"], c["reference"]).values(_user_counts(data))
-    return blend_factor_models(
-        models,
-        chosen["weights"],
-        chosen["intercept"],
-        chosen["slopes"],
-        chosen["intercept_slope"],
-        z,
-    )
 
 
 def refit_autorec(
@@ -348,39 +409,31 @@ def refit_autorec(
     )
     blend = None
     if configs.mf is not None:
-        if selection.blend is None:
-            raise ValueError("the configs blend with MF but the selection run has no blend")
         chosen = selection.blend
-        mf_config = dataclasses.replace(configs.mf, epochs=chosen["mf"]["best_epoch"])
-        mf, mf_history = _fit_mf(data, mf_config, chosen["mf"]["code_dim"], None, progress)
-        model = _reblend(data, [model, mf], chosen)
-        kept = ("components", "weights", "intercept", "slopes", "intercept_slope", "user_covariate")
-        blend = {
-            **{key: chosen[key] for key in kept if key in chosen},
-            "chosen_on": "validation ratings of the selection run",
-            "mf_epochs": len(mf_history),
-        }
+        if not isinstance(chosen, ChosenBlend):
+            raise ValueError("the configs blend with MF but the selection run has no blend")
+        mf_config = dataclasses.replace(configs.mf, epochs=chosen.mf.best_epoch)
+        mf, mf_history = _fit_mf(data, mf_config, chosen.mf.code_dim, None, progress)
+        model = chosen.weights.blend([model, mf], _user_counts(data))
+        blend = RepeatedBlend(
+            chosen.weights, "validation ratings of the selection run", len(mf_history)
+        )
     projection = None
     if selection.projection is not None:
-        served_dim = selection.projection["served_dim"]
+        served_dim = selection.projection.served_dim
         if served_dim < model.config.code_dim:
             model = project(model, served_dim, principal_directions(model)).eval()
-        projection = {
-            "code_dim": selection.projection["code_dim"],
-            "served_dim": model.config.code_dim,
-            "chosen_on": "validation RMSE of the selection run",
-        }
-    result = RunResult(
+        projection = RepeatedProjection(selection.projection.code_dim, model.config.code_dim)
+    return RunResult(
         selection.name,
         model,
         histories[0],
         time.perf_counter() - started,
         _scores(lambda d: _predict(model, d), data),
+        member_histories=histories,
         projection=projection,
+        blend=blend,
     )
-    result.member_histories = histories
-    result.blend = blend
-    return result
 
 
 def _train_members(
@@ -418,7 +471,7 @@ def _train_members(
 
 def smallest_projection(
     model: FactorModel, data: Prepared, tolerance: float = SERVE_TOLERANCE
-) -> tuple[FactorModel, dict]:
+) -> tuple[FactorModel, ChosenProjection]:
     """The smallest :func:`model.network.project` of ``model`` (sizes 16, 32, 64, ...) whose
     validation RMSE is within ``tolerance`` of the full model's; chosen on validation only."""
 
@@ -435,14 +488,14 @@ def smallest_projection(
             chosen, chosen_score = candidate, candidate_score
             break
         rank *= 2
-    info = {
-        "code_dim": model.config.code_dim,
-        "served_dim": chosen.config.code_dim,
-        "validation_rmse_full": full,
-        "validation_rmse_served": chosen_score,
-        "tolerance": tolerance,
-    }
+    info = ChosenProjection(
+        model.config.code_dim, chosen.config.code_dim, full, chosen_score, tolerance
+    )
     return chosen.eval(), info
+
+
+def _baseline_predict(model: GlobalMean | BiasBaseline, d: Interactions) -> np.ndarray:
+    return model.predict(d.user_idx, d.item_idx)
 
 
 def _predict(model: FactorModel, d: Interactions) -> np.ndarray:

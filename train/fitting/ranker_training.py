@@ -17,8 +17,8 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -206,6 +206,21 @@ def _all_user_scores(
     )
 
 
+@dataclass(frozen=True)
+class RankerFit:
+    """What :func:`fit_ranker` chose on validation, the figures it chose them by, and how
+    long its first two stages took."""
+
+    chosen: dict[str, float]  # l2, deep_weight, rating_weight, epochs: what config.json records
+    best_epoch: int  # of the deep part
+    history: list[dict[str, float]]  # the deep part's epochs
+    l2_grid: list[dict[str, float]]  # stage 1: each λ's validation figures
+    weight_grid: list[dict[str, float]]  # stage 3: each pair of blend weights' figures
+    novelty_percentiles: list[float]  # the validation popularity percentile of each level
+    item_item_seconds: float
+    deep_seconds: float
+
+
 def fit_ranker(
     data: Prepared,
     rating_model: FactorModel | None,
@@ -213,41 +228,43 @@ def fit_ranker(
     config: RankerTrainConfig,
     progress: bool = False,
     checkpoint: str | Path | None = None,
-) -> tuple[Ranker, dict[str, Any]]:
+) -> tuple[Ranker, RankerFit]:
     """Train the ranking model on ``data.train``, choosing λ, the deep part's epochs and the
     blend weights on ``data.validation``: the three stages of the module docstring.
 
     Returns the ranker and what was chosen (with every grid's validation figures)."""
     x, targets = inputs_and_targets(data.interactions(), model_config)
     validate: Validate = lambda score: ranking_on(score, data, "validation")
-    info: dict[str, Any] = {"l2_grid": [], "weight_grid": []}
+    l2_grid: list[dict[str, float]] = []
+    weight_grid: list[dict[str, float]] = []
 
     started = time.perf_counter()  # stage 1, the item-item part
-    ranker = choose_item_item(x, model_config, config, validate, info["l2_grid"])
-    info["item_item_seconds"] = time.perf_counter() - started
+    ranker = choose_item_item(x, model_config, config, validate, l2_grid)
+    item_item_seconds = time.perf_counter() - started
 
     started = time.perf_counter()  # stage 2, the deep part
     score = lambda: validate(lambda u: ranker.deep_scores(dense_rows(x, u)))[SELECTION_METRIC]
     history = train_deep(
         ranker, x, targets, config, score, progress=progress, checkpoint=checkpoint
     )
-    info["history"] = history
-    info["deep_seconds"] = time.perf_counter() - started
+    deep_seconds = time.perf_counter() - started
     scores = [row[f"val_{SELECTION_METRIC}"] for row in history]
-    info["best_epoch"] = int(np.argmax(scores)) + 1  # the first of equals, as EarlyStopping
+    best_epoch = int(np.argmax(scores)) + 1  # the first of equals, as EarlyStopping
 
-    best = choose_blend(ranker, x, rating_model, config, validate, info["weight_grid"])
+    best = choose_blend(ranker, x, rating_model, config, validate, weight_grid)
     strengths, reached = calibrate_novelty(ranker, x, rating_model, data, config.seed)
     ranker.config = dataclasses.replace(ranker.config, novelty_strengths=strengths)
-    info["novelty_percentiles"] = reached
-    info["chosen"] = {
+    chosen = {
         "l2": ranker.config.l2,
         "deep_weight": ranker.config.deep_weight,
         "rating_weight": ranker.config.rating_weight,
-        "epochs": info["best_epoch"],
+        "epochs": best_epoch,
     }
-    log.info("ranker chosen on validation: %s (%s %.4f)", info["chosen"], SELECTION_METRIC, best)
-    return ranker.eval(), info
+    log.info("ranker chosen on validation: %s (%s %.4f)", chosen, SELECTION_METRIC, best)
+    fitted = RankerFit(
+        chosen, best_epoch, history, l2_grid, weight_grid, reached, item_item_seconds, deep_seconds
+    )
+    return ranker.eval(), fitted
 
 
 def calibrate_novelty(

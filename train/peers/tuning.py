@@ -55,18 +55,27 @@ def fit_peer(peer: RankingPeer, data: Prepared) -> float:
     return time.perf_counter() - started
 
 
+@dataclass(frozen=True)
+class Trial:
+    """One setting tried by :func:`tune`: its validation figures and how long it took to fit."""
+
+    params: dict[str, float]
+    validation: dict[str, float]
+    fit_seconds: float
+
+
 @dataclass
 class Tuning:
     """The outcome of :func:`tune`: the chosen setting, fitted, and every setting's figures."""
 
-    params: dict
+    params: dict[str, float]
     peer: RankingPeer
-    table: list[dict] = field(default_factory=list)  # per setting: params, validation, seconds
+    table: list[Trial] = field(default_factory=list)  # every setting tried, in order
 
     @property
-    def best(self) -> dict:
-        """The chosen setting's row of ``table``."""
-        return next(row for row in self.table if row["params"] == self.params)
+    def best(self) -> Trial:
+        """The chosen setting's trial."""
+        return next(trial for trial in self.table if trial.params == self.params)
 
 
 def tune(
@@ -81,18 +90,19 @@ def tune(
 
     ``previous`` (an earlier stage of the same search) competes too, and settings already in
     its table are not fitted again."""
-    best, table = None, []
+    best: tuple[float, dict[str, float], RankingPeer] | None = None
+    table: list[Trial] = []
     if previous is not None:
         table = list(previous.table)
-        best = (previous.best["validation"][metric], previous.params, previous.peer)
-    done = [row["params"] for row in table]
+        best = (previous.best.validation[metric], previous.params, previous.peer)
+    done = [trial.params for trial in table]
     for setting in settings:
         if dict(setting) in done:
             continue
         peer = peer_factory(**setting)
         seconds = fit_peer(peer, data)
         validation = ranking_on(peer.score, data, "validation")
-        table.append({"params": dict(setting), "validation": validation, "fit_seconds": seconds})
+        table.append(Trial(dict(setting), validation, seconds))
         log.info(
             "  %s %s: %s %.4f (%.1fs)",
             peer_factory.__name__,
@@ -109,16 +119,17 @@ def tune(
 
 
 def peer_row(tuning: Tuning, data: Prepared) -> dict:
-    row = tuning.best
+    """The report's row of a tuned peer: the chosen setting's validation and test figures,
+    its fit time, and every setting's (``grid``)."""
+    best = tuning.best
     return {
         "params": tuning.params,
-        "validation": row["validation"],
+        "validation": best.validation,
         "test": ranking_on(tuning.peer.score, data, "test"),
-        "fit_seconds": row["fit_seconds"],
-        "tuning_seconds": sum(r["fit_seconds"] for r in tuning.table),
+        "fit_seconds": best.fit_seconds,
+        "tuning_seconds": sum(t.fit_seconds for t in tuning.table),
         "grid": [
-            {"params": r["params"], "fit_seconds": r["fit_seconds"], **r["validation"]}
-            for r in tuning.table
+            {"params": t.params, "fit_seconds": t.fit_seconds, **t.validation} for t in tuning.table
         ],
     }
 
