@@ -16,6 +16,7 @@ logged and written to ``--knee-report`` (JSON).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from locust import LoadTestShape, events
-from locust.runners import WorkerRunner
+from locust.runners import Runner, WorkerRunner
 from locust.stats import (
     calculate_response_time_percentile,
     diff_response_time_dicts,
@@ -86,8 +87,19 @@ class StepToKnee(LoadTestShape):
         self._step = -1
         self._start: tuple[float, dict[int, int], int, int] | None = None
 
+    def _runner(self) -> Runner:
+        if self.runner is None:
+            raise RuntimeError("the knee shape runs only under a Locust runner")
+        return self.runner
+
+    def _options(self) -> argparse.Namespace:
+        options = self._runner().environment.parsed_options
+        if options is None:
+            raise RuntimeError("Locust parsed no options for the knee shape")
+        return options
+
     def _snapshot(self) -> tuple[float, dict[int, int], int, int]:
-        total = self.runner.stats.total
+        total = self._runner().stats.total
         return (
             time.perf_counter(),
             dict(total.response_times),
@@ -127,7 +139,7 @@ class StepToKnee(LoadTestShape):
         return step
 
     def tick(self) -> tuple[int, float] | None:
-        options = self.runner.environment.parsed_options
+        options = self._options()
         objective = slo.SLO(p95_ms=options.slo_p95_ms, p99_ms=options.slo_p99_ms)
         run_time = self.get_run_time()
         step = int(run_time // options.step_seconds)

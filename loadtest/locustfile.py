@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 # Locust puts only the locustfile's own folder on sys.path; the project's packages sit above it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -104,13 +105,13 @@ class MovieRecUser(FastHttpUser):
             with self._post(body) as response:
                 self._judge(body, response)
 
-    def _post(self, body: object):
+    def _post(self, body: dict):
         """The request, its response to be marked by the caller (``with``)."""
         return self.client.post(
             PATH, json=body, headers=self.headers, name=self.call.name, catch_response=True
         )
 
-    def _judge(self, body: object, response) -> None:
+    def _judge(self, body: dict, response) -> None:
         """Mark a response failed unless it is a 200 with the right answer to ``body``."""
         if response.status_code != 200:
             response.failure(f"HTTP {response.status_code}: {(response.text or '')[:120]}")
@@ -128,7 +129,9 @@ class MovieRecUser(FastHttpUser):
 def _user_class(endpoint: type[traffic.Endpoint]) -> type[MovieRecUser]:
     """A user class named after ``endpoint`` that sends its requests, weighted by its share."""
     namespace = {"endpoint": endpoint, "weight": endpoint.share, "__module__": __name__}
-    return type(MovieRecUser)(endpoint.__name__, (MovieRecUser,), namespace)
+    metaclass: Any = type(MovieRecUser)  # Locust's user metaclass, which registers the class
+    made: type[MovieRecUser] = metaclass(endpoint.__name__, (MovieRecUser,), namespace)
+    return made
 
 
 # Locust takes its user classes from this module's names: one per endpoint of the mix, named

@@ -139,8 +139,9 @@ def _http_section(settings: dict, runs: list, medians: dict) -> list[str]:
             pairs = [
                 (by_round.get((n, "ours")), by_round.get((n, base))) for n in range(1, rounds + 1)
             ]
-            if all(a and b for a, b in pairs):
-                per_round = ", ".join(_ratio(a, b) for a, b in pairs)
+            measured = [(a, b) for a, b in pairs if a and b]
+            if len(measured) == len(pairs):
+                per_round = ", ".join(_ratio(a, b) for a, b in measured)
                 lines += ["", f"movierec / {base} req/s, round by round: {per_round}"]
     return [*lines, ""]
 

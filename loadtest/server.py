@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ class Server:
         import psutil  # only the benchmarks need it, and the tests, which have it
 
         root = psutil.Process(self.process.pid)
-        frontend, workers = [root], []
+        frontend: list = [root]  # psutil.Process, untyped
+        workers: list = []
         for p in root.children(recursive=True):
             is_worker = any("model_service_worker" in part for part in p.cmdline())
             (workers if is_worker else frontend).append(p)
@@ -99,7 +101,9 @@ class Server:
 
     def describe(self, model: str = "movierec") -> dict:
         """The management API's description of ``model``'s default version (its workers...)."""
-        (described,) = _get_json(f"{self.management_url}/models/{model}", self.token("management"))
+        url = f"{self.management_url}/models/{model}"
+        # The management API answers with a list of the model's versions: the default one here.
+        (described,) = cast(list[dict], _get_json(url, self.token("management")))
         return described
 
     def log_tail(self, lines: int = 40) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -216,8 +216,9 @@ class Vocabulary:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> Vocabulary:
-        """Read a vocabulary written by :meth:`save` (no pickle involved).
+    def load(cls, path: str | Path | BinaryIO) -> Vocabulary:
+        """Read a vocabulary written by :meth:`save` (no pickle involved), from a file or an
+        open binary stream (e.g. the entry of a .mar).
 
         Files from before per-movie rating statistics load with ``rating_count`` and
         ``rating_mean`` set to None.

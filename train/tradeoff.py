@@ -134,7 +134,7 @@ def run(
 ) -> dict[str, list[dict]]:
     """Test curves of movierec (``ours``: its scorer and calibrated strengths) and of the
     penalised peers (each calibrated here), and the other peers at novelty 0."""
-    penalty = popularity_penalty(prepared.vocab.rating_count)
+    penalty = popularity_penalty(prepared.rating_counts())
     log.info("seed %d: movierec at each novelty level", seed)
     curves = {"movierec": _curve(ours[0], prepared, ours[1], penalty)}
     for name in PENALISED:

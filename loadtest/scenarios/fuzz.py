@@ -180,10 +180,11 @@ def run(
     """Send the mix; return counts and problems."""
     rng = np.random.default_rng(seed)
     users, movies = rec.vocab.user_ids, rec.vocab.movie_ids
-    jobs = []
+    # (kind, raw body, content type, the body as sent (valid ones), the expected answer)
+    jobs: list[tuple[str, bytes, str, dict | None, object]] = []
     for _ in range(bad):
-        body, ctype = malformed(rng, int(rng.choice(users)), int(rng.choice(movies)))
-        jobs.append(("bad", body, ctype, None, None))
+        raw, ctype = malformed(rng, int(rng.choice(users)), int(rng.choice(movies)))
+        jobs.append(("bad", raw, ctype, None, None))
     for _ in range(good):
         body, expected = valid(rng, rec)
         jobs.append(("good", json.dumps(body).encode(), "application/json", body, expected))
@@ -280,7 +281,7 @@ def web_valid(rng: np.random.Generator, rec: Recommender, catalogue: Catalogue) 
         options["years"] = [decade, decade + 9]
     route = WEB_ROUTES[int(rng.integers(0, len(WEB_ROUTES)))]
     if route == "/api/search":
-        title = str(vocab.titles[vocab.item_index([movies[0]])[0]])
+        title = str(vocab.titles[vocab.item_index(np.array([movies[0]]))[0]])
         return route, {"query": title[: int(rng.integers(2, 12))].ljust(2, "x")}
     if route == "/api/chart":
         return route, options
@@ -314,10 +315,11 @@ def run_web(
     """Send the web mix; each valid request is also sent to TorchServe as the web app words it,
     and both must list the same movies."""
     rng = np.random.default_rng(seed)
-    jobs = []
+    # (kind, route, raw body, content type, the body as sent (valid ones))
+    jobs: list[tuple[str, str, bytes, str, dict | None]] = []
     for _ in range(bad):
-        route, body, ctype = web_malformed(rng, int(rng.choice(rec.vocab.movie_ids)))
-        jobs.append(("bad", route, body, ctype, None))
+        route, raw, ctype = web_malformed(rng, int(rng.choice(rec.vocab.movie_ids)))
+        jobs.append(("bad", route, raw, ctype, None))
     for _ in range(good):
         route, body = web_valid(rng, rec, catalogue)
         jobs.append(("good", route, json.dumps(body).encode(), "application/json", body))

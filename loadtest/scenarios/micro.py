@@ -38,7 +38,7 @@ from ts.context import Context, RequestProcessor
 
 from handler.answering import to_json
 from handler.movierec_handler import MovieRecHandler
-from handler.parsing import Limits, decode_body, parse_request
+from handler.parsing import Limits, RatingRequest, decode_body, parse_request
 from loadtest.traffic import Catalogue
 from model import artifact, console
 from model.network import FactorModel, FactorModelConfig
@@ -169,6 +169,8 @@ def pairs_request(
 
     scorer, limits = handler.recommender.scorer, Limits(max_pairs=n_pairs)
     request = parse_request(decode_body(rows[0]), limits)
+    if not isinstance(request, RatingRequest):
+        raise TypeError(f"a pairs body parses to a RatingRequest, not {type(request).__name__}")
     user_idx = scorer.vocab.user_index(request.user_ids)
     item_idx = scorer.vocab.item_index(request.movie_ids)
     scores = scorer.predict_indices(user_idx, item_idx)

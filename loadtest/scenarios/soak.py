@@ -104,7 +104,7 @@ def judge_memory(series: dict[str, list[float]]) -> list[dict]:
     noise, not a trend). Each verdict: ``name``, ``start``, ``end``, ``growth`` (MiB),
     ``limit`` (text), ``ok`` (True, False, or None when the window is too short).
     """
-    out = []
+    out: list[dict[str, object]] = []
     for name, values in series.items():
         window = [v for v in values[len(values) // 3 :] if v is not None]
         limit = LIMITS["frontend" if name == "frontend" else "worker"]

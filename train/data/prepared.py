@@ -84,6 +84,14 @@ class Prepared:
         """Part ``part`` as :class:`Interactions` over the vocabulary's users and movies."""
         return self.part(part).interactions(self.vocab.num_users, self.vocab.num_items)
 
+    def rating_counts(self) -> np.ndarray:
+        """(num_items,) each movie's number of training ratings: the popularity the vocabulary
+        holds."""
+        counts = self.vocab.rating_count
+        if counts is None:  # only a vocab.npz written before counts were kept lacks them
+            raise ValueError("the vocabulary holds no rating counts")
+        return counts
+
     def holdings(self) -> dict:
         """Which ratings a model fitted on ``train`` and its vocabulary hold, with counts:
         what config.json and metrics.json record as ``trained_on``."""
@@ -91,7 +99,7 @@ class Prepared:
             "ratings": self.trained_on,
             "count": len(self.train),
             "users": int(np.count_nonzero(np.diff(self.vocab.rated_indptr))),
-            "movies": int(np.count_nonzero(self.vocab.rating_count)),
+            "movies": int(np.count_nonzero(self.rating_counts())),
             "not_held": {
                 part: len(d)
                 for part, d in (("validation", self.validation), ("test", self.test))

@@ -322,7 +322,7 @@ def generate(config: SyntheticConfig, out: str | Path, overwrite: bool = False) 
     movies = _movies(config, rng)
     counts = user_activity(config, rng)
     start = rng.integers(FIRST_TIME, LAST_TIME - DAY, size=config.num_users)
-    user_state = {
+    user_state: dict[str, np.ndarray] = {
         "factors": rng.normal(0.0, 0.25, size=(config.num_users, config.num_factors)).astype(
             np.float32
         ),

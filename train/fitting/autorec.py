@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -100,6 +101,8 @@ class ItemAutoRec(nn.Module):
     item_genres : torch.Tensor, shape (num_items, num_genres), optional
     """
 
+    item_genres: torch.Tensor  # (num_items, num_genres) float, a buffer
+
     def __init__(self, config: AutoRecConfig, item_genres: torch.Tensor | None = None):
         super().__init__()
         self.config = config
@@ -119,12 +122,13 @@ class ItemAutoRec(nn.Module):
         """Item codes from sparse rating columns: ``inputs`` (B, num_users) sparse COO,
         ``item_idx`` (B,) -> codes (B, k) and the encoder's penalty terms."""
         penalties = []
-        w, p = self.encoder[0].effective()
+        # nn.ModuleList indexes to nn.Module: every entry is a KernelWeight (see __init__).
+        w, p = cast(KernelWeight, self.encoder[0]).effective()
         penalties.append(p)
         x = torch.sparse.mm(inputs, w) + self.item_genres[item_idx] @ self.genre_weight
         x = torch.sigmoid(x + self.encoder_bias[0])  # (B, h_1)
         for layer, bias in zip(self.encoder[1:], self.encoder_bias[1:]):
-            w, p = layer.effective()
+            w, p = cast(KernelWeight, layer).effective()
             penalties.append(p)
             x = torch.sigmoid(x @ w + bias)  # (B, h_l)
         return x, penalties
@@ -209,11 +213,11 @@ class ItemRatings:
         ``values`` (E,) its user and rating."""
         starts, stops = self.indptr[item_idx], self.indptr[item_idx + 1]
         counts = stops - starts
-        rows = np.repeat(np.arange(len(item_idx)), counts)
+        row_of = np.repeat(np.arange(len(item_idx)), counts)
         entry = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         users = torch.from_numpy(self.users[entry])
         values = torch.from_numpy(self.values[entry])
-        rows = torch.from_numpy(rows)
+        rows = torch.from_numpy(row_of)
         inputs = torch.sparse_coo_tensor(
             torch.stack([rows, users]),
             values,

@@ -37,7 +37,8 @@ def interaction_matrix(
     if len(items) and (items.min() < 0 or items.max() >= num_items):
         raise ValueError(f"item indices must be in [0, {num_items})")
     _, first = np.unique(users * num_items + items, return_index=True)  # one entry per pair
-    values = np.where(np.asarray(ratings.rating)[first] >= LIKED, 1.0, low_weight).astype(dtype)
+    liked = np.asarray(ratings.rating)[first] >= LIKED
+    values: np.ndarray = np.where(liked, 1.0, low_weight).astype(dtype)
     return sp.csr_matrix(
         (values, (users[first], items[first])), shape=(num_users, num_items), dtype=dtype
     )
@@ -58,8 +59,9 @@ def history_matrix(
         if len(r) != n:
             raise ValueError(f"a history has {n} items but {len(r)} ratings")
     users = np.repeat(np.arange(len(lengths)), lengths)
-    items = np.concatenate([np.asarray(i, dtype=np.int64) for i in item_idx_list] or [[]])
-    ratings = np.concatenate([np.asarray(r, dtype=np.float64) for r in ratings_list] or [[]])
+    nothing = [np.zeros(0, dtype=np.int64)]  # no history at all: empty arrays
+    items = np.concatenate([np.asarray(i, dtype=np.int64) for i in item_idx_list] or nothing)
+    ratings = np.concatenate([np.asarray(r, dtype=np.float64) for r in ratings_list] or nothing)
     histories = Interactions(users, items, ratings, len(lengths), num_items)
     return interaction_matrix(histories, low_weight, dtype)
 

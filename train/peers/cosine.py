@@ -33,7 +33,7 @@ class CooccurrenceCosine:
     def similar(self, item_idx: np.ndarray) -> torch.Tensor:
         """Cosine of each movie in ``item_idx`` against every movie, shape
         (len(item_idx), N); the movie itself (1, when it has raters) is not masked."""
-        x, norms = fitted(self.x, self), self.norms
+        x, norms = fitted(self.x, self), fitted(self.norms, self)
         item_idx = np.asarray(item_idx, dtype=np.int64)
         together = np.asarray((x[:, item_idx].T @ x).todense(), dtype=np.float32)  # (B, N)
         scale = norms[item_idx][:, None] * norms[None, :]

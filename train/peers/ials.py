@@ -47,12 +47,12 @@ class IALS(RankingPeer):
         seed: int = 0,
         num_threads: int = 1,
     ):
-        for name, value in (("factors", factors), ("iterations", iterations)):
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
-        for name, value in (("regularization", regularization), ("alpha", alpha)):
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+        for name, count in (("factors", factors), ("iterations", iterations)):
+            if count < 1:
+                raise ValueError(f"{name} must be at least 1, got {count}")
+        for name, weight in (("regularization", regularization), ("alpha", alpha)):
+            if weight <= 0:
+                raise ValueError(f"{name} must be positive, got {weight}")
         self.factors, self.regularization, self.alpha = int(factors), regularization, alpha
         self.iterations, self.seed, self.num_threads = iterations, seed, num_threads
         self.model: AlternatingLeastSquares | None = None

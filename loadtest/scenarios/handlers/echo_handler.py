@@ -19,7 +19,7 @@ class EchoHandler(BaseHandler):
         self.context = context
         self.initialized = True
 
-    def handle(self, data: list, context) -> list[str]:
+    def handle(self, data: list, context) -> list[str | bytes | bytearray]:
         out = []
         for idx, row in enumerate(data):
             body = row.get("body") if row.get("body") is not None else row.get("data")

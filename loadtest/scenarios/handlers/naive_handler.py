@@ -9,6 +9,7 @@ sends; anything else fails the request, as a textbook handler would.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
@@ -28,8 +29,8 @@ class NaiveHandler(BaseHandler):
         rows = []
         for row in data:
             body = row.get("body") or row.get("data")
-            users = self.vocab.user_index([body["user_id"]])
-            items = self.vocab.item_index([body["movie_id"]])
+            users = self.vocab.user_index(np.array([body["user_id"]]))
+            items = self.vocab.item_index(np.array([body["movie_id"]]))
             rows.append((torch.as_tensor(users), torch.as_tensor(items), body))
         return rows
 
