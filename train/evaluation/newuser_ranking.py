@@ -50,9 +50,9 @@ from train.data.interactions import Interactions
 from train.data.prepared import Prepared, prepare
 from train.evaluation.ranking import RECALL_CUTOFFS, list_hits, ranking_metrics
 from train.fitting.experiment import autorec_configs, run_autorec
-from train.fitting.ranker_training import fit_ranker
+from train.fitting.ranker_training import RankerFit, fit_ranker
 from train.fitting.settings import RankerTrainConfig
-from train.peers import CooccurrenceCosine, RankingPeer, tune_peers
+from train.peers import CooccurrenceCosine, RankingPeer, Tuning, tune_peers
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,79 @@ def _peer_similar(scores: Callable[[np.ndarray], torch.Tensor]) -> Callable:
     return lists
 
 
+@dataclass
+class _Trained:
+    """What the protocol trains on the other users' ratings: our model as served (the rating
+    and ranking models behind a Scorer), what the ranking model chose, and the peers."""
+
+    scorer: Scorer
+    ranker: RankerFit
+    peers: dict[str, Tuning]
+    cosine: CooccurrenceCosine
+
+    def similar_lists(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        """Each model's 10 movies most like each of a batch of movies."""
+        peers = self.peers
+        return {
+            OURS: lambda items: self.scorer.similar_indices(items, K)[0],
+            **{name: _peer_similar(t.peer.similar) for name, t in peers.items() if name != "iALS"},
+            "iALS (item factors)": _peer_similar(peers["iALS"].peer.similar),
+            "item co-occurrence cosine": _peer_similar(self.cosine.similar),
+        }
+
+
+def _train(
+    data: Prepared,
+    config: RankingConfig,
+    ranker_config: RankerTrainConfig,
+    overrides: dict[str, Any],
+    seconds: dict[str, float],
+) -> _Trained:
+    """Step 2 of the protocol: every model trained on ``data``, each choice on its validation
+    part; the time of each goes into ``seconds``."""
+    seed = config.seed
+    clock = time.perf_counter()
+    rating_model = run_autorec(data, autorec_configs(data, config.preset, seed, **overrides)).model
+    seconds["rating model"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    ranker, fitted = fit_ranker(
+        data, rating_model, RankerConfig(data.vocab.num_items), ranker_config
+    )
+    seconds["ranking model"] = time.perf_counter() - clock
+    scorer = Scorer(rating_model, data.vocab, None, config.ridge, ranker)
+    clock = time.perf_counter()
+    peers = tune_peers(data, seed)
+    cosine = CooccurrenceCosine().fit(data.interactions())
+    seconds["peers"] = time.perf_counter() - clock
+    return _Trained(scorer, fitted, peers, cosine)
+
+
+def _setting(
+    users: _Users, data: Prepared, trained: _Trained, config: RankingConfig, index: int
+) -> dict:
+    """Steps 3 and 4 for the held-out users' sample ``index``: the figures of every model's
+    lists from what ``users`` gave."""
+    scorer = trained.scorer
+    scorers = {
+        OURS: _served_scorer(scorer, users, "ranking"),
+        BY_RATING: _served_scorer(scorer, users, "rating"),
+        **{peer: _history_scorer(t.peer, users) for peer, t in trained.peers.items()},
+    }
+    if index == 0:  # the curve of less obvious lists, from the fewest ratings
+        for level in LEVELS[1:]:
+            scorers[f"{OURS}, novelty {level:g}"] = _served_scorer(scorer, users, "ranking", level)
+    ranking = {m: _ranking(s, users, data, config.chunk) for m, s in scorers.items()}
+    rng = np.random.default_rng([config.seed, 3, index])
+    similar = _similar(trained.similar_lists(), users, rng)
+    return {
+        "users": len(users),
+        "given_ratings": int(sum(len(x) for x in users.items)),
+        "scored_ratings": len(users.rest),
+        "ranking": ranking,
+        "similar": similar,
+    }
+
+
 def evaluate_ranking(
     dataset: Dataset,
     config: RankingConfig | None = None,
@@ -246,54 +319,17 @@ def evaluate_ranking(
         len(split.train),
         others["user_id"].nunique(),
     )
+    trained = _train(data, config, ranker_config, overrides, seconds)
 
-    clock = time.perf_counter()
-    rating_model = run_autorec(data, autorec_configs(data, config.preset, seed, **overrides)).model
-    seconds["rating model"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    ranker, fitted = fit_ranker(
-        data, rating_model, RankerConfig(data.vocab.num_items), ranker_config
-    )
-    seconds["ranking model"] = time.perf_counter() - clock
-    scorer = Scorer(rating_model, data.vocab, None, config.ridge, ranker)
-    clock = time.perf_counter()
-    peers = tune_peers(data, seed)
-    cosine = CooccurrenceCosine().fit(data.interactions())
-    seconds["peers"] = time.perf_counter() - clock
-
-    similar_lists = {
-        OURS: lambda items: scorer.similar_indices(items, K)[0],
-        **{name: _peer_similar(t.peer.similar) for name, t in peers.items() if name != "iALS"},
-        "iALS (item factors)": _peer_similar(peers["iALS"].peer.similar),
-        "item co-occurrence cosine": _peer_similar(cosine.similar),
-    }
     settings = {}
     clock = time.perf_counter()
     samples: dict[str, dict[str, Any]] = {f"{config.given} given": {"count": config.given}}
     samples[f"{config.given_share:.0%} given"] = {"share": config.given_share}
     for i, (name, how) in enumerate(samples.items()):
         given, rest = sample_given(held, np.random.default_rng([seed, 2, i]), **how)
-        users = _Users.encode(given, rest, data)
-        scorers = {
-            OURS: _served_scorer(scorer, users, "ranking"),
-            BY_RATING: _served_scorer(scorer, users, "rating"),
-            **{peer: _history_scorer(t.peer, users) for peer, t in peers.items()},
-        }
-        if i == 0:  # the curve of less obvious lists, from the fewest ratings
-            for level in LEVELS[1:]:
-                scorers[f"{OURS}, novelty {level:g}"] = _served_scorer(
-                    scorer, users, "ranking", level
-                )
-        ranking = {m: _ranking(s, users, data, config.chunk) for m, s in scorers.items()}
-        similar = _similar(similar_lists, users, np.random.default_rng([seed, 3, i]))
-        settings[name] = {
-            "users": len(users),
-            "given_ratings": int(sum(len(x) for x in users.items)),
-            "scored_ratings": len(users.rest),
-            "ranking": ranking,
-            "similar": similar,
-        }
-        log.info("%s: %s", name, {m: round(r["ndcg@10"], 4) for m, r in ranking.items()})
+        settings[name] = _setting(_Users.encode(given, rest, data), data, trained, config, i)
+        ndcg = {m: round(r["ndcg@10"], 4) for m, r in settings[name]["ranking"].items()}
+        log.info("%s: %s", name, ndcg)
     seconds["scoring"] = time.perf_counter() - clock
     seconds["total"] = time.perf_counter() - started
     return {
@@ -304,8 +340,8 @@ def evaluate_ranking(
         "training_ratings": len(split.train),
         "validation_ratings": len(split.validation),
         "chosen": {
-            OURS: fitted.chosen,
-            **{name: t.params for name, t in peers.items()},
+            OURS: trained.ranker.chosen,
+            **{name: t.params for name, t in trained.peers.items()},
         },
         "settings": settings,
         "seconds": seconds,
