@@ -28,6 +28,8 @@ import pandas as pd
 import torch
 
 from model.foldin import UserPrior, fold_in, prior_users
+from model.network import FactorModel
+from model.vocab import Vocabulary
 from train.data import Dataset, Split
 from train.data.prepared import prepare
 from train.evaluation.metrics import rmse
@@ -98,13 +100,9 @@ def evaluate_new_users(dataset: Dataset, config: NewUserConfig | None = None, **
         others["user_id"].nunique(),
     )
 
-    # Fold-in: a model that never saw the test users.
-    without = dataclasses.replace(dataset, ratings=others)
-    prepared = prepare(without, Split(train_part, validation_part, validation_part, "new users"))
-    configs = autorec_configs(prepared, config.preset, config.seed, **overrides)
-    served = run_autorec(prepared, configs).model
-    vocab = prepared.vocab
-    prior = UserPrior.from_model(served, prior_users(np.diff(vocab.rated_indptr)))
+    served, vocab, prior = _model_without_them(
+        dataset, others, train_part, validation_part, config, overrides
+    )
     test_users = np.unique(targets["user_id"].to_numpy())
     target_rows = np.searchsorted(test_users, targets["user_id"].to_numpy())
     target_items, target_known = vocab.lookup_items(targets["movie_id"].to_numpy())
@@ -115,13 +113,7 @@ def evaluate_new_users(dataset: Dataset, config: NewUserConfig | None = None, **
     rows = []
     for n in sorted(config.given):
         given = history[history["position"] < n]
-        given_items, known = vocab.lookup_items(given["movie_id"].to_numpy())
-        users_of = np.searchsorted(test_users, given["user_id"].to_numpy())
-        item_lists = [given_items[known & (users_of == u)] for u in range(len(test_users))]
-        value_lists = [
-            given["rating"].to_numpy(np.float64)[known & (users_of == u)]
-            for u in range(len(test_users))
-        ]
+        item_lists, value_lists = _given_lists(given, vocab, test_users)
         fold_in_rmse = {}
         for ridge in config.ridges:
             vectors, biases = fold_in(served, prior, item_lists, value_lists, ridge)
@@ -167,6 +159,37 @@ def evaluate_new_users(dataset: Dataset, config: NewUserConfig | None = None, **
         "rows": rows,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _model_without_them(
+    dataset: Dataset,
+    others: pd.DataFrame,
+    train_part: pd.DataFrame,
+    validation_part: pd.DataFrame,
+    config: NewUserConfig,
+    overrides: dict,
+) -> tuple[FactorModel, Vocabulary, UserPrior]:
+    """The model to fold the test users into: trained on the other users only, its vocabulary
+    and the prior over its users' vectors."""
+    without = dataclasses.replace(dataset, ratings=others)
+    prepared = prepare(without, Split(train_part, validation_part, validation_part, "new users"))
+    configs = autorec_configs(prepared, config.preset, config.seed, **overrides)
+    served = run_autorec(prepared, configs).model
+    vocab = prepared.vocab
+    return served, vocab, UserPrior.from_model(served, prior_users(np.diff(vocab.rated_indptr)))
+
+
+def _given_lists(
+    given: pd.DataFrame, vocab: Vocabulary, test_users: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each test user's given ratings, in ``test_users`` order: the dense indices of the movies
+    the catalogue knows, and their stars."""
+    given_items, known = vocab.lookup_items(given["movie_id"].to_numpy())
+    users_of = np.searchsorted(test_users, given["user_id"].to_numpy())
+    stars = given["rating"].to_numpy(np.float64)
+    item_lists = [given_items[known & (users_of == u)] for u in range(len(test_users))]
+    value_lists = [stars[known & (users_of == u)] for u in range(len(test_users))]
+    return item_lists, value_lists
 
 
 def format_table(result: dict) -> str:
