@@ -25,8 +25,9 @@ and is not a rating) or ``"rating"`` (the score is the predicted rating), as the
 one, a cosine similarity); in the popular fallback, a Bayesian-average rating. A top_k answered
 by the popular fallback has ``"fallback"`` in place of ``"ranked_by"``.
 
-Errors answer ``{"error": {"status", "field", "message"}}`` with 400 (malformed, out of range,
-over a limit) or 404 (unknown user or movie), per request: one bad request never affects the
+Errors answer ``{"error": {"status", "field", "message"}}`` with 400 (malformed, out of range),
+413 (over a size limit; the message names the endpoint for larger requests) or 404 (unknown
+user or movie), per request: one bad request never affects the
 others of its batch. Everything here is JSON shaping: the Recommender takes the typed requests'
 raw ids and filters as they are and returns the records of :mod:`model.results`. Nothing here
 imports TorchServe.

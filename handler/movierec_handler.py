@@ -24,7 +24,7 @@ from model.recommender import Recommender
 
 log = logging.getLogger(__name__)
 
-_PHRASES = {200: "OK", 400: "Bad Request", 404: "Not Found"}
+_PHRASES = {200: "OK", 400: "Bad Request", 404: "Not Found", 413: "Payload Too Large"}
 _LIMITS = ("max_k", "max_pairs", "max_ratings", "default_k")
 
 
@@ -39,8 +39,16 @@ class MovieRecHandler(BaseHandler):
         # TorchServe never sets torch threads: with several workers on few cores, each
         # worker's default pool (one thread per core) would fight the others.
         threads = int(settings.get("torch_threads", 0)) or max(1, (os.cpu_count() or 1) // 2)
+        # A bulk registration's workers yield the CPU to the interactive ones (docs/operations.md,
+        # "Interactive and bulk"); set before torch starts threads, which inherit it.
+        nice = int(settings.get("nice", 0))
+        if nice:
+            os.nice(nice)
         torch.set_num_threads(threads)
-        self.limits = Limits(**{f: int(settings[f]) for f in _LIMITS if f in settings})
+        self.limits = Limits(
+            **{f: int(settings[f]) for f in _LIMITS if f in settings},
+            bulk_model=str(settings.get("bulk_model") or ""),
+        )
         ridge = float(settings.get("fold_in_ridge", 1.0))
         self.recommender = Recommender.from_artifact(model_dir, ridge=ridge)
         # The title index is built now (about 1 s at 62,000 movies), not by the first search.
@@ -54,13 +62,15 @@ class MovieRecHandler(BaseHandler):
         if self.recommender.popularity is None:
             log.warning("vocab.npz has no rating statistics: the popular fallback answers 400")
         log.info(
-            "movierec %s loaded from %s: %d users, %d movies, %d torch threads, "
+            "%s %s loaded from %s: %d users, %d movies, %d torch threads, nice %d, "
             "fold-in ridge %g, %s",
+            context.model_name,
             self.model_info["version"],
             model_dir,
             self.recommender.num_users,
             self.recommender.num_movies,
             threads,
+            nice,
             ridge,
             self.limits,
         )

@@ -18,7 +18,9 @@ Kinds (told apart by their main field) and the fields each may carry:
     novelty:    0 (default: the lists as ranked) to 1 (the least obvious lists offered)
     explain:    true adds to each entry the rated movies that put it there
 
-Everything wrong raises :class:`~model.errors.BadRequestError` naming the field. The typed
+Everything wrong raises :class:`~model.errors.BadRequestError` naming the field; a request
+larger than :class:`Limits` allows raises its subclass :class:`~model.errors.TooLargeError`
+(413), which names the endpoint that takes larger requests when there is one. The typed
 requests carry raw ids and the model's own :class:`~model.filtering.MovieFilter`, which
 :mod:`handler.answering` hands to the Recommender as they are; nothing here looks ids up
 (unknown ids are the answering side's business) or imports TorchServe.
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.errors import BadRequestError
+from model.errors import BadRequestError, TooLargeError
 from model.filtering import NO_FILTER, MovieFilter
 from model.results import FALLBACKS, RANK_BY
 from model.search import MAX_QUERY_LENGTH
@@ -49,6 +51,18 @@ class Limits:
     max_pairs: int = 10_000  # pairs per request (and movie_ids of a new user); 10k score in ms
     max_ratings: int = 1_000  # ratings of a new user (and excluded movies); ML-100K's top user: 737
     default_k: int = 10  # k when a top-K request gives none
+    # The registration that takes requests above these limits (e.g. "movierec-bulk"), named in
+    # the 413 answer; "" when there is none (this endpoint is the largest).
+    bulk_model: str = ""
+
+    def too_large(self, field: str, what: str, limit_name: str) -> TooLargeError:
+        """The 413 error for ``what`` (e.g. "1500 pairs") exceeding ``limit_name``."""
+        message = f"{what} exceed {limit_name}={getattr(self, limit_name)}"
+        if self.bulk_model:
+            message += (
+                f" of this endpoint; send requests this large to /predictions/{self.bulk_model}"
+            )
+        return TooLargeError(field, message)
 
     def __post_init__(self) -> None:
         for name in ("max_k", "max_pairs", "max_ratings", "default_k"):
@@ -215,11 +229,11 @@ def _pair_array(pairs: list) -> np.ndarray | None:
     return None if (array < 0).any() else array
 
 
-def _id_list(value: object, field: str, limit: int, limit_name: str) -> np.ndarray:
+def _id_list(value: object, field: str, limits: Limits, limit_name: str) -> np.ndarray:
     if not isinstance(value, list):
         raise BadRequestError(field, f"must be a list of integer ids, got {_shown(value)}")
-    if len(value) > limit:
-        raise BadRequestError(field, f"{len(value)} ids exceed {limit_name}={limit}")
+    if len(value) > getattr(limits, limit_name):
+        raise limits.too_large(field, f"{len(value)} ids", limit_name)
     return np.array([_as_id(v, f"{field}[{j}]") for j, v in enumerate(value)], dtype=np.int64)
 
 
@@ -273,12 +287,11 @@ def _years(body: dict) -> tuple[int, int] | None:
 
 def _filters(body: dict, limits: Limits, genre_names: tuple[str, ...]) -> MovieFilter:
     excluded = body.get("exclude_movie_ids", [])
-    limit = limits.max_ratings
     return MovieFilter(
         genres=_genres(body, "genres", genre_names),
         exclude_genres=_genres(body, "exclude_genres", genre_names),
         exclude_movie_ids=tuple(
-            _id_list(excluded, "exclude_movie_ids", limit, "max_ratings").tolist()
+            _id_list(excluded, "exclude_movie_ids", limits, "max_ratings").tolist()
         ),
         years=_years(body),
     )
@@ -328,9 +341,7 @@ def _ratings(value: object, limits: Limits, scale: tuple[float, float]) -> tuple
             'send {"user_id": ..., "fallback": "popular"}',
         )
     if len(value) > limits.max_ratings:
-        raise BadRequestError(
-            "ratings", f"{len(value)} ratings exceed max_ratings={limits.max_ratings}"
-        )
+        raise limits.too_large("ratings", f"{len(value)} ratings", "max_ratings")
     lo, hi = scale
     movie_ids, stars, seen = [], [], set()
     for key, rating in value.items():
@@ -389,7 +400,7 @@ def _pairs(value: object, limits: Limits) -> RatingRequest:
     if not isinstance(value, list) or not value:
         raise BadRequestError("pairs", "must be a non-empty list of [user_id, movie_id]")
     if len(value) > limits.max_pairs:
-        raise BadRequestError("pairs", f"{len(value)} pairs exceed max_pairs={limits.max_pairs}")
+        raise limits.too_large("pairs", f"{len(value)} pairs", "max_pairs")
     fast = _pair_array(value)
     if fast is not None:
         return RatingRequest(fast[:, 0], fast[:, 1], single=False)
@@ -408,7 +419,7 @@ def _new_user(
     movie_ids, stars = _ratings(body["ratings"], limits, scale)
     predict = None
     if "movie_ids" in body:
-        predict = _id_list(body["movie_ids"], "movie_ids", limits.max_pairs, "max_pairs")
+        predict = _id_list(body["movie_ids"], "movie_ids", limits, "max_pairs")
         if not len(predict):
             raise BadRequestError("movie_ids", "must list at least one movie id")
     return NewUserRequest(

@@ -1,7 +1,8 @@
 """Error hierarchy shared by data loading, the recommender and the serving handler.
 
 The handler maps these to HTTP statuses per request: :class:`BadRequestError` -> 400,
-:class:`UnknownIdError` -> 404. Everything names the field or file that is wrong.
+:class:`TooLargeError` -> 413, :class:`UnknownIdError` -> 404. Everything names the field or
+file that is wrong.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ class BadRequestError(MovieRecError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class TooLargeError(BadRequestError):
+    """A request is larger than the endpoint takes (HTTP 413): more pairs, ratings or ids
+    than its limit. The message names the limit and, where one exists, the endpoint that
+    takes requests this large."""
+
+    status = 413
 
 
 class UnknownIdError(MovieRecError):

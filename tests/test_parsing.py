@@ -14,7 +14,7 @@ from handler.parsing import (
     TopKRequest,
     parse_request,
 )
-from model.errors import BadRequestError
+from model.errors import BadRequestError, TooLargeError
 from tests.conftest import GENRES
 
 
@@ -118,6 +118,35 @@ def test_limits_are_named_when_exceeded():
     ):
         with pytest.raises(BadRequestError, match=name):
             parse_request(body, limits, GENRES)
+
+
+@pytest.mark.parametrize(
+    "body, field, limit",
+    [
+        ({"pairs": [[1, 2]] * 5}, "pairs", "max_pairs=4"),
+        ({"ratings": {str(m): 3 for m in range(7)}}, "ratings", "max_ratings=6"),
+        ({"ratings": {"1": 3}, "movie_ids": list(range(5))}, "movie_ids", "max_pairs=4"),
+        ({"user_id": 1, "exclude_movie_ids": list(range(7))}, "exclude_movie_ids", "max_ratings=6"),
+    ],
+)
+def test_a_request_over_a_size_limit_is_413_and_names_the_bulk_endpoint(body, field, limit):
+    sized = dict(max_k=5, max_pairs=4, max_ratings=6, default_k=3)
+    with pytest.raises(TooLargeError) as err:
+        parse_request(body, Limits(**sized, bulk_model="movierec-bulk"), GENRES)
+    assert err.value.status == 413 and err.value.field == field
+    assert limit in err.value.message and "/predictions/movierec-bulk" in err.value.message
+    # The largest endpoint names no other one.
+    with pytest.raises(TooLargeError) as err:
+        parse_request(body, Limits(**sized), GENRES)
+    assert limit in err.value.message and "/predictions/" not in err.value.message
+    # One under the limit is no error of size.
+    at_limit = {
+        "pairs": {"pairs": [[1, 2]] * 4},
+        "ratings": {"ratings": {str(m): 3 for m in range(6)}},
+        "movie_ids": {"ratings": {"1": 3}, "movie_ids": list(range(4))},
+        "exclude_movie_ids": {"user_id": 1, "exclude_movie_ids": list(range(6))},
+    }[field]
+    parse_request(at_limit, Limits(**sized, bulk_model="movierec-bulk"), GENRES)
 
 
 def test_a_new_user_request_is_parsed_in_request_order():
