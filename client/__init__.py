@@ -15,6 +15,13 @@ The server: ``url`` if given, else ``$MOVIEREC_URL``, else ``inference_address``
 ``key_file`` point elsewhere). Keys change at every start and whenever they are renewed
 (``python -m client.keys``, which ``make serve`` runs): a refused token is re-read and the
 request retried once.
+
+The server has two endpoints for the same model: ``/predictions/movierec`` for the requests
+people wait on, and ``/predictions/movierec-bulk`` for large ones. Each request goes to the
+one its size calls for (:func:`is_bulk`): more than :data:`INTERACTIVE_MAX_PAIRS` pairs (or
+``movie_ids``), or more than :data:`INTERACTIVE_MAX_RATINGS` ratings (or
+``exclude_movie_ids``), go to the bulk endpoint; ``bulk_model=None`` sends everything to
+``model``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,13 @@ CHART = "popular"  # the chart :meth:`MovieRecClient.chart` asks for: the server
 # Results a title is resolved among: enough for every remake and sequel of one name to show up
 # as a candidate, few enough to print.
 RESOLVE_K = 10
+# The interactive endpoint's request limits: they mirror handler/model-config.yaml's
+# handler.max_pairs and handler.max_ratings (tests/test_client_discovery.py holds them equal).
+# A request above either goes to the bulk endpoint, which takes larger ones.
+INTERACTIVE_MAX_PAIRS = 1_000  # pairs, or movie_ids of a new user
+INTERACTIVE_MAX_RATINGS = 250  # ratings of a new user, or exclude_movie_ids
+MODEL = "movierec"  # the interactive endpoint: /predictions/movierec
+BULK_MODEL = "movierec-bulk"  # the endpoint for larger requests (handler.bulk_model)
 
 
 class ClientError(Exception):
@@ -44,11 +58,12 @@ class ClientError(Exception):
     message : str
         The server's message (or what went wrong).
     kind : str
-        ``"bad_request"`` (400), ``"not_found"`` (404), ``"token"`` (the token was refused),
+        ``"bad_request"`` (400), ``"not_found"`` (404), ``"too_large"`` (413: the request is
+        larger than the endpoint takes), ``"token"`` (the token was refused),
         ``"unreachable"``, ``"no_key"`` (key file missing or unreadable), ``"server"``
         (any other status).
     field : str or None
-        The request field the server named, for 400 and 404.
+        The request field the server named, for 400, 404 and 413.
     """
 
     def __init__(self, status: int, message: str, kind: str = "server", field: str | None = None):
@@ -234,6 +249,27 @@ def _options(novelty: float | None = None, explain: bool = False) -> dict:
     return given
 
 
+def _size(body: dict, field: str) -> int:
+    value = body.get(field)
+    return len(value) if isinstance(value, (list, dict)) else 0
+
+
+def is_bulk(body: object) -> bool:
+    """Whether ``body`` is larger than the interactive endpoint takes: more than
+    :data:`INTERACTIVE_MAX_PAIRS` ``pairs`` or ``movie_ids``, or more than
+    :data:`INTERACTIVE_MAX_RATINGS` ``ratings`` or ``exclude_movie_ids``."""
+    if not isinstance(body, dict):
+        return False
+    return (
+        max(_size(body, "pairs"), _size(body, "movie_ids")) > INTERACTIVE_MAX_PAIRS
+        or max(_size(body, "ratings"), _size(body, "exclude_movie_ids")) > INTERACTIVE_MAX_RATINGS
+    )
+
+
+# What each error status of a prediction is to a caller (ClientError.kind).
+_KINDS = {400: "bad_request", 404: "not_found", 413: "too_large"}
+
+
 def _is_token_refusal(status: int, answer: object) -> bool:
     # TorchServe 0.12 answers a missing, wrong or expired token with 400 (not 401).
     return (
@@ -242,22 +278,37 @@ def _is_token_refusal(status: int, answer: object) -> bool:
 
 
 class MovieRecClient:
-    """Calls ``POST /predictions/<model>`` with the bearer token."""
+    """Calls ``POST /predictions/<model>`` with the bearer token, or
+    ``POST /predictions/<bulk_model>`` for a request larger than ``model`` takes
+    (:func:`is_bulk`); ``bulk_model=None`` sends every request to ``model``."""
 
     def __init__(
         self,
         url: str | None = None,
         token: str | None = None,
-        model: str = "movierec",
+        model: str = MODEL,
         key_file: str | Path | None = None,
         timeout: float = 10.0,
+        bulk_model: str | None = BULK_MODEL,
     ):
         self.url = (url or find_url()).rstrip("/")
         self.key_file = key_file
         self._fixed_token = token is not None
         self.token = token if token is not None else read_token("inference", key_file)
         self.model = model
+        self.bulk_model = bulk_model
         self.timeout = timeout
+
+    def model_for(self, body: object) -> str:
+        """The model (endpoint) :meth:`predict` sends ``body`` to: ``bulk_model`` when the body
+        is larger than the interactive endpoint takes and there is one, else ``model``."""
+        if self.bulk_model and is_bulk(body):
+            return self.bulk_model
+        return self.model
+
+    def path_for(self, body: object) -> str:
+        """``/predictions/<model>`` for ``body`` (:meth:`model_for`)."""
+        return f"/predictions/{self.model_for(body)}"
 
     @classmethod
     def connect(
@@ -312,9 +363,15 @@ class MovieRecClient:
             return status, raw.decode(errors="replace")
 
     def predict(self, body: object) -> dict:
-        """POST a body to the model and return the answer; raises :class:`ClientError` with
-        the server's message, its ``kind`` and the field it named."""
-        status, answer = self.request("POST", f"/predictions/{self.model}", body)
+        """POST a body to the endpoint its size calls for (:meth:`path_for`) and return the
+        answer; raises :class:`ClientError` with the server's message, its ``kind`` and the
+        field it named.
+
+        A 413 (the endpoint's limits are lower than this client's, or the body is larger than
+        even the bulk endpoint takes) is raised as ``kind="too_large"`` with the server's
+        message, which names the endpoint for larger requests; it is not sent again elsewhere.
+        """
+        status, answer = self.request("POST", self.path_for(body), body)
         # Every answer of the handler is a JSON object; a 200 with anything else is the
         # server's fault, reported below rather than handed to a caller that indexes it.
         if isinstance(answer, dict):
@@ -325,7 +382,7 @@ class MovieRecClient:
         error = answer.get("error", answer) if isinstance(answer, dict) else answer
         message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
         field = error.get("field") if isinstance(error, dict) else None
-        kind = {400: "bad_request", 404: "not_found"}.get(status, "server")
+        kind = _KINDS.get(status, "server")
         raise ClientError(status, message, kind, field)
 
     def rating(self, user_id: int, movie_id: int) -> float:

@@ -20,7 +20,11 @@ and lists them, so that one can be given by id or by its full title.
 
 Finds the server (--url, $MOVIEREC_URL, ./config.properties, 127.0.0.1:8080) and its token
 (--key-file, $MOVIEREC_KEY_FILE, ./key_file.json) itself. Prints tables (--json: the answer).
-Exit status: 0 answered; 1 the server refused the request (400, 404, other errors);
+Requests larger than the interactive endpoint takes (more than 1,000 --predict ids, more than
+250 ratings or --exclude ids) go to /predictions/movierec-bulk by themselves; a table's title
+names the model that answered.
+
+Exit status: 0 answered; 1 the server refused the request (400, 404, 413, other errors);
 2 bad command line, or a title that names no movie or several; 3 no server, no key file, or
 the token was refused.
 """
@@ -441,10 +445,9 @@ DEMO_BODIES = (
 def _demo(api: MovieRecClient, args: argparse.Namespace) -> str:
     out = []
     for body in DEMO_BODIES:
-        status, reply = api.request("POST", f"/predictions/{api.model}", body)
-        out.append(
-            f"POST /predictions/{api.model} {json.dumps(body)}\n  -> {status} {json.dumps(reply)}\n"
-        )
+        path = api.path_for(body)  # where predict would send it
+        status, reply = api.request("POST", path, body)
+        out.append(f"POST {path} {json.dumps(body)}\n  -> {status} {json.dumps(reply)}\n")
     return "\n".join(out)
 
 
@@ -479,6 +482,8 @@ def explain(exc: ClientError) -> str:
         if exc.field == "user_id":
             hint = " (recommend --fallback popular ranks popular movies instead)"
         return f"not found{where}: {exc.message}{hint}"
+    if exc.kind == "too_large":
+        return f"too large{where}: {exc.message}"
     if exc.kind == "token":
         return (
             f"the server refused the token ({exc.message}), also after re-reading the key "
@@ -517,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except ClientError as exc:
         print(f"error: {explain(exc)}", file=sys.stderr)
-        refused = exc.kind in ("bad_request", "not_found", "server")
+        refused = exc.kind in ("bad_request", "not_found", "too_large", "server")
         return EXIT_REFUSED if refused else EXIT_CONNECTION
     return 0
 

@@ -1,6 +1,7 @@
-"""The client's discovery requests (search, chart, explanations, novelty, years) and the
-command line's titles, against a stub model server that records every body it is sent; one
-integration test against the session's real TorchServe."""
+"""The client's discovery requests (search, chart, explanations, novelty, years), the endpoint
+each request goes to (interactive or bulk) and the command line's titles, against a stub model
+server that records every body it is sent and the path it came on; one integration test
+against the session's real TorchServe."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+import yaml
 
-from client import MovieRecClient, TitleError, match_title, title_forms
-from client.__main__ import main, parse_args
+import client
+from client import ClientError, MovieRecClient, TitleError, match_title, title_forms
+from client.__main__ import DEMO_BODIES, main, parse_args
 
+HANDLER = Path(__file__).resolve().parent.parent / "handler"
 TOKEN = "inference-key"
+INTERACTIVE, BULK = "/predictions/movierec", "/predictions/movierec-bulk"
 MODEL = {"name": "movierec", "version": "0.1.0"}
 # movie_id, title, genres, number of ratings. Chosen for the resolution cases: "star wars"
 # spells one of two results exactly, "the godfather" one of two with its article in front,
@@ -60,6 +66,10 @@ def _recommendation(movie_id: int, body: dict) -> dict:
 
 def answer(body: dict) -> dict:
     """What the stub answers a body with: the handler's shapes, over :data:`MOVIES`."""
+    if "pairs" in body:
+        return {"ratings": [3.5] * len(body["pairs"])}
+    if "movie_id" in body:
+        return {"user_id": body["user_id"], "movie_id": body["movie_id"], "rating": 3.5}
     if "search" in body:
         # Every word typed in the title: enough for the cases above, and never a typo.
         typed = _words(body["search"])
@@ -79,19 +89,31 @@ def answer(body: dict) -> dict:
 
 
 class StubModelServer:
-    """``POST /predictions/movierec`` answered by :func:`answer`, with the bearer key
-    :data:`TOKEN`; ``sent`` holds each body exactly as it arrived."""
+    """``POST /predictions/movierec`` and ``POST /predictions/movierec-bulk`` answered alike
+    by :func:`answer`, with the bearer key :data:`TOKEN`; ``sent`` holds each body exactly as
+    it arrived and ``paths`` the path of each. ``too_large``, when set, is the 413 answer every
+    request gets, as from an endpoint whose limits are lower than the client's."""
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.paths: list[str] = []
+        self.too_large: dict | None = None
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 stub.sent.append(raw)
-                if self.headers["Authorization"] != f"Bearer {TOKEN}":
+                stub.paths.append(self.path)
+                if self.path not in (INTERACTIVE, BULK):
+                    status, reply = 404, {"code": 404, "type": "ModelNotFoundException"}
+                elif self.headers["Authorization"] != f"Bearer {TOKEN}":
                     status, reply = 400, {"type": "InvalidKeyException", "message": "bad key"}
+                elif stub.too_large is not None:
+                    status, reply = 413, {**stub.too_large, "model": MODEL}
+                elif raw == b"{}":  # the handler names a field for an empty body
+                    error = {"status": 400, "field": "body", "message": "empty request"}
+                    status, reply = 400, {"error": error, "model": MODEL}
                 else:
                     status, reply = 200, {**answer(json.loads(raw)), "model": MODEL}
                 data = json.dumps(reply).encode()
@@ -227,6 +249,77 @@ def test_search_and_chart_return_their_lists(api, stub):
         {"chart": "popular", "k": 20, "genres": ["Drama"], "years": [1970, 1999]},
         {"chart": "popular", "k": 20},
     ]
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+def test_the_clients_limits_are_the_interactive_endpoints():
+    interactive = yaml.safe_load((HANDLER / "model-config.yaml").read_text())["handler"]
+    assert interactive["max_pairs"] == client.INTERACTIVE_MAX_PAIRS
+    assert interactive["max_ratings"] == client.INTERACTIVE_MAX_RATINGS
+    assert interactive["bulk_model"] == client.BULK_MODEL == MovieRecClient("x", "t").bulk_model
+    # The bulk endpoint takes more, and names no endpoint beyond itself.
+    bulk = yaml.safe_load((HANDLER / "model-config-bulk.yaml").read_text())["handler"]
+    assert bulk["max_pairs"] > client.INTERACTIVE_MAX_PAIRS
+    assert bulk["max_ratings"] > client.INTERACTIVE_MAX_RATINGS
+    assert not bulk.get("bulk_model")
+
+
+def _pairs(n: int) -> list[tuple[int, int]]:
+    return [(196, m) for m in range(1, n + 1)]
+
+
+def _ratings(n: int) -> dict[int, float]:
+    return {m: 4.0 for m in range(1, n + 1)}
+
+
+def test_each_request_goes_to_the_endpoint_its_size_calls_for(api, stub):
+    assert api.ratings(_pairs(1000)) == [3.5] * 1000
+    assert api.ratings(_pairs(1001)) == [3.5] * 1001
+    api.new_user(_ratings(250), k=2)
+    api.new_user(_ratings(251), k=2)
+    api.new_user(_ratings(5), k=2, movie_ids=list(range(1, 1001)))
+    api.new_user(_ratings(5), k=2, movie_ids=list(range(1, 1002)))
+    api.recommend(196, exclude_movie_ids=list(range(1, 251)))
+    api.recommend(196, exclude_movie_ids=list(range(1, 252)))
+    api.rating(196, 242)
+    api.search("fargo")
+    assert stub.paths == [INTERACTIVE, BULK] * 4 + [INTERACTIVE, INTERACTIVE]
+    assert api.path_for({"pairs": _pairs(1001)}) == BULK
+    assert api.path_for({"user_id": 196, "k": 10}) == INTERACTIVE
+
+
+def test_without_a_bulk_model_every_request_is_interactive(stub):
+    api = MovieRecClient(stub.url, token=TOKEN, bulk_model=None)
+    api.ratings(_pairs(1001))
+    api.new_user(_ratings(251), k=2)
+    assert stub.paths == [INTERACTIVE, INTERACTIVE]
+
+
+def test_a_413_is_a_too_large_error_with_the_servers_message(api, stub, where, capsys):
+    message = (
+        "1500 pairs exceed max_pairs=1000 of this endpoint; "
+        "send requests this large to /predictions/movierec-bulk"
+    )
+    stub.too_large = {"error": {"status": 413, "field": "pairs", "message": message}}
+    with pytest.raises(ClientError) as err:
+        api.ratings(_pairs(10))
+    assert (err.value.status, err.value.kind, err.value.field) == (413, "too_large", "pairs")
+    assert err.value.message == message
+    assert stub.paths == [INTERACTIVE]  # not sent again anywhere
+    # The command line says so and exits 1, as for any request the server refused.
+    assert main(["rate", "--user", "196", "--movie", "242", *where]) == 1
+    assert f"error: too large [pairs]: {message}" in capsys.readouterr().err
+
+
+def test_the_demo_prints_the_path_each_body_went_to(stub, where, capsys):
+    assert main(["demo", *where]) == 0
+    out = capsys.readouterr().out
+    # Every example is small: each went, and says it went, to the interactive endpoint (after
+    # the empty body that found the model ready).
+    assert out.count("POST /predictions/movierec {") == len(DEMO_BODIES)
+    assert stub.paths == [INTERACTIVE] * (1 + len(DEMO_BODIES))
 
 
 # --------------------------------------------------------------------------- command line

@@ -12,7 +12,8 @@ is checked against the code it names, without Java, a server or a trained model:
 - ``torchrun``, ``torchserve``, ``locust``: their own parsers accept the flags, and torchrun's
   module is checked as above;
 - ``curl``: the URL is one the server serves on the port config.properties gives it, with the
-  key it needs, and a prediction body passes the handler's request parser;
+  key it needs, and a prediction body passes the handler's request parser under the limits of
+  the endpoint it is sent to (the interactive one's or the bulk one's model-config.yaml);
 - ``name() { ...; }``: the shell function prints the right key from a key_file.json.
 
 Relative links must point at files that exist, and anchors at headings that exist. The README
@@ -41,10 +42,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from handler.parsing import Limits, decode_body, parse_request
 from loadtest import traffic
 from model.errors import BadRequestError
+from train.archive import ENDPOINTS
 from train.data.formats import ML100K_GENRES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -269,12 +272,30 @@ def served_ports() -> dict[int | None, str]:
     return ports
 
 
-# Paths each API answers (TorchServe 0.12 with the model name this project registers).
+# The model names this project registers (`make archive`): the interactive endpoint and the
+# bulk one, each with its model-config.yaml.
+_MODELS = "|".join(re.escape(name) for name in ENDPOINTS)
+# Paths each API answers (TorchServe 0.12 with the model names this project registers).
 SERVED_PATHS = {
-    "inference": re.compile(r"/predictions/movierec|/ping"),
-    "management": re.compile(r"/models(/movierec(/[\w.]+(/set-default)?)?)?|/token"),
+    "inference": re.compile(rf"/predictions/(?:{_MODELS})|/ping"),
+    "management": re.compile(rf"/models(/(?:{_MODELS})(/[\w.]+(/set-default)?)?)?|/token"),
     "metrics": re.compile(r"/metrics"),
 }
+# The request limits under `handler:` in each endpoint's model-config.yaml, by path.
+_LIMIT_FIELDS = ("max_k", "max_pairs", "max_ratings", "default_k")
+
+
+@cache
+def endpoint_limits(path: str) -> Limits | None:
+    """The limits of the endpoint at ``path`` (``/predictions/<name>``), as its handler reads
+    them from its model-config.yaml; None for a path that is no prediction endpoint."""
+    name = path.removeprefix("/predictions/")
+    if not path.startswith("/predictions/") or name not in ENDPOINTS:
+        return None
+    settings = yaml.safe_load(ENDPOINTS[name].read_text()).get("handler") or {}
+    return Limits(**{f: int(settings[f]) for f in _LIMIT_FIELDS if f in settings})
+
+
 # The shell function each API's key is read with at call time, as the pages define them.
 KEY_FUNCTIONS = {"inference": "token", "management": "mgmt"}
 
@@ -451,13 +472,14 @@ def check_curl(args: list[str], page: Path) -> list[str]:
 
 
 def check_body(path: str, body: str, headers: list[str]) -> list[str]:
-    if path != "/predictions/movierec":
+    limits = endpoint_limits(path)
+    if limits is None:
         return [f"a body sent to {path}"]
     if "Content-Type: application/json" not in headers:
         return ["a body without -H 'Content-Type: application/json' is sent as a form (400)"]
     try:
         request = decode_body({"body": body.encode()})
-        parse_request(request, Limits(), ML100K_GENRES, (1.0, 5.0))
+        parse_request(request, limits, ML100K_GENRES, (1.0, 5.0))
     except BadRequestError as exc:
         return [f"the handler refuses {body}: {exc}"]
     return []

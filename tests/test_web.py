@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from client import ClientError
 from loadtest.server import free_ports
 from tests.conftest import GENRES
-from tests.web_fakes import FakeModelServer, fake_model_server, web_app
+from tests.web_fakes import BULK, INTERACTIVE, FakeModelServer, fake_model_server, web_app
 from web import __main__ as cli
 from web import validation
 from web.app import CSP
@@ -80,6 +80,7 @@ def url(fake) -> Iterator[str]:
 def ready(fake) -> None:
     fake.mode = "ready"
     fake.bodies.clear()
+    fake.paths.clear()
 
 
 # --------------------------------------------------------------------------- what routes accept
@@ -221,6 +222,17 @@ def test_routes_answer_with_the_model_servers_answers(url, fake):
     assert status == 200 and [r["movie_id"] for r in answer["recommendations"]] == [50, 127]
     status, config, _ = request(url, "GET", "/api/config")
     assert status == 200 and config == CATALOGUE.to_json()
+
+
+def test_a_person_with_many_ratings_is_sent_to_the_bulk_endpoint(url, fake):
+    many = {str(movie_id): 4 for movie_id in range(1, 301)}  # above the interactive 250
+    status, answer, _ = post(url, "/api/recommend", {"ratings": many})
+    assert status == 200 and answer["recommendations"]
+    few = {"1": 5, "50": 4, "9": 3, "127": 5, "100": 2}
+    status, answer, _ = post(url, "/api/recommend", {"ratings": few})
+    assert status == 200 and answer["recommendations"]
+    assert [len(body["ratings"]) for body in fake.bodies] == [300, 5]
+    assert fake.paths == [BULK, INTERACTIVE]
 
 
 def test_every_answer_carries_the_security_headers(url):
@@ -392,6 +404,7 @@ def test_a_stopped_model_server_says_how_to_start_it(tmp_path):
         (ClientError(0, "no key file", "no_key"), "down", 503),
         (ClientError(400, "bad genre", "bad_request", "genres[0]"), "refused", 400),
         (ClientError(404, "unknown movie", "not_found", "similar_to"), "refused", 404),
+        (ClientError(413, "1001 ratings exceed", "too_large", "ratings"), "refused", 413),
         (ClientError(404, "Model not found: movierec", "not_found"), "starting", 503),
         (ClientError(503, "no worker", "server"), "starting", 503),
         (ClientError(500, "Worker died.", "server"), "failed", 502),

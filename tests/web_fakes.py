@@ -1,10 +1,11 @@
 """Test doubles for the web app: a small model server that speaks movierec's HTTP API, and a
 web app run in a thread.
 
-:class:`FakeModelServer` answers ``POST /predictions/movierec`` as the handler does for the
-kinds the page uses (search, chart, new user with reasons, similar, and the empty body the
-health check sends), with bearer keys read from its own key_file.json, and records each body
-it was sent. Its ``mode`` makes it answer as TorchServe does while the model is loading
+:class:`FakeModelServer` answers ``POST /predictions/movierec`` and
+``POST /predictions/movierec-bulk`` (alike) as the handler does for the kinds the page uses
+(search, chart, new user with reasons, similar, and the empty body the health check sends),
+with bearer keys read from its own key_file.json, and records each body it was sent and the
+path it came on. Its ``mode`` makes it answer as TorchServe does while the model is loading
 (``"starting"``); :meth:`FakeModelServer.stop` leaves nothing listening (``down``).
 """
 
@@ -41,6 +42,8 @@ MOVIES = [
     (666, "<img src=x onerror=alert(1)> (1999)", ["Comedy"], 30),
 ]
 GENRES = ("Action", "Animation", "Comedy", "Crime", "Drama", "Romance", "Sci-Fi")
+# The interactive endpoint and the bulk one; the fake answers both the same way.
+INTERACTIVE, BULK = "/predictions/movierec", "/predictions/movierec-bulk"
 
 
 def _year(title: str) -> int | None:
@@ -64,6 +67,7 @@ class FakeModelServer:
         self.home = home
         self.key_file = home / "key_file.json"
         self.bodies: list[object] = []
+        self.paths: list[str] = []  # the path of each of ``bodies``
         self.mode = "ready"
         self.rotate_key("key-0")
         fake = self
@@ -97,7 +101,7 @@ class FakeModelServer:
         self.httpd.server_close()
 
     def answer(self, path: str, authorization: str | None, raw: bytes) -> tuple[int, dict]:
-        if path != "/predictions/movierec":
+        if path not in (INTERACTIVE, BULK):
             return 404, {"code": 404, "type": "ModelNotFoundException", "message": "no model"}
         if authorization != f"Bearer {self.key}":
             return 400, {"code": 400, "type": "InvalidKeyException", "message": "bad token"}
@@ -106,6 +110,7 @@ class FakeModelServer:
             return 503, {"code": 503, "type": "ServiceUnavailableException", "message": message}
         body = json.loads(raw)
         self.bodies.append(body)
+        self.paths.append(path)
         if not body:
             return _error(400, "body", "empty request body")
         for field in ("search", "chart", "ratings", "similar_to"):

@@ -4,7 +4,9 @@ Every call builds a :class:`client.MovieRecClient`, which reads the inference ke
 key_file.json right then: the key supervisor (``python -m client.keys``) renews keys by
 rewriting that file, so a key read at start would stop working at the first expiry. A key
 refused on the way (renewed meanwhile) is re-read and the request sent once more by the client
-itself. The key never leaves this process: the page only ever sees the answers.
+itself. The key never leaves this process: the page only ever sees the answers. The client
+also picks the endpoint: a person with more ratings than the interactive endpoint takes (250)
+is sent to the bulk one (``/predictions/movierec-bulk``), everyone else to the interactive one.
 
 What can go wrong is sorted into what the page shows (:class:`UpstreamError`'s ``state``):
 
@@ -12,7 +14,8 @@ What can go wrong is sorted into what the page shows (:class:`UpstreamError`'s `
   running (the page says to start it with ``make serve``);
 - ``starting``: it answers, but the model is not loaded yet (TorchServe's 404 for an unknown
   model, 503 while no worker is up);
-- ``refused``: the model refused the request (400/404 with the handler's message and field);
+- ``refused``: the model refused the request (400/404/413 with the handler's message and
+  field);
 - ``failed``: anything else (a worker died, a key that keeps being refused).
 """
 
@@ -22,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from client import ClientError, MovieRecClient, fresh_token
+from client import BULK_MODEL, ClientError, MovieRecClient, fresh_token
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ def classify(exc: ClientError) -> UpstreamError:
     """The page's view of a client error (module docstring)."""
     if exc.kind in ("unreachable", "no_key"):
         return UpstreamError("down", 503, f"{NOT_RUNNING} ({exc.message})")
-    if exc.kind in ("bad_request", "not_found") and exc.field is not None:
+    if exc.kind in ("bad_request", "not_found", "too_large") and exc.field is not None:
         # The handler's own refusal: it always names the field; TorchServe's never does.
         return UpstreamError("refused", exc.status, exc.message, exc.field)
     if exc.status in (404, 503):
@@ -79,7 +82,8 @@ def classify(exc: ClientError) -> UpstreamError:
 
 
 class Upstream:
-    """Calls ``POST /predictions/<model>`` on the model server with a key read at each call.
+    """Calls ``POST /predictions/<model>`` on the model server with a key read at each call,
+    or ``POST /predictions/<bulk_model>`` for a request larger than ``model`` takes.
 
     Parameters
     ----------
@@ -91,14 +95,22 @@ class Upstream:
         The model name.
     timeout : float
         Seconds to wait for one answer.
+    bulk_model : str or None
+        The model name of the bulk endpoint; None sends every request to ``model``.
     """
 
     def __init__(
-        self, url: str, key_file: str | Path, model: str = "movierec", timeout: float = 10.0
+        self,
+        url: str,
+        key_file: str | Path,
+        model: str = "movierec",
+        timeout: float = 10.0,
+        bulk_model: str | None = BULK_MODEL,
     ):
         self.url = url.rstrip("/")
         self.key_file = Path(key_file)
         self.model = model
+        self.bulk_model = bulk_model
         self.timeout = timeout
 
     def _client(self) -> MovieRecClient:
@@ -115,7 +127,11 @@ class Upstream:
 
     def _new_client(self) -> MovieRecClient:
         return MovieRecClient(
-            self.url, model=self.model, key_file=self.key_file, timeout=self.timeout
+            self.url,
+            model=self.model,
+            key_file=self.key_file,
+            timeout=self.timeout,
+            bulk_model=self.bulk_model,
         )
 
     def predict(self, body: dict) -> dict:

@@ -29,7 +29,9 @@ from typing import Any
 from web.catalogue import Catalogue
 
 MAX_BODY_BYTES = 64 * 1024  # 1,000 ratings take ~15 KiB of JSON: room to spare, not to abuse
-MAX_RATINGS = 1_000  # the model server's own max_ratings (handler/model-config.yaml)
+# The bulk endpoint's max_ratings (handler/model-config-bulk.yaml): requests above the
+# interactive endpoint's 250 go to the bulk endpoint through the client (web/upstream.py).
+MAX_RATINGS = 1_000
 MIN_QUERY, MAX_QUERY = 2, 100  # suggestions start at 2 characters; no title is near 100
 MAX_GENRES = 40  # more than any MovieLens release has (ML-25M: 20)
 MAX_NAME = 40  # characters of one genre name
