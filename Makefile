@@ -14,6 +14,8 @@ DATASET ?= ml-100k
 ARTIFACT ?= artifacts/$(DATASET)
 TRAIN_ARGS ?=
 MAR     := model_store/movierec.mar
+# The same model for large requests, with its own workers, batching and queue (docs/operations.md).
+BULK_MAR := model_store/movierec-bulk.mar
 KEYS_PID := logs/keys.pid
 # The page (docs/web.md): python -m web on 127.0.0.1:WEB_PORT, in front of TorchServe.
 WEB_PORT ?= 8000
@@ -27,9 +29,10 @@ LOCUST_ARGS ?=
 BENCH_ARGS ?=
 SCALE_ARGS ?=
 SOAK_ARGS ?=
+ISOLATION_ARGS ?=
 
 .PHONY: help all install install-serve check-java data train archive serve stop demo fuzz faults upgrade evaluate \
-	test test-unit browser lint format clean loadtest soak knee bench scale
+	test test-unit browser lint format clean loadtest soak knee bench scale isolation
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -81,12 +84,12 @@ $(ARTIFACT)/weights.pt: $(VENV)/.installed $(TRAINED_WITH) $(wildcard model/*.py
 
 train: $(ARTIFACT)/weights.pt  ## train into artifacts/DATASET/ (TRAIN_ARGS="--epochs 5" passes options)
 
-$(MAR): $(ARTIFACT)/weights.pt $(wildcard handler/*) $(wildcard model/*.py)
+$(MAR) $(BULK_MAR) &: $(ARTIFACT)/weights.pt $(wildcard handler/*) $(wildcard model/*.py)
 	$(PY) -m train.archive --artifact $(ARTIFACT) --export-path model_store
 
-archive: $(MAR)  ## build model_store/movierec.mar from the trained artifact
+archive: $(MAR) $(BULK_MAR)  ## build model_store/movierec.mar and movierec-bulk.mar from the artifact
 
-serve: check-java $(MAR)  ## start TorchServe, its key supervisor and the page (WEB_PORT=8000), call it
+serve: check-java $(MAR) $(BULK_MAR)  ## start TorchServe, its key supervisor and the page (WEB_PORT=8000), call it
 	@mkdir -p logs
 	$(BIN)/torchserve --start --ts-config config.properties --ncs >> logs/torchserve.out 2>&1 \
 	  || { tail -n 5 logs/torchserve.out; exit 1; }
@@ -139,6 +142,9 @@ soak: $(MAR)  ## Locust mix past the keys' expiry, memory watched (DURATION=75m 
 
 knee: $(MAR)  ## step load until p99 breaks the SLO: highest rate within it
 	$(PY) -m loadtest.run --url $(URL) --knee -- $(LOCUST_ARGS)
+
+isolation: $(MAR) $(BULK_MAR)  ## light clients alone, beside bulk ones, overload, recovery: reports/isolation.md
+	$(PY) -m loadtest.scenarios.isolation --mar $(MAR) $(ISOLATION_ARGS)
 
 bench: $(ARTIFACT)/weights.pt  ## echo floor vs naive vs our handler, micro-benchmarks: reports/bench.md
 	$(PY) -m loadtest.scenarios.bench --artifact $(ARTIFACT) $(BENCH_ARGS)

@@ -7,9 +7,12 @@ The request bodies, the id sampling (the archive's own vocabulary, weighted by p
 the checks of each answer live in :mod:`loadtest.traffic`; this file adapts them to Locust.
 Settings from the environment: ``MOVIEREC_MAR`` (the archive to sample ids from, default
 model_store/movierec.mar), ``MOVIEREC_KEY_FILE`` (TorchServe's key_file.json, default
-./key_file.json), ``MOVIEREC_MODEL`` (default movierec), ``MOVIEREC_ECHO=1`` (expect the
-benchmark's echo handler). A user sends as fast as answers come (``--user-rps 0``, a closed
-loop) or paced at ``--user-rps`` requests per second.
+./key_file.json), ``MOVIEREC_MODEL`` (the interactive registration, default movierec),
+``MOVIEREC_ECHO=1`` (expect the benchmark's echo handler), ``MOVIEREC_BULK=1`` (add the bulk
+clients, :data:`traffic.BULK_ENDPOINTS`, which send to /predictions/movierec-bulk, or to
+``MOVIEREC_BULK_MODEL``). A user sends
+as fast as answers come (``--user-rps 0``, a closed loop) or paced at ``--user-rps`` requests
+per second.
 
 Keys expire and are renewed (``python -m client.keys``); the old key is refused at once. A user
 whose token is refused re-reads key_file.json and sends the request again, once: the refused
@@ -41,8 +44,10 @@ from loadtest import slo, traffic
 log = logging.getLogger("loadtest")
 
 MAR = os.environ.get("MOVIEREC_MAR", "model_store/movierec.mar")
-PATH = f"/predictions/{os.environ.get('MOVIEREC_MODEL', 'movierec')}"
+MODEL = os.environ.get("MOVIEREC_MODEL", "movierec")
 ECHO = os.environ.get("MOVIEREC_ECHO", "") == "1"
+BULK = os.environ.get("MOVIEREC_BULK", "") == "1"
+BULK_MODEL = os.environ.get("MOVIEREC_BULK_MODEL", "")  # default: each bulk endpoint's own
 CATALOGUE = traffic.Catalogue.from_mar(MAR)
 # gevent's clock was read before this file's imports and the archive's loading (seconds on a
 # busy machine); Locust starts its --run-time timer from that stale clock, so a run ended that
@@ -79,6 +84,12 @@ class MovieRecUser(FastHttpUser):
         options = self.environment.parsed_options
         self.rng = np.random.default_rng([options.seed, next(_user_numbers)])
         self.call = self.endpoint(CATALOGUE)
+        # Large bodies are drawn and encoded once, then sent in turn.
+        drawn = (self.call.body(self.rng) for _ in range(self.call.pool))
+        pooled: list[tuple[dict, str] | None] = [(b, json.dumps(b)) for b in drawn]
+        self.pool = itertools.cycle(pooled or [None])
+        interactive = self.call.model == "movierec"
+        self.path = f"/predictions/{MODEL if interactive else BULK_MODEL or self.call.model}"
         self._wait = constant_throughput(options.user_rps) if options.user_rps > 0 else constant(0)
 
     def wait_time(self) -> float:
@@ -86,8 +97,9 @@ class MovieRecUser(FastHttpUser):
 
     @task
     def request(self) -> None:
-        body = self.call.body(self.rng)
-        with self._post(body) as response:
+        pooled = next(self.pool)
+        body, encoded = pooled if pooled else (self.call.body(self.rng), None)
+        with self._post(body, encoded) as response:
             if _token_refused(response):
                 # Expired or renewed: take the key file's new key and send the request again.
                 response.request_meta["name"] = traffic.TOKEN_REFRESHED
@@ -102,13 +114,19 @@ class MovieRecUser(FastHttpUser):
                 retry = False
                 self._judge(body, response)
         if retry:
-            with self._post(body) as response:
+            with self._post(body, encoded) as response:
                 self._judge(body, response)
 
-    def _post(self, body: dict):
-        """The request, its response to be marked by the caller (``with``)."""
+    def _post(self, body: dict, encoded: str | None = None):
+        """The request (``encoded``: ``body`` already as JSON), its response to be marked
+        by the caller (``with``)."""
+        if encoded is None:
+            return self.client.post(
+                self.path, json=body, headers=self.headers, name=self.call.name, catch_response=True
+            )
+        headers = {**self.headers, "Content-Type": "application/json"}
         return self.client.post(
-            PATH, json=body, headers=self.headers, name=self.call.name, catch_response=True
+            self.path, data=encoded, headers=headers, name=self.call.name, catch_response=True
         )
 
     def _judge(self, body: dict, response) -> None:
@@ -136,7 +154,9 @@ def _user_class(endpoint: type[traffic.Endpoint]) -> type[MovieRecUser]:
 
 # Locust takes its user classes from this module's names: one per endpoint of the mix, named
 # after it (`locust ... TopK` runs those alone; the smoke test relies on the names).
-globals().update({e.__name__: _user_class(e) for e in traffic.ENDPOINTS})
+globals().update(
+    {e.__name__: _user_class(e) for e in traffic.ENDPOINTS + (traffic.BULK_ENDPOINTS * BULK)}
+)
 
 
 @events.quitting.add_listener

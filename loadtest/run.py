@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client import ClientError, read_token
-from loadtest.server import REPO, ServerError, answers, local_torchserve
+from loadtest.server import REPO, ServerError, answers, endpoints, local_torchserve
 from model import console
 
 log = logging.getLogger("loadtest")
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_locust(args.url, args.key_file, **run)
     log.info("no server answers at %s with %s: starting a private one", args.url, args.key_file)
     try:
-        with local_torchserve(mar.parent, ["movierec"], load_models=mar.name) as server:
+        with local_torchserve(mar.parent, *endpoints(mar)) as server:
             return run_locust(server.url, server.key_file, **run)
     except ServerError as exc:
         log.error("%s", exc)

@@ -37,6 +37,23 @@ CONFIG = REPO / "config.properties"
 TORCHSERVE = Path(sys.executable).parent / "torchserve"
 
 
+# The registration `make archive` builds beside movierec.mar for large requests.
+BULK_MODEL = "movierec-bulk"
+
+
+def endpoints(mar: str | Path) -> tuple[list[str], str]:
+    """``(model_names, load_models)`` for :func:`local_torchserve` serving the archive ``mar``
+    under its own name and, when ``movierec-bulk.mar`` was built beside it (``make archive``),
+    the bulk endpoint too, as ``make serve`` does."""
+    mar = Path(mar)
+    names, files = [mar.stem], [mar.name]
+    bulk = mar.parent / f"{BULK_MODEL}.mar"
+    if bulk.is_file() and bulk.name != mar.name:
+        names.append(BULK_MODEL)
+        files.append(bulk.name)
+    return names, ",".join(files)
+
+
 class ServerError(RuntimeError):
     """TorchServe could not be started, or its models never became ready."""
 

@@ -60,6 +60,14 @@ class Catalogue:
         """``n`` raw movie ids (repeats allowed), drawn in proportion to their popularity."""
         return self.vocab.movie_ids[np.searchsorted(self._movie_cdf, rng.random(n))].tolist()
 
+    def distinct_movies(self, rng: np.random.Generator, n: int) -> list[int]:
+        """``n`` distinct raw movie ids (all of them when the catalogue has fewer), drawn
+        without replacement in proportion to their popularity."""
+        weights = np.diff(np.concatenate([[0.0], self._movie_cdf]))
+        n = min(n, int((weights > 0).sum()))
+        picked = rng.choice(len(weights), size=n, replace=False, p=weights / weights.sum())
+        return self.vocab.movie_ids[picked].tolist()
+
     def rated(self, user_id: int) -> frozenset[int]:
         """Raw ids of the movies ``user_id`` rated (what top-K must never recommend)."""
         if user_id not in self._rated:
@@ -85,6 +93,8 @@ class Endpoint:
 
     name: str = ""
     share: int = 0  # relative to the other endpoints' (Locust's weight of its user class)
+    model: str = "movierec"  # the registration that takes it: /predictions/<model>
+    pool: int = 0  # > 0: the user draws this many bodies once and sends them in turn
 
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
@@ -243,10 +253,41 @@ class Similar(Endpoint):
         )
 
 
+class BulkPairs(RatingPairs):
+    """10,000 pairs of one user, sent to the bulk endpoint: a partner scoring a catalogue."""
+
+    name = "bulk pairs"
+    model = "movierec-bulk"
+    size = 10_000
+    pool = 8  # drawn once: building 10,000 pairs costs the load generator more than sending
+
+
+class BulkNewUser(NewUser):
+    """A new user with 1,000 ratings, sent to the bulk endpoint: a batch job folding in a
+    whole rating history."""
+
+    name = "bulk new_user"
+    model = "movierec-bulk"
+    size = 1_000
+    pool = 8
+
+    def body(self, rng: np.random.Generator) -> dict:
+        # At most half the catalogue, so that movies are left to recommend.
+        size = min(self.size, self.catalogue.vocab.num_items // 2)
+        movies = self.catalogue.distinct_movies(rng, size)
+        stars = rng.integers(
+            int(self.catalogue.min_rating), int(self.catalogue.max_rating) + 1, len(movies)
+        )
+        return {"ratings": {str(m): int(s) for m, s in zip(movies, stars)}, "k": self.k}
+
+
 # The endpoints the load tests exercise; the locustfile has one user class per entry. The mix
 # (their shares): top-K rows on every home page, single ratings on movie pages, now and then a
 # re-ranking of 100 candidates, a sign-up (new user) or a "more like this" row.
 ENDPOINTS: tuple[type[Endpoint], ...] = (SingleRating, RatingPairs, TopK, NewUser, Similar)
+# Bulk clients (the isolation scenario): not in the mix, run only when named on Locust's
+# command line (loadtest/bulk.py).
+BULK_ENDPOINTS: tuple[type[Endpoint], ...] = (BulkPairs, BulkNewUser)
 # Locust's name for an attempt refused for its token (expired, or renewed while on its way) and
 # sent again with the key file's new key: recorded as a success, apart from the endpoints.
 TOKEN_REFRESHED = "token refreshed (retried)"

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from loadtest.server import Server, ServerError, local_torchserve
+from loadtest.server import Server, ServerError, endpoints, local_torchserve
 from model import artifact
 from model.ranker import RankerConfig
 from model.vocab import Vocabulary
@@ -123,8 +123,10 @@ def tiny_ranker(vocab, data):
 
 @pytest.fixture(scope="session")
 def served_mar(tmp_path_factory, artifact_dir) -> Path:
-    """The tiny artifact archived as model_store/movierec.mar."""
-    return archive.build(artifact_dir, tmp_path_factory.mktemp("model_store"))
+    """The tiny artifact archived as `make archive` does: model_store/movierec.mar (returned)
+    and movierec-bulk.mar beside it."""
+    mar, _ = archive.build_endpoints(artifact_dir, tmp_path_factory.mktemp("model_store"))
+    return mar
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +137,9 @@ def server(tmp_path_factory, served_mar) -> Iterator[Server]:
         try:
             running = stack.enter_context(
                 local_torchserve(
-                    served_mar.parent, ["movierec"], home=tmp_path_factory.mktemp("torchserve")
+                    served_mar.parent,
+                    *endpoints(served_mar),
+                    home=tmp_path_factory.mktemp("torchserve"),
                 )
             )
         except ServerError as exc:

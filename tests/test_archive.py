@@ -79,3 +79,32 @@ def test_the_served_code_loads_and_imports_nothing_offline(artifact_dir, tmp_pat
     assert Path(loaded["model_file"]).resolve().is_relative_to(unpacked.resolve())
     offline = [m for m in loaded["modules"] if m.split(".")[0] in OFFLINE_PACKAGES]
     assert offline == []
+
+
+def test_make_archive_builds_an_interactive_and_a_bulk_endpoint(artifact_dir, tmp_path):
+    import yaml
+
+    built = archive.build_endpoints(artifact_dir, tmp_path / "model_store")
+
+    assert [m.name for m in built] == ["movierec.mar", "movierec-bulk.mar"]
+    configs = {}
+    for mar, (name, source) in zip(built, archive.ENDPOINTS.items()):
+        with zipfile.ZipFile(mar) as packed:
+            manifest = json.loads(packed.read("MAR-INF/MANIFEST.json"))
+            # TorchServe reads the file the manifest names.
+            configs[name] = yaml.safe_load(packed.read(manifest["model"]["configFile"]))
+            weights = packed.read("weights.pt")
+        assert manifest["model"]["modelName"] == name
+        assert configs[name] == yaml.safe_load(source.read_text())
+        assert weights == (artifact_dir / "weights.pt").read_bytes()  # one model, twice
+    interactive, bulk = configs["movierec"], configs["movierec-bulk"]
+    # The interactive endpoint's 413 names the bulk one, which takes everything it refuses.
+    assert interactive["handler"]["bulk_model"] == "movierec-bulk"
+    assert "bulk_model" not in bulk["handler"]
+    for limit in ("max_pairs", "max_ratings", "max_k"):
+        assert bulk["handler"][limit] >= interactive["handler"][limit]
+    # Bulk work yields the CPU and never takes every worker slot of the machine.
+    assert bulk["handler"]["nice"] > interactive["handler"].get("nice", 0)
+    assert bulk["maxWorkers"] < interactive["maxWorkers"]
+    # TorchServe reads 0 as "unset" and then waits its default 100 ms for company.
+    assert interactive["maxBatchDelay"] >= 1 and bulk["maxBatchDelay"] >= 1

@@ -52,7 +52,7 @@ def test_ids_are_drawn_by_popularity():
     assert cat.rated(2) == {10, 20}
 
 
-@pytest.mark.parametrize("endpoint", traffic.ENDPOINTS)
+@pytest.mark.parametrize("endpoint", traffic.ENDPOINTS + traffic.BULK_ENDPOINTS)
 def test_the_handlers_answers_pass_their_checks(endpoint, catalogue, recommender):
     call = endpoint(catalogue)
     rng = np.random.default_rng(1)
@@ -137,9 +137,11 @@ def test_bad_timespans_are_refused(text):
 
 @pytest.mark.integration
 def test_locustfile_smoke_run(server, served_mar, tmp_path):
-    """A few seconds of every user class at a few requests per second: no failures (a wrong
-    answer is a failure too) and every class sent requests. Latency is not judged here."""
-    one_each = [{"user_class_name": e.__name__, "fixed_count": 1} for e in traffic.ENDPOINTS]
+    """A few seconds of every user class, the bulk clients' too, at a few requests per second:
+    no failures (a wrong answer, or a 413 from the wrong endpoint, is a failure too) and every
+    class sent requests. Latency is not judged here."""
+    every = traffic.ENDPOINTS + traffic.BULK_ENDPOINTS
+    one_each = [{"user_class_name": e.__name__, "fixed_count": 1} for e in every]
     code = run_locust(
         server.url,
         server.key_file,
@@ -147,16 +149,17 @@ def test_locustfile_smoke_run(server, served_mar, tmp_path):
         tmp_path / "smoke",
         users=len(one_each),
         spawn_rate=len(one_each),
-        duration="6s",  # spawning 5 classes can take a while on a busy machine
+        duration="6s",  # spawning 7 classes can take a while on a busy machine
         extra=[
             *("--config-users", json.dumps(one_each), "--user-rps", "4"),
             *("--slo-p95-ms", "inf", "--slo-p99-ms", "inf"),
         ],
+        env={"MOVIEREC_BULK": "1"},
     )
     with open(tmp_path / "smoke_stats.csv", newline="") as f:
         rows = {row["Name"]: row for row in csv.DictReader(f)}
     assert code == 0
-    for endpoint in traffic.ENDPOINTS:
+    for endpoint in every:
         assert int(rows[endpoint.name]["Request Count"]) > 0, endpoint.name
         assert int(rows[endpoint.name]["Failure Count"]) == 0, endpoint.name
 

@@ -1,10 +1,14 @@
-"""Package a trained artifact into a TorchServe model archive (.mar).
+"""Package a trained artifact into TorchServe model archives (.mar).
 
     python -m train.archive --artifact artifacts/ml-100k --export-path model_store
 
-The archive holds the weights, the artifact's config.json (model sizes, training settings, data
-source, versions and git commit), vocab.npz, metrics.json, the ``model`` and ``handler``
-packages, and handler/model-config.yaml (batching, workers, request limits).
+writes two archives of the same model: ``movierec.mar``, the interactive endpoint
+(handler/model-config.yaml), and ``movierec-bulk.mar``, the endpoint for large requests
+(handler/model-config-bulk.yaml). TorchServe reads workers, batching and the job queue from the
+archive itself, so each endpoint's settings travel in its own archive. Each holds the weights,
+the artifact's config.json (model sizes, training settings, data source, versions and git
+commit), vocab.npz, metrics.json, the ``model`` and ``handler`` packages and its
+model-config.yaml. ``--model-name NAME --config-file FILE`` builds one archive only.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ log = logging.getLogger("archive")
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handler" / "movierec_handler.py"
 MODEL_CONFIG = REPO / "handler" / "model-config.yaml"
+BULK_CONFIG = REPO / "handler" / "model-config-bulk.yaml"
+# The registrations `make archive` builds, each with its own settings (docs/operations.md).
+ENDPOINTS = {"movierec": MODEL_CONFIG, "movierec-bulk": BULK_CONFIG}
 
 
 def _archiver() -> str:
@@ -91,16 +98,37 @@ def build(
     return mar
 
 
+def build_endpoints(
+    artifact_dir: str | Path, export_path: str | Path, version: str = __version__
+) -> list[Path]:
+    """Build one archive per entry of :data:`ENDPOINTS` (interactive and bulk) from one
+    artifact; returns their paths, the interactive one first."""
+    return [
+        build(artifact_dir, export_path, name, version, config)
+        for name, config in ENDPOINTS.items()
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = console.parser("python -m train.archive", __doc__)
     p.add_argument("--artifact", default="artifacts/ml-100k", help="folder written by train")
     p.add_argument("--export-path", default="model_store", help="where the .mar goes")
-    p.add_argument("--model-name", default="movierec")
+    p.add_argument(
+        "--model-name", help=f"build this archive only (default: {', '.join(ENDPOINTS)})"
+    )
     p.add_argument("--version", default=__version__, help="model version recorded in the .mar")
-    p.add_argument("--config-file", default=str(MODEL_CONFIG), help="model-config.yaml")
+    p.add_argument(
+        "--config-file", help="model-config.yaml of --model-name (default: the endpoint's own)"
+    )
     args = p.parse_args(argv)
+    if args.config_file and not args.model_name:
+        p.error("--config-file needs --model-name")
     try:
-        build(args.artifact, args.export_path, args.model_name, args.version, args.config_file)
+        if args.model_name:
+            config = args.config_file or ENDPOINTS.get(args.model_name, MODEL_CONFIG)
+            build(args.artifact, args.export_path, args.model_name, args.version, config)
+        else:
+            build_endpoints(args.artifact, args.export_path, args.version)
     except (DataError, subprocess.CalledProcessError) as exc:
         log.error("%s", exc)
         return 1

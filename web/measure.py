@@ -42,7 +42,7 @@ from typing import Any
 
 from client import MovieRecClient, read_token
 from loadtest.run import find_archive
-from loadtest.server import ServerError, local_torchserve
+from loadtest.server import ServerError, endpoints, local_torchserve
 from model import console
 from web import validation
 from web.browser import BrowserMissing, chromium
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with (
             tempfile.TemporaryDirectory() as home,
-            local_torchserve(mar.parent, ["movierec"], load_models=mar.name) as server,
+            local_torchserve(mar.parent, *endpoints(mar)) as server,
             local_web(server.url, server.key_file, args.artifact, Path(home) / "web.log") as url,
             chromium() as browser,
         ):

@@ -23,6 +23,8 @@ Everything goes to ``reports/bench.md``, and Locust's own reports to
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import resource
 import shlex
@@ -33,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import psutil
 import yaml
 
@@ -40,6 +43,7 @@ from loadtest import report
 from loadtest.run import Figures, run_locust, seconds, timespan, totals
 from loadtest.scenarios import micro
 from loadtest.server import REPO, Server, ServerError, local_torchserve
+from loadtest.traffic import Catalogue, SingleRating
 from model import console
 from train import archive
 
@@ -60,6 +64,8 @@ class HttpRun(Figures):
     cpu_cores: dict[str, float] = field(default_factory=dict)  # CPU seconds / run seconds
     cpu_us_per_request: dict[str, float] = field(default_factory=dict)
     others_cores: float = 0.0  # CPU of every other process on the machine meanwhile
+    lone_p50_ms: float = 0.0  # one request at a time on a quiet server (:func:`lone_latency`)
+    lone_p99_ms: float = 0.0
 
 
 def build_archives(artifact_dir: Path, model_config: Path, out: Path) -> dict[str, Path]:
@@ -103,6 +109,32 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def lone_latency(server: Server, mar: Path, requests: int, warmup: int = 20) -> tuple[float, float]:
+    """``(p50, p99)`` ms of single-rating requests sent one at a time over one keep-alive
+    connection: what a person's lone request costs on a quiet server, batching delay included.
+    The pairs are the archive's own ids, drawn as the Locust traffic draws them."""
+    catalogue = Catalogue.from_mar(mar)
+    rng = np.random.default_rng(0)
+    bodies = [SingleRating(catalogue).body(rng) for _ in range(requests + warmup)]
+    host, port = server.url.removeprefix("http://").split(":")
+    headers = {"Authorization": f"Bearer {server.token()}", "Content-Type": "application/json"}
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    times = []
+    try:
+        for body in bodies:
+            started = time.perf_counter()
+            conn.request("POST", "/predictions/movierec", json.dumps(body), headers)
+            response = conn.getresponse()
+            response.read()
+            times.append(1000 * (time.perf_counter() - started))
+            if response.status != 200:
+                raise ServerError(f"a lone request got HTTP {response.status}")
+    finally:
+        conn.close()
+    measured = np.array(times[warmup:])
+    return float(np.percentile(measured, 50)), float(np.percentile(measured, 99))
+
+
 def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Path) -> HttpRun:
     """Warm up, then one measured run of single-rating requests; CPU and worker memory too."""
     locust_args = ["SingleRating", "--slo-p95-ms", "inf", "--slo-p99-ms", "inf"]
@@ -127,6 +159,7 @@ def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Pa
     }
     rss = [psutil.Process(pid).memory_info().rss / 2**20 for pid in server.worker_pids()]
     figures = totals(prefix)
+    lone_p50, lone_p99 = lone_latency(server, mar, args.lone_requests)
     requests = figures.requests
     result = HttpRun(
         server=name,
@@ -136,6 +169,8 @@ def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Pa
         cpu_cores={k: v / seconds(args.duration) for k, v in cpu_seconds.items()},
         cpu_us_per_request={k: 1e6 * v / max(requests, 1) for k, v in cpu_seconds.items()},
         others_cores=max(0.0, machine - sum(cpu_seconds.values())) / wall,
+        lone_p50_ms=lone_p50,
+        lone_p99_ms=lone_p99,
     )
     if code != 0 or result.failures:
         log.error(
@@ -146,13 +181,14 @@ def measure(server: Server, name: str, round_: int, mar: Path, args, raw_dir: Pa
             f"{prefix}_failures.csv",
         )
     log.info(
-        "%s round %d: %.0f req/s, p50 %g ms, p95 %g ms, p99 %g ms",
+        "%s round %d: %.0f req/s, p50 %g ms, p95 %g ms, p99 %g ms; lone request p50 %.2f ms",
         name,
         round_,
         result.rps,
         result.p50_ms,
         result.p95_ms,
         result.p99_ms,
+        result.lone_p50_ms,
     )
     return result
 
@@ -178,7 +214,7 @@ def median_runs(runs: list[HttpRun]) -> dict[str, dict]:
             continue
         out[name] = {
             key: statistics.median(getattr(r, key) for r in mine)
-            for key in ("rps", "p50_ms", "p95_ms", "p99_ms")
+            for key in ("rps", "p50_ms", "p95_ms", "p99_ms", "lone_p50_ms", "lone_p99_ms")
         }
         out[name]["failures"] = sum(r.failures for r in mine)
         out[name]["requests"] = sum(r.requests for r in mine)
@@ -229,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--rounds", type=int, default=2, help="echo, naive, ours in turn, this many times"
+    )
+    p.add_argument(
+        "--lone-requests",
+        type=int,
+        default=300,
+        help="single-rating requests sent one at a time per server and round",
     )
     p.add_argument("--report", default="reports/bench.md")
     p.add_argument("--raw-dir", default="reports/loadtest/bench", help="Locust CSV and HTML")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from loadtest import run
-from loadtest.server import ServerError, local_torchserve
+from loadtest.server import ServerError, endpoints, local_torchserve
 
 log = logging.getLogger("loadtest.scenarios.faults")
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     prefix = Path(args.report_dir) / "fault-worker-kill"
     try:
-        with local_torchserve(mar.parent, ["movierec"], load_models=mar.name) as server:
+        with local_torchserve(mar.parent, *endpoints(mar)) as server:
             before = server.describe()["workers"]
             locust = run.locust_thread(server, mar, prefix, args.users, args.duration)
             locust.start()

@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from loadtest.run import find_archive, parser
-from loadtest.server import ServerError, local_torchserve
+from loadtest.server import ServerError, endpoints, local_torchserve
 from model.recommender import Recommender
 from web import validation
 from web.catalogue import Catalogue
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         rec = Recommender.from_artifact(tmp)
         catalogue = Catalogue.from_artifact(tmp)  # the .mar carries config.json and vocab.npz
         try:
-            with local_torchserve(mar.parent, ["movierec"], load_models=mar.name) as server:
+            with local_torchserve(mar.parent, *endpoints(mar)) as server:
                 result = run(
                     server.url,
                     server.token(),

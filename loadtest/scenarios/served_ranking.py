@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from client import MovieRecClient
-from loadtest.server import ServerError, local_torchserve
+from loadtest.server import ServerError, endpoints, local_torchserve
 from model import artifact, console
 from model.errors import DataError
 from model.scoring import Scorer
@@ -152,8 +152,8 @@ def compare(
     prepared = prepare(dataset, split)
     vocab, train, test = prepared.vocab, prepared.interactions(), prepared.interactions("test")
     with tempfile.TemporaryDirectory(prefix="movierec-ranking-") as tmp:
-        mar = archive.build(artifact_dir, Path(tmp) / "model_store")
-        with local_torchserve(mar.parent, ["movierec"], home=Path(tmp) / "ts") as server:
+        mar, _ = archive.build_endpoints(artifact_dir, Path(tmp) / "model_store")
+        with local_torchserve(mar.parent, *endpoints(mar), home=Path(tmp) / "ts") as server:
             api = MovieRecClient(server.url, key_file=server.key_file)
             served = {("rating", 0.0): http_ranking(api, vocab, train, test, k)}
             for novelty in novelties if "ranker" in config else ():

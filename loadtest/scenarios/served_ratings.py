@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from client import MovieRecClient
-from loadtest.server import ServerError, local_torchserve
+from loadtest.server import ServerError, endpoints, local_torchserve
 from model import artifact, console
 from model.errors import DataError
 from train import archive, data
@@ -76,8 +76,8 @@ def compare(artifact_dir: str | Path, split: data.Split) -> tuple[dict, dict]:
         )
     metrics = json.loads((folder / artifact.METRICS).read_text())
     with tempfile.TemporaryDirectory(prefix="movierec-ratings-") as tmp:
-        mar = archive.build(folder, Path(tmp) / "model_store")
-        with local_torchserve(mar.parent, ["movierec"], home=Path(tmp) / "ts") as server:
+        mar, _ = archive.build_endpoints(folder, Path(tmp) / "model_store")
+        with local_torchserve(mar.parent, *endpoints(mar), home=Path(tmp) / "ts") as server:
             api = MovieRecClient(server.url, key_file=server.key_file)
             predicted = http_ratings(api, split.test)
     actual = split.test["rating"].to_numpy(np.float64)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from loadtest import report
 from loadtest.run import MINUTES, find_archive, parser, run_locust, timespan, totals
-from loadtest.server import Server, ServerError, key_supervisor, local_torchserve
+from loadtest.server import Server, ServerError, endpoints, key_supervisor, local_torchserve
 
 log = logging.getLogger("loadtest.scenarios.soak")
 
@@ -260,7 +260,7 @@ def soak(args: argparse.Namespace) -> int:
     commit = report.commit()  # the checkout when the run starts, not when an hour later it ends
     samples: list[dict] = []
     with (
-        local_torchserve(mar.parent, ["movierec"], load_models=mar.name, settings=settings) as srv,
+        local_torchserve(mar.parent, *endpoints(mar), settings=settings) as srv,
         key_supervisor(srv) as supervisor,
     ):
         codes: list[int] = []

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from loadtest import run
-from loadtest.server import REPO, ServerError, local_torchserve, wait_ready
+from loadtest.server import BULK_MODEL, REPO, ServerError, endpoints, local_torchserve, wait_ready
 from loadtest.traffic import Catalogue, SingleRating
 from train.archive import build
 
@@ -134,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         store = Path(tmp) / "model_store"
         store.mkdir()
         shutil.copy2(mar, store / "movierec.mar")
+        # The bulk endpoint, when built beside, serves on through the upgrade as it would.
+        names, loaded = endpoints(mar)
+        if BULK_MODEL in names:
+            shutil.copy2(mar.parent / f"{BULK_MODEL}.mar", store / f"{BULK_MODEL}.mar")
+        loaded = loaded.replace(mar.name, "movierec.mar")
+        names = ["movierec", *names[1:]]
         if args.new_mar:
             shutil.copy2(args.new_mar, store / NEXT)
         else:
@@ -144,13 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         if new == old:
             log.error("the new archive has the same version as the old one (%s)", old)
             return 1
-        load = f"movierec.mar,{NEXT}" if args.staged else "movierec.mar"
+        load = f"{loaded},{NEXT}" if args.staged else loaded
         mode = "staged" if args.staged else "runtime"
         prefix = Path(args.report_dir) / f"upgrade-{mode}"
         steps: list[tuple[str, int, float, float]] = []  # (step, status, at, took)
         try:
             api = {"enable_model_api": "false" if args.staged else "true"}
-            with local_torchserve(store, ["movierec"], load_models=load, settings=api) as server:
+            with local_torchserve(store, names, load_models=load, settings=api) as server:
                 steps, probe, start = run_scenario(args, server, store, old, new, prefix)
         except ServerError as exc:
             log.error("%s", exc)
