@@ -343,21 +343,30 @@ def _ratings(value: object, limits: Limits, scale: tuple[float, float]) -> tuple
     if len(value) > limits.max_ratings:
         raise limits.too_large("ratings", f"{len(value)} ratings", "max_ratings")
     lo, hi = scale
-    movie_ids, stars, seen = [], [], set()
+    movie_ids: list[int] = []
+    stars: list[float] = []
+    # The field name is built only for an error: a bulk request carries a thousand ratings.
     for key, rating in value.items():
-        field = f"ratings[{_shown(key)}]"
-        if not _MOVIE_KEY.fullmatch(key) or int(key) >= 2**63:
-            raise BadRequestError(field, "keys must be movie ids written as decimal integers")
-        if int(key) in seen:
-            raise BadRequestError(field, f"movie id {int(key)} is rated twice")
+        movie = int(key) if _MOVIE_KEY.fullmatch(key) else 2**63
+        if movie >= 2**63:
+            raise BadRequestError(_rated(key), "keys must be movie ids written as decimal integers")
         if isinstance(rating, bool) or not isinstance(rating, (int, float)):
-            raise BadRequestError(field, f"must be a number, got {_shown(rating)}")
+            raise BadRequestError(_rated(key), f"must be a number, got {_shown(rating)}")
         if not (math.isfinite(rating) and lo <= rating <= hi):
-            raise BadRequestError(field, f"must be between {lo:g} and {hi:g}, got {rating}")
-        seen.add(int(key))
-        movie_ids.append(int(key))
+            raise BadRequestError(_rated(key), f"must be between {lo:g} and {hi:g}, got {rating}")
+        movie_ids.append(movie)
         stars.append(float(rating))
+    if len(set(movie_ids)) != len(movie_ids):  # "1" and "01" name one movie
+        seen: set[int] = set()
+        for key, movie in zip(value, movie_ids):
+            if movie in seen:
+                raise BadRequestError(_rated(key), f"movie id {movie} is rated twice")
+            seen.add(movie)
     return np.array(movie_ids, dtype=np.int64), np.array(stars, dtype=np.float64)
+
+
+def _rated(key: str) -> str:
+    return f"ratings[{_shown(key)}]"
 
 
 def request_kind(body: object) -> str | None:

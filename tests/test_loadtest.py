@@ -96,6 +96,10 @@ def test_malformed_answers_fail_their_checks(catalogue, recommender):
     pairs = traffic.RatingPairs(catalogue)
     body = pairs.body(rng)
     assert pairs.check(body, {"ratings": [3.0] * (len(body["pairs"]) - 1)})
+    n = len(body["pairs"])
+    assert pairs.check(body, {"ratings": [3.0] * n}) is None
+    for wrong in ("3.0", None, 9.5, 0.2, float("nan")):
+        assert pairs.check(body, {"ratings": [3.0] * (n - 1) + [wrong]}), wrong
     assert traffic.check_echo(body, body) is None and traffic.check_echo(body, {"x": 1})
 
 
