@@ -50,6 +50,8 @@ class MovieRecHandler(BaseHandler):
             bulk_model=str(settings.get("bulk_model") or ""),
         )
         ridge = float(settings.get("fold_in_ridge", 1.0))
+        # movierec's counters, sent once a second rather than at every batch (handler/metrics.py).
+        self.recorder = metrics.Recorder(float(settings.get("metrics_interval_s", 1.0)))
         self.recommender = Recommender.from_artifact(model_dir, ridge=ridge)
         # The title index is built now (about 1 s at 62,000 movies), not by the first search.
         _ = self.recommender.titles
@@ -80,7 +82,7 @@ class MovieRecHandler(BaseHandler):
         """Answer a batch: one JSON string per request; errors get their own status. Counts
         and times each kind of request in movierec's metrics (handler/metrics.py)."""
         batch = answer_batch(self.recommender, data, self.limits)
-        metrics.record(getattr(context, "metrics", None), batch.counted(), batch.ms)
+        self.recorder.add(getattr(context, "metrics", None), batch.counted(), batch.ms)
         out: list[str] = []
         for idx, (status, body) in enumerate(batch.answers):
             if status != 200:

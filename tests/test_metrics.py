@@ -121,8 +121,10 @@ def test_the_handler_counts_each_kind_and_answers_as_before(handler, caplog):  #
     ctx.metrics.initialize_cache()
     ctx.metrics.model_name = "movierec"
     ctx.metrics.set_request_ids({n: f"req{n}" for n in range(len(rows))})
+    handler.recorder.flush()  # what earlier tests counted goes to their own metrics
     with caplog.at_level(logging.INFO, logger="ts.metrics.caching_metric"):
         out = handler.handle(rows, ctx)
+        handler.recorder.flush()  # sent once a second otherwise
     # Batching changes no answer: each row answered alone gets the same body.
     model = {"model": handler.model_info}
     alone = [answer_batch(rec, [row], handler.limits).answers[0][1] for row in rows]
@@ -216,3 +218,51 @@ def _post_raw(api: MovieRecClient, body: bytes) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+class _FakeMetrics:
+    """Records what TorchServe's metrics cache would be asked to send, one call per line."""
+
+    def __init__(self):
+        self.lines: list[tuple[str, float, tuple]] = []
+
+    def add_metric(self, name, value, unit, idx, dimensions, metric_type):
+        self.lines.append((name, value, tuple(d.value for d in dimensions)))
+
+
+def test_the_recorder_sums_batches_into_one_line_per_label_set():
+    from handler.metrics import Recorder
+
+    fake = _FakeMetrics()
+    recorder = Recorder(interval=3600)  # the thread would wait an hour: only flush() sends
+    for _ in range(50):
+        batch = [("rating", 200, None)] * 3 + [("top_k", 404, "user_id")]
+        recorder.add(fake, batch, {"rating": 0.5, "top_k": 2.0})
+    assert fake.lines == []
+    recorder.flush()
+    assert sorted(fake.lines) == sorted(
+        [
+            ("movierec_client_errors", 50, ("user_id", "404")),
+            ("movierec_handler_ms", 75.0, ("rating",)),
+            ("movierec_handler_ms", 100.0, ("top_k",)),
+            ("movierec_requests", 150, ("rating", "200")),
+            ("movierec_requests", 50, ("top_k", "404")),
+        ]
+    )
+    recorder.flush()  # nothing new: nothing sent
+    assert len(fake.lines) == 5
+
+
+def test_the_recorder_sends_by_itself_and_at_every_batch_when_asked():
+    from handler.metrics import Recorder
+
+    at_once = _FakeMetrics()
+    Recorder(interval=0).add(at_once, [("rating", 200, None)], {"rating": 1.0})
+    assert ("movierec_requests", 1, ("rating", "200")) in at_once.lines
+
+    fake = _FakeMetrics()
+    Recorder(interval=0.05).add(fake, [("similar", 200, None)], {"similar": 1.0})
+    deadline = time.monotonic() + 30  # the thread's first send, on a busy machine
+    while not fake.lines and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ("movierec_requests", 1, ("similar", "200")) in fake.lines
