@@ -185,6 +185,10 @@ def _answer_ratings(
     movies = np.concatenate([r.movie_ids for _, r in ratings])
     predicted = recommender.predict(users, movies)
     known = predicted.known
+    # The titles of every known single rating, in one look-up.
+    starts = np.cumsum([0] + [len(r.user_ids) for _, r in ratings[:-1]])
+    singles = [s for s, (_, r) in zip(starts, ratings) if r.single and known[s]]
+    titled = dict(zip(singles, recommender.movies(movies[singles]) if singles else []))
     start = 0
     for n, request in ratings:
         stop = start + len(request.user_ids)
@@ -197,7 +201,7 @@ def _answer_ratings(
             answers[n] = error_answer(UnknownIdError(field, int(value)))
         elif request.single:
             rating = round(float(predicted.ratings[start]), 4)
-            movie = _movie(recommender.movie(int(movies[start])))
+            movie = _movie(titled[start])
             answers[n] = (200, {"user_id": int(users[start]), **movie, "rating": rating})
         else:
             # np.round gives the same doubles as round(s, 4), without a Python call per pair.

@@ -120,10 +120,16 @@ class Recommender:
 
     def movie(self, movie_id: int) -> Movie:
         """Title and genres of one movie; raises :class:`~model.errors.UnknownIdError`."""
-        idx, found = self.vocab.lookup_items(np.array([movie_id], dtype=np.int64))
-        if not found[0]:
-            raise UnknownIdError("movie_id", movie_id)
-        return movies_at(self.vocab, idx)[0]
+        return self.movies(np.array([movie_id], dtype=np.int64))[0]
+
+    def movies(self, movie_ids: IdArray) -> list[Movie]:
+        """Title and genres of each movie, in one look-up; raises
+        :class:`~model.errors.UnknownIdError` naming the first unknown one."""
+        ids = np.asarray(movie_ids, dtype=np.int64)
+        idx, found = self.vocab.lookup_items(ids)
+        if not found.all():
+            raise UnknownIdError("movie_id", int(ids[~found][0]))
+        return movies_at(self.vocab, idx)
 
     # ------------------------------------------------------------------ ratings
 
