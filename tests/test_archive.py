@@ -103,8 +103,7 @@ def test_make_archive_builds_an_interactive_and_a_bulk_endpoint(artifact_dir, tm
     assert "bulk_model" not in bulk["handler"]
     for limit in ("max_pairs", "max_ratings", "max_k"):
         assert bulk["handler"][limit] >= interactive["handler"][limit]
-    # Bulk work yields the CPU and never takes every worker slot of the machine.
+    # Bulk work yields the CPU to the interactive workers.
     assert bulk["handler"]["nice"] > interactive["handler"].get("nice", 0)
-    assert bulk["maxWorkers"] < interactive["maxWorkers"]
     # TorchServe reads 0 as "unset" and then waits its default 100 ms for company.
     assert interactive["maxBatchDelay"] >= 1 and bulk["maxBatchDelay"] >= 1

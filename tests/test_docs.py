@@ -742,3 +742,44 @@ def test_links_point_at_files_and_headings_that_exist(page):
         elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
             broken.append(f"{target}: no heading with that anchor")
     assert not broken, f"{page.name}: " + "; ".join(broken)
+
+
+def _endpoint_table(page: str, first_header: str) -> dict[str, list[str]]:
+    """A Markdown table of ``page`` whose header row starts with ``first_header``: its rows
+    by their first cell, each the list of the other cells."""
+    lines = (REPO / page).read_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith(f"| {first_header}"))
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_endpoint_settings_in_operations_md_are_the_archives():
+    rows = _endpoint_table("docs/operations.md", "| `/predictions/movierec` (interactive)")
+    for column, (name, path) in enumerate(ENDPOINTS.items()):
+        config = yaml.safe_load(path.read_text())
+        handler = config["handler"]
+
+        def numbers(row: str, column: int = column) -> list[int]:
+            return [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", rows[row][column])]
+
+        assert rows["settings file (packed into the archive)"][column] == (
+            f"`{path.relative_to(REPO)}`"
+        ), name
+        workers = numbers("workers")
+        assert workers[0] == config["minWorkers"] == config["maxWorkers"], name
+        assert workers[1:] == [handler.get("nice", 0)], name
+        assert numbers("`batchSize` / `maxBatchDelay`") == [
+            config["batchSize"],
+            config["maxBatchDelay"],
+        ], name
+        assert numbers("`jobQueueSize` (waiting requests; beyond it: 503 at once)") == [
+            config["jobQueueSize"]
+        ], name
+        assert numbers("`responseTimeout`") == [config["responseTimeout"]], name
+        limits = numbers("size limits (larger: 413)")
+        assert limits[:2] == [handler["max_pairs"], handler["max_ratings"]], name

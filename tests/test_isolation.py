@@ -39,14 +39,16 @@ def _phases(light_together: float, p99_together: float, heavy_together: float) -
     return phases
 
 
-def test_the_knee_is_the_fewest_users_near_the_best_throughput():
+def test_the_knee_is_the_busiest_step_within_the_slo():
     steps = [
-        (4, _group(600, 5)),
-        (8, _group(960, 8)),
-        (16, _group(1000, 15)),
-        (32, _group(990, 30)),
+        (8, _group(600, 5)),
+        (16, _group(960, 8)),
+        (32, _group(1100, 60)),
+        (64, _group(1200, 150)),  # p99 over 100 ms
+        (96, _group(1300, 60, s503=5)),  # failures
     ]
-    assert isolation.knee(steps) == 8  # 960 >= 95% of 1000
+    assert isolation.knee(steps) == 32
+    assert isolation.knee(steps[3:]) == 64  # none within: the fewest users stepped
 
 
 def test_targets_met_and_missed():

@@ -12,7 +12,7 @@ pauses, in this order:
    sending 10,000 pairs or a new user with 1,000 ratings to /predictions/movierec-bulk, half
    each) and *together* (both at once, as two Locust processes started together);
 2. the *knee*: light users stepped through ``--knee-steps``, ``--step`` seconds each; the knee is
-   the fewest users whose throughput reaches 95% of the best step's;
+   the step with the most requests per second within the SLO (``make knee``'s definition);
 3. *overload*: ``--overload`` times the knee's users, light only. Locust counts every status:
    anything but a 200 or a 503 (another status, a timeout, a dropped connection) is an error,
    and an accepted request that never got its answer shows up as one. The server's metrics
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import yaml
 
-from loadtest import report
+from loadtest import report, slo
 from loadtest.run import Figures, failures, find_archive, run_locust, totals
 from loadtest.server import (
     BULK_MODEL,
@@ -67,7 +67,6 @@ TARGET_LIGHT_RPS = 0.70  # at least this share of their throughput
 TARGET_LIGHT_P99 = 2.5  # at most this multiple of their p99
 TARGET_HEAVY_RPS = 0.50  # the heavy clients keep at least this share of theirs
 TARGET_OVERLOAD_MAX_MS = 1000.0  # every response under overload within this
-KNEE_SHARE = 0.95  # the knee: fewest users reaching this share of the best throughput
 
 
 @dataclass(kw_only=True)
@@ -170,9 +169,15 @@ def settled_counters(server: Server, previous: dict[str, float] | None = None) -
 
 
 def knee(results: list[tuple[int, Group]]) -> int:
-    """The fewest users whose throughput reaches :data:`KNEE_SHARE` of the best step's."""
-    best = max(g.rps for _, g in results)
-    return min(users for users, g in results if g.rps >= KNEE_SHARE * best)
+    """The knee, as ``make knee`` defines it: the users of the step with the most requests per
+    second among those within the SLO (loadtest/slo.py: no failure, p95 and p99 under their
+    limits); the fewest users stepped when none is."""
+    within = [
+        (g.rps, -users)
+        for users, g in results
+        if not g.failures and g.p95_ms <= slo.DEFAULT.p95_ms and g.p99_ms <= slo.DEFAULT.p99_ms
+    ]
+    return -max(within)[1] if within else min(users for users, _ in results)
 
 
 def shared_archive(artifact_dir: Path, out: Path) -> Path:
@@ -338,10 +343,12 @@ def markdown(run: dict, phases: list[Phase], verdict: dict) -> str:
             f"{shared['heavy_rps']:.0f} req/s (beside light, on the two endpoints: "
             f"{shared['heavy_rps_two']:.0f}).",
         ]
-    lines += ["", f"Knee: {run['knee_users']} light users (fewest reaching "]
-    lines[-1] += (
-        f"{KNEE_SHARE:.0%} of the best step's req/s); overload: {run['overload_users']} users."
-    )
+    lines += [
+        "",
+        f"Knee: {run['knee_users']} light users (the step with the most req/s within the SLO, "
+        f"p95 <= {slo.DEFAULT.p95_ms:g} ms, p99 <= {slo.DEFAULT.p99_ms:g} ms, no failure); "
+        f"overload: {run['overload_users']} users.",
+    ]
     lines += [
         "",
         "## Targets",
@@ -403,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--phase", type=int, default=20, help="seconds per phase")
     p.add_argument("--step", type=int, default=8, help="seconds per knee step")
-    p.add_argument("--knee-steps", type=int, nargs="+", default=[4, 8, 12, 16, 24, 32])
+    p.add_argument("--knee-steps", type=int, nargs="+", default=[8, 16, 32, 48, 64, 96, 128, 160])
     p.add_argument("--overload", type=float, default=3.0, help="overload users / knee users")
     p.add_argument("--stop-timeout", type=int, default=10, help="s users get to finish")
     p.add_argument("--no-shared", dest="shared", action="store_false")
