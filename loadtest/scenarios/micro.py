@@ -116,21 +116,26 @@ def timed(fn, reps: int, budget_s: float, warmup: int = 3) -> Timing:
     return Timing(samples)
 
 
-def served_handler(model_dir: str | Path) -> MovieRecHandler:
-    """The handler initialised as TorchServe would, with the served model-config.yaml."""
+def served_handler(model_dir: str | Path, config: Path = MODEL_CONFIG) -> MovieRecHandler:
+    """The handler initialised as TorchServe would, with a served model-config file (the
+    interactive endpoint's unless ``config`` names another)."""
     handler = MovieRecHandler()
-    handler.initialize(_context(model_dir))
+    handler.initialize(_context(model_dir, settings=_served_settings(config)))
     return handler
 
 
 @functools.cache
-def _served_settings() -> dict:
-    return yaml.safe_load(MODEL_CONFIG.read_text())
+def _served_settings(config: Path = MODEL_CONFIG) -> dict:
+    settings = yaml.safe_load(config.read_text())
+    # A bulk endpoint's nice would lower this process's priority for the rest of the run.
+    settings.get("handler", {}).pop("nice", None)
+    return settings
 
 
-def _context(model_dir: str | Path, rows: int = 0) -> Context:
-    """A fresh context per call, as TorchServe gives each batch its own request processors."""
-    yaml_config = _served_settings()
+def _context(model_dir: str | Path, rows: int = 0, settings: dict | None = None) -> Context:
+    """A fresh context per call, as TorchServe gives each batch its own request processors;
+    ``settings``: the model-config file's (default: the interactive endpoint's)."""
+    yaml_config = _served_settings() if settings is None else settings
     ctx = Context(
         "movierec",
         str(model_dir),
@@ -145,7 +150,8 @@ def _context(model_dir: str | Path, rows: int = 0) -> Context:
 
 
 def _handle(handler: MovieRecHandler, rows: list[dict]) -> list[str]:
-    ctx = _context(handler.context.system_properties["model_dir"], len(rows))
+    model_dir = handler.context.system_properties["model_dir"]
+    ctx = _context(model_dir, len(rows), handler.context.model_yaml_config)
     out = handler.handle(rows, ctx)
     refused = [o for i, o in enumerate(out) if ctx.get_response_status(i)[0] != 200]
     if refused:
@@ -156,8 +162,9 @@ def _handle(handler: MovieRecHandler, rows: list[dict]) -> list[str]:
 def pairs_request(
     artifact_dir: str | Path, n_pairs: int = 10_000, reps: int = 50, budget_s: float = 10.0
 ) -> dict:
-    """One ``n_pairs`` rating request, popularity-sampled ids, through ``handle()``."""
-    handler = served_handler(artifact_dir)
+    """One ``n_pairs`` rating request, popularity-sampled ids, through ``handle()`` with the
+    bulk endpoint's settings (the interactive one refuses more than 1,000 pairs)."""
+    handler = served_handler(artifact_dir, archive.BULK_CONFIG)
     scale = handler.recommender.scorer.config["model"]
     catalogue = Catalogue(handler.recommender.vocab, scale["min_rating"], scale["max_rating"])
     rng = np.random.default_rng(0)
